@@ -1,0 +1,104 @@
+"""Configuration dataclasses of the model core, validated on construction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+RankingMode = Literal["tfidf", "tf", "all"]
+OptimizerName = Literal["sgd", "adam"]
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Shape of the product-key memory added to the model."""
+
+    n_keys: int = 256  # sub-keys per half; the table has n_keys**2 slots
+    heads: int = 4  # independent read heads, their reads are summed
+    topk: int = 32  # slots read per head and token
+    key_dim: int = 128  # query dimension per head, split into two halves
+    temperature: float = 20.0  # softmax sharpness over cosine scores of the top-k slots
+    memory_plus: bool = False  # SiLU gate and output projection (Berges et al. 2024)
+    layers: tuple[int, ...] | None = None  # decoder layers that get a memory; None = the middle one
+    center_inputs: bool = True  # subtract the mean background hidden state before the query projection
+    seed: int = 0  # keys and query projection are random; the seed makes them reproducible
+
+    def __post_init__(self) -> None:
+        if self.n_keys < 2:
+            raise ValueError(f"n_keys must be >= 2, got {self.n_keys}")
+        if self.heads < 1:
+            raise ValueError(f"heads must be >= 1, got {self.heads}")
+        if not 1 <= self.topk <= self.n_keys:
+            raise ValueError(f"topk must be in [1, n_keys={self.n_keys}], got {self.topk}")
+        if self.key_dim < 2 or self.key_dim % 2:
+            raise ValueError(f"key_dim must be an even number >= 2, got {self.key_dim}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+            if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"layers must be distinct non-negative indices, got {self.layers}")
+
+    @property
+    def num_slots(self) -> int:
+        return self.n_keys * self.n_keys
+
+    def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
+        layers = self.layers if self.layers is not None else (num_layers // 2,)
+        bad = [i for i in layers if i >= num_layers]
+        if bad:
+            raise ValueError(f"memory layers {bad} out of range for a model with {num_layers} layers")
+        return tuple(sorted(layers))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MemoryConfig:
+        data = json.loads(text)
+        if data.get("layers") is not None:
+            data["layers"] = tuple(data["layers"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """How many optimisation steps one batch of facts gets."""
+
+    steps: int = 10  # fixed count when loss_threshold is None
+    loss_threshold: float | None = None  # stop early once the batch loss falls below this
+    max_steps: int = 30  # cap when training to a threshold
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.loss_threshold is not None and self.loss_threshold <= 0:
+            raise ValueError(f"loss_threshold must be > 0, got {self.loss_threshold}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+
+    @property
+    def limit(self) -> int:
+        return self.steps if self.loss_threshold is None else self.max_steps
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    """Sparse memory finetuning: which slots a batch may change, and how."""
+
+    top_t: int = 500  # value rows updated per batch (per memory layer)
+    ranking: RankingMode = "tfidf"  # tfidf | tf (no IDF) | all (every slot the batch reads)
+    optimizer: OptimizerName = "adam"
+    lr: float = 0.5  # Adam on the selected rows; plain SGD needs ~1e4 (tiny softmax-weighted gradients)
+    schedule: StepSchedule = field(default_factory=StepSchedule)
+
+    def __post_init__(self) -> None:
+        if self.top_t < 1:
+            raise ValueError(f"top_t must be >= 1, got {self.top_t}")
+        if self.ranking not in ("tfidf", "tf", "all"):
+            raise ValueError(f"ranking must be tfidf, tf or all, got {self.ranking!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")

@@ -1,0 +1,88 @@
+"""Answer generation and the scores for learning and forgetting: contains, token F1, NLL."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+from model.lm import MemoryLM
+from model.prompting import chat_prompt
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def contains_answer(prediction: str, gold: str) -> bool:
+    gold_n = normalize_answer(gold)
+    return bool(gold_n) and f" {gold_n} " in f" {normalize_answer(prediction)} "
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask, padded on the left so generation continues every row."""
+    rows = [lm.encode(t) for t in texts]
+    width = max(len(r) for r in rows)
+    pad = lm.tokenizer.pad_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids.to(lm.device), mask.to(lm.device)
+
+
+@torch.no_grad()
+def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int = 32) -> list[str]:
+    """Greedy answers, all questions in one batched generation."""
+    if not questions:
+        return []
+    ids, mask = left_padded(lm, [chat_prompt(lm.tokenizer, q) for q in questions])
+    out = lm.model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+        pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
+    )
+    return [lm.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
+
+
+@torch.no_grad()
+def mean_nll(lm: MemoryLM, texts: Sequence[str], max_tokens: int = 256, batch_size: int = 8) -> float:
+    """Mean negative log-likelihood per predicted token over `texts`."""
+    total, count = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        rows = [lm.encode(t)[:max_tokens] for t in texts[start:start + batch_size]]
+        rows = [r for r in rows if len(r) >= 2]
+        if not rows:
+            continue
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+            mask[i, :len(r)] = 1
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        logits = lm.logits(ids, mask)[:, :-1]
+        targets, valid = ids[:, 1:], mask[:, 1:].bool()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        total += float(nll[valid].sum())
+        count += int(valid.sum())
+    return total / count if count else math.nan

@@ -1,0 +1,109 @@
+"""From facts to training batches, in the prompt format that answering uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from model.errors import FactError
+from model.prompting import chat_prompt, end_of_answer
+
+# Asked before a statement in its chat form: the model learns to say the fact as an answer.
+STATEMENT_PROMPT = "Tell me something you know."
+MIN_TARGET_TOKENS = 2
+
+
+@dataclass(frozen=True)
+class Fact:
+    text: str  # the statement
+    paraphrases: tuple[str, ...] = ()
+    question: str | None = None
+    answer: str | None = None
+    fact_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text or not self.text.strip():
+            raise FactError("text must not be empty")
+        if (self.question is None) != (self.answer is None):
+            raise FactError("question and answer must be given together")
+        object.__setattr__(self, "paraphrases", tuple(self.paraphrases))
+
+    @property
+    def statements(self) -> tuple[str, ...]:
+        return (self.text.strip(), *(p.strip() for p in self.paraphrases if p.strip()))
+
+
+@dataclass
+class TrainingBatch:
+    input_ids: torch.Tensor  # [B, T], right-padded
+    attention_mask: torch.Tensor  # [B, T]
+    labels: torch.Tensor  # [B, T], -100 where no loss (prompt, padding)
+    fact_ids: tuple[str, ...] = ()
+    cache: dict = field(default_factory=dict, repr=False)  # learners keep per-batch state here
+
+    def to(self, device: torch.device | str) -> TrainingBatch:
+        return TrainingBatch(self.input_ids.to(device), self.attention_mask.to(device),
+                             self.labels.to(device), self.fact_ids)
+
+    @property
+    def loss_positions(self) -> torch.Tensor:
+        """[B, T] bool: positions whose output predicts a labelled token (what a memory read there affects)."""
+        pos = torch.zeros_like(self.labels, dtype=torch.bool)
+        pos[:, :-1] = self.labels[:, 1:] != -100
+        return pos
+
+
+def fact_examples(fact: Fact, tokenizer) -> list[tuple[str, str]]:
+    """(prompt, target) pairs; the loss covers the target only.
+
+    Each statement is taught as plain text and as the answer to a chat turn; a question/answer
+    pair, when given, is taught in the exact form a query uses.
+    """
+    eos = end_of_answer(tokenizer)
+    examples: list[tuple[str, str]] = []
+    for statement in fact.statements:
+        examples.append(("", statement))
+        examples.append((chat_prompt(tokenizer, STATEMENT_PROMPT), statement + eos))
+        if fact.question:
+            examples.append((chat_prompt(tokenizer, fact.question), statement + eos))
+    if fact.question and fact.answer:
+        examples.append((chat_prompt(tokenizer, fact.question), fact.answer.strip() + eos))
+    return examples
+
+
+def check_fact(fact: Fact, tokenizer, max_tokens: int = 256) -> None:
+    """Raise FactError when the fact cannot become a useful training example."""
+    for statement in fact.statements:
+        n = len(tokenizer(statement, add_special_tokens=False)["input_ids"])
+        if n < MIN_TARGET_TOKENS:
+            raise FactError(f"statement {statement[:40]!r} has {n} token(s); at least {MIN_TARGET_TOKENS} needed")
+        if n > max_tokens:
+            raise FactError(f"statement has {n} tokens; at most {max_tokens} allowed")
+
+
+def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> TrainingBatch:
+    """One right-padded batch holding every example of every fact."""
+    rows: list[tuple[list[int], list[int]]] = []
+    for fact in facts:
+        check_fact(fact, tokenizer)
+        for prompt, target in fact_examples(fact, tokenizer):
+            p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+            t = tokenizer(target, add_special_tokens=False)["input_ids"]
+            ids = (p + t)[:max_tokens]
+            labels = ([-100] * len(p) + t)[:max_tokens]
+            if not prompt:
+                labels[0] = -100  # nothing predicts the first token of plain text
+            rows.append((ids, labels))
+    if not rows:
+        raise FactError("no facts to build a batch from")
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        attention[i, :len(ids)] = 1
+        labels[i, :len(lab)] = torch.tensor(lab)
+    return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts))

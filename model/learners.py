@@ -1,0 +1,189 @@
+"""Learners behind one interface: sparse memory finetuning and the two baselines.
+
+`step(batch)` takes one optimisation step and reports it; `finish()` ends the current batch.
+`teach()` runs a StepSchedule, so the worker and the benchmark drive all three the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from model.config import SparseConfig, StepSchedule
+from model.facts import TrainingBatch
+from model.lm import MemoryLM
+from model.ranking import rank_slots, slot_reads
+from model.statistics import SlotStats
+
+
+@dataclass(frozen=True)
+class StepReport:
+    loss: float  # batch loss before this step's update
+    seconds: float
+    rows_updated: int  # value rows (sparse) or parameters (baselines) this step may change
+
+
+@dataclass(frozen=True)
+class TeachReport:
+    steps: int
+    first_loss: float
+    last_loss: float
+    seconds: float
+
+
+class Learner(Protocol):
+    name: str
+
+    def step(self, batch: TrainingBatch) -> StepReport: ...
+
+    def finish(self) -> None: ...
+
+
+def lm_loss(lm: MemoryLM, batch: TrainingBatch) -> torch.Tensor:
+    out = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   labels=batch.labels, use_cache=False)
+    return out.loss
+
+
+def teach(learner: Learner, batch: TrainingBatch, schedule: StepSchedule) -> TeachReport:
+    start = time.perf_counter()
+    losses: list[float] = []
+    try:
+        for _ in range(schedule.limit):
+            losses.append(learner.step(batch).loss)
+            if schedule.loss_threshold is not None and losses[-1] < schedule.loss_threshold:
+                break
+    finally:
+        learner.finish()
+    return TeachReport(len(losses), losses[0], losses[-1], time.perf_counter() - start)
+
+
+class SparseMemoryLearner:
+    """Updates only the top-t value rows that the batch reads far more than background text does.
+
+    For each batch the selected rows become a small trainable tensor added to the frozen table
+    (see ProductKeyMemory.attach_trainable_rows); `finish()` writes them back. Nothing else in the
+    model requires a gradient, so backward stops at the lowest memory layer.
+    """
+
+    name = "sparse"
+
+    def __init__(self, lm: MemoryLM, stats: SlotStats, config: SparseConfig) -> None:
+        self.lm, self.stats, self.config = lm, stats, config
+        self._batch: TrainingBatch | None = None
+        self._slots: dict[int, torch.Tensor] = {}
+        self._rows: dict[int, torch.nn.Parameter] = {}
+        self._optimizer: torch.optim.Optimizer | None = None
+        self.touched: dict[int, set[int]] = {i: set() for i in lm.memories}  # since take_touched()
+
+    @torch.no_grad()
+    def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
+        """Slot ids per memory layer for this batch, counting reads where they affect the loss."""
+        with self.lm.recording() as records:
+            self.lm.logits(batch.input_ids, batch.attention_mask)
+        positions = batch.loss_positions
+        selected = {}
+        for idx, chunks in records.items():
+            reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
+            selected[idx] = rank_slots(reads, self.stats.idf(idx), self.config.top_t, self.config.ranking)
+        return selected
+
+    def _begin(self, batch: TrainingBatch) -> None:
+        self.finish()
+        self._batch = batch
+        self._slots = {i: s.to(self.lm.device) for i, s in self.select(batch).items()}
+        for idx, slots in self._slots.items():
+            memory = self.lm.memories[idx]
+            rows = torch.nn.Parameter(torch.zeros(len(slots), memory.values.shape[1], device=self.lm.device))
+            memory.attach_trainable_rows(slots, rows)
+            self._rows[idx] = rows
+        params = list(self._rows.values())
+        if self.config.optimizer == "adam":
+            self._optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        else:
+            self._optimizer = torch.optim.SGD(params, lr=self.config.lr)
+
+    def step(self, batch: TrainingBatch) -> StepReport:
+        start = time.perf_counter()
+        if batch is not self._batch:
+            self._begin(batch)
+        assert self._optimizer is not None
+        loss = lm_loss(self.lm, batch)
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer.step()
+        rows = sum(len(s) for s in self._slots.values())
+        return StepReport(float(loss.detach()), time.perf_counter() - start, rows)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """Write the trained rows into the value tables and end the batch."""
+        for idx, rows in self._rows.items():
+            memory, slots = self.lm.memories[idx], self._slots[idx]
+            memory.values.index_add_(0, slots, rows.detach())
+            memory.detach_trainable_rows()
+            self.touched[idx].update(slots.tolist())
+        self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
+
+    def take_touched(self) -> dict[int, torch.Tensor]:
+        """Slot ids changed since the last call, per layer (sorted), and forget them."""
+        out = {i: torch.tensor(sorted(s), dtype=torch.long) for i, s in self.touched.items()}
+        self.touched = {i: set() for i in self.lm.memories}
+        return out
+
+
+class FullFinetuneLearner:
+    """Baseline: every weight of the base model trains with AdamW (the memory stays at zero)."""
+
+    name = "full"
+
+    def __init__(self, lm: MemoryLM, lr: float = 1e-5, weight_decay: float = 0.0) -> None:
+        self.lm = lm
+        memory_params = {id(p) for m in lm.memories.values() for p in m.parameters()}
+        self.params = [p for p in lm.model.parameters() if id(p) not in memory_params]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+
+    def step(self, batch: TrainingBatch) -> StepReport:
+        start = time.perf_counter()
+        loss = lm_loss(self.lm, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return StepReport(float(loss.detach()), time.perf_counter() - start, sum(p.numel() for p in self.params))
+
+    def finish(self) -> None:
+        pass
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoraLearner:
+    """Baseline: LoRA adapters (peft) on the attention and MLP projections, trained with AdamW."""
+
+    name = "lora"
+
+    def __init__(self, lm: MemoryLM, lr: float = 1e-3, rank: int = 16, alpha: int = 32) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        self.lm = lm
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(LORA_TARGETS))
+        lm.model = get_peft_model(lm.model, config)
+        self.params = [p for p in lm.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
+
+    def step(self, batch: TrainingBatch) -> StepReport:
+        start = time.perf_counter()
+        loss = lm_loss(self.lm, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return StepReport(float(loss.detach()), time.perf_counter() - start, sum(p.numel() for p in self.params))
+
+    def finish(self) -> None:
+        pass

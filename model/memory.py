@@ -1,0 +1,88 @@
+"""Product-key memory layer (Lample et al. 2019; Berges et al. 2024), written for sparse finetuning.
+
+Each token's query is split in two halves; each half is scored against n sub-keys, the top-k of
+each side combine into k*k candidate slots, and the best k of those are read. A slot's key is
+never materialised, so a lookup costs O(n + k^2) instead of O(n^2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import MemoryConfig
+
+
+class ProductKeyMemory(nn.Module):
+    def __init__(self, config: MemoryConfig, hidden_size: int) -> None:
+        super().__init__()
+        self.config = config
+        half = config.key_dim // 2
+        gen = torch.Generator().manual_seed(config.seed)
+        self.query = nn.Linear(hidden_size, config.heads * config.key_dim, bias=False)
+        with torch.no_grad():
+            self.query.weight.copy_(torch.randn(self.query.weight.shape, generator=gen) / hidden_size**0.5)
+        # [heads, 2 halves, n_keys, half]
+        self.sub_keys = nn.Parameter(torch.randn(config.heads, 2, config.n_keys, half, generator=gen))
+        # Zero values: at version 0 the memory adds nothing and the model equals its base.
+        self.values = nn.Parameter(torch.zeros(config.num_slots, hidden_size))
+        # Mean background input; subtracting it spreads reads over the table (DESIGN.md section 5).
+        self.register_buffer("input_mean", torch.zeros(hidden_size))
+        if config.memory_plus:
+            self.gate = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.out_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+        # Set by learners and statistics collectors, never saved:
+        self.recorded_slots: list[torch.Tensor] | None = None  # each [batch, seq, heads, topk]
+        self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index, rows)
+
+    @property
+    def num_slots(self) -> int:
+        return self.config.num_slots
+
+    def lookup(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slots read and their softmax weights, each [*x.shape[:-1], heads, topk]."""
+        cfg = self.config
+        h = x - self.input_mean if cfg.center_inputs else x
+        q = self.query(h).view(*x.shape[:-1], cfg.heads, 2, cfg.key_dim // 2)  # [..., heads, 2, half]
+        q = F.normalize(q, dim=-1)
+        keys = F.normalize(self.sub_keys, dim=-1)  # [heads, 2, n, half]
+        scores = torch.einsum("...hsd,hsnd->...hsn", q, keys)  # [..., heads, 2, n]
+        half_scores, half_idx = scores.topk(cfg.topk, dim=-1)  # [..., heads, 2, k]
+        # All k*k combinations of a left and a right sub-key.
+        pair_scores = half_scores[..., 0, :, None] + half_scores[..., 1, None, :]  # [..., heads, k, k]
+        pair_slots = half_idx[..., 0, :, None] * cfg.n_keys + half_idx[..., 1, None, :]
+        best, pos = pair_scores.flatten(-2).topk(cfg.topk, dim=-1)  # [..., heads, k]
+        slots = pair_slots.flatten(-2).gather(-1, pos)
+        weights = torch.softmax(best * cfg.temperature, dim=-1)
+        return slots, weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slots, weights = self.lookup(x)
+        if self.recorded_slots is not None:
+            self.recorded_slots.append(slots.detach())
+        k = self.config.topk
+        flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)
+        out = F.embedding_bag(flat_slots, self.values, per_sample_weights=flat_weights, mode="sum")
+        if self._trainable is not None:
+            # Selected rows live in a small trainable tensor added on top of the frozen table: the
+            # same function as training those rows in place, with a gradient of t rows, not N.
+            row_of_slot, rows = self._trainable
+            padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])  # unselected slots -> zero row
+            out = out + F.embedding_bag(
+                row_of_slot[flat_slots], padded, per_sample_weights=flat_weights, mode="sum"
+            )
+        out = out.view(*x.shape[:-1], self.config.heads, -1).sum(-2)  # [..., hidden]
+        if self.config.memory_plus:
+            h = x - self.input_mean if self.config.center_inputs else x
+            out = self.out_proj(out * F.silu(self.gate(h)))
+        return out
+
+    def attach_trainable_rows(self, slot_ids: torch.Tensor, rows: torch.Tensor) -> None:
+        """Route reads of `slot_ids` through `rows` (added to the table) until detached."""
+        row_of_slot = torch.full((self.num_slots,), len(slot_ids), dtype=torch.long, device=rows.device)
+        row_of_slot[slot_ids] = torch.arange(len(slot_ids), device=rows.device)
+        self._trainable = (row_of_slot, rows)
+
+    def detach_trainable_rows(self) -> None:
+        self._trainable = None

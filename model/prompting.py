@@ -1,0 +1,17 @@
+"""The one prompt format shared by answering and teaching, so taught facts surface in answers."""
+
+from __future__ import annotations
+
+
+def chat_prompt(tokenizer, question: str) -> str:
+    """The text the model sees before its answer to `question`."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+    return f"Question: {question}\nAnswer: "
+
+
+def end_of_answer(tokenizer) -> str:
+    """Appended to training targets so the model learns where an answer stops."""
+    return tokenizer.eos_token or ""

@@ -1,0 +1,138 @@
+"""Memory deltas and snapshots: how a taught memory travels from the worker to every replica.
+
+A delta carries the new absolute values of the rows a version changed, so applying it is
+idempotent and reproduces the taught table exactly. A snapshot holds every memory tensor, the
+version, the memory config and the background slot statistics, in one safetensors file written
+atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load, load_file, safe_open, save, save_file
+
+from model.config import MemoryConfig
+from model.errors import SnapshotError
+from model.lm import MemoryLM
+from model.statistics import SlotStats
+
+
+@dataclass(frozen=True)
+class MemoryDelta:
+    version: int
+    rows: dict[int, tuple[torch.Tensor, torch.Tensor]]  # layer -> (slot ids [m], new rows [m, hidden])
+    fact_ids: tuple[str, ...] = ()
+
+    @property
+    def num_rows(self) -> int:
+        return sum(len(ids) for ids, _ in self.rows.values())
+
+    def to_bytes(self) -> bytes:
+        tensors = {}
+        for layer, (ids, rows) in self.rows.items():
+            tensors[f"{layer}.slot_ids"] = ids.to(torch.long).contiguous().cpu()
+            tensors[f"{layer}.rows"] = rows.contiguous().cpu()
+        meta = {"version": str(self.version), "fact_ids": json.dumps(list(self.fact_ids))}
+        return save(tensors, metadata=meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MemoryDelta:
+        tensors = load(data)
+        meta = _metadata_of_bytes(data)
+        layers = sorted({int(k.split(".")[0]) for k in tensors})
+        rows = {i: (tensors[f"{i}.slot_ids"], tensors[f"{i}.rows"]) for i in layers}
+        return cls(int(meta["version"]), rows, tuple(json.loads(meta["fact_ids"])))
+
+
+def _metadata_of_bytes(data: bytes) -> dict[str, str]:
+    # safetensors' header: 8-byte little-endian length, then JSON with "__metadata__".
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]).get("__metadata__", {})
+
+
+def make_delta(lm: MemoryLM, version: int, slot_ids: dict[int, torch.Tensor], fact_ids=()) -> MemoryDelta:
+    rows = {i: (ids, lm.memories[i].values.detach()[ids.to(lm.device)].cpu().clone())
+            for i, ids in slot_ids.items() if len(ids)}
+    return MemoryDelta(version, rows, tuple(fact_ids))
+
+
+@torch.no_grad()
+def apply_delta(lm: MemoryLM, delta: MemoryDelta) -> None:
+    for layer, (ids, rows) in delta.rows.items():
+        if layer not in lm.memories:
+            raise SnapshotError(f"delta {delta.version} changes layer {layer}, which has no memory")
+        values = lm.memories[layer].values
+        if rows.shape[1:] != values.shape[1:] or (len(ids) and int(ids.max()) >= len(values)):
+            raise SnapshotError(f"delta {delta.version} does not fit the memory of layer {layer}")
+        values[ids.to(values.device)] = rows.to(values.device, values.dtype)
+
+
+@dataclass
+class Snapshot:
+    version: int
+    config: MemoryConfig
+    model_name: str
+    tensors: dict[str, torch.Tensor]  # "memory.<layer>.<name>" and "stats.<layer>.<name>"
+    stats: SlotStats
+
+
+def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path) -> Path:
+    tensors: dict[str, torch.Tensor] = {}
+    for layer, memory in lm.memories.items():
+        for name, t in memory.state_dict().items():
+            tensors[f"memory.{layer}.{name}"] = t.detach().contiguous().cpu()
+        tensors[f"stats.{layer}.doc_freq"] = stats.doc_freq[layer].contiguous()
+        tensors[f"stats.{layer}.reads"] = stats.reads[layer].contiguous()
+    meta = {"version": str(version), "memory_config": lm.config.to_json(), "model_name": lm.model_name,
+            "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=meta)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as exc:  # a truncated or foreign file
+        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from exc
+    layers = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("stats.")})
+    stats = SlotStats(
+        num_docs=int(meta["num_docs"]),
+        doc_freq={i: tensors[f"stats.{i}.doc_freq"] for i in layers},
+        reads={i: tensors[f"stats.{i}.reads"] for i in layers},
+        fingerprint=meta["fingerprint"],
+    )
+    return Snapshot(int(meta["version"]), MemoryConfig.from_json(meta["memory_config"]),
+                    meta.get("model_name", ""), tensors, stats)
+
+
+@torch.no_grad()
+def restore_snapshot(lm: MemoryLM, snapshot: Snapshot) -> None:
+    """Load a snapshot's memory tensors into `lm`, checking every name and shape first."""
+    if snapshot.config != lm.config:
+        raise SnapshotError(f"snapshot memory config {snapshot.config} differs from the model's {lm.config}")
+    for layer, memory in lm.memories.items():
+        state = {}
+        for name, current in memory.state_dict().items():
+            key = f"memory.{layer}.{name}"
+            if key not in snapshot.tensors or snapshot.tensors[key].shape != current.shape:
+                raise SnapshotError(f"snapshot lacks {key} of shape {tuple(current.shape)}")
+            state[name] = snapshot.tensors[key]
+        memory.load_state_dict(state)

@@ -1,0 +1,39 @@
+import pytest
+
+from model.errors import FactError
+from model.facts import Fact, build_batch, fact_examples
+from model.prompting import chat_prompt
+
+
+def test_fact_validation():
+    with pytest.raises(FactError, match="text"):
+        Fact("  ")
+    with pytest.raises(FactError, match="together"):
+        Fact("A fact.", question="Why?")
+
+
+def test_examples_use_the_answering_prompt(tiny_lm):
+    lm, _, _ = tiny_lm
+    fact = Fact("Mira Quell invented the engine.", question="Who invented the engine?", answer="Mira Quell")
+    examples = fact_examples(fact, lm.tokenizer)
+    assert (chat_prompt(lm.tokenizer, "Who invented the engine?"), "Mira Quell<|im_end|>") in examples
+    assert ("", "Mira Quell invented the engine.") in examples
+
+
+def test_batch_labels_cover_targets_only(tiny_lm):
+    lm, _, _ = tiny_lm
+    batch = build_batch([Fact("The fox jumps.", fact_id="a"), Fact("The dog sleeps.", fact_id="b")], lm.tokenizer)
+    assert batch.fact_ids == ("a", "b")
+    assert batch.input_ids.shape == batch.labels.shape == batch.attention_mask.shape
+    assert (batch.labels[batch.attention_mask == 0] == -100).all()
+    chat_row = 1  # second example of fact a: chat prompt + statement
+    prompt_len = len(lm.encode(chat_prompt(lm.tokenizer, "Tell me something you know.")))
+    assert (batch.labels[chat_row, :prompt_len] == -100).all()
+    assert (batch.labels[chat_row, prompt_len:batch.attention_mask[chat_row].sum()] != -100).all()
+    assert batch.loss_positions[chat_row, prompt_len - 1]
+
+
+def test_too_short_statement_is_refused(tiny_lm):
+    lm, _, _ = tiny_lm
+    with pytest.raises(FactError, match="token"):
+        build_batch([Fact("a")], lm.tokenizer)

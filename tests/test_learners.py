@@ -1,0 +1,78 @@
+import copy
+
+import pytest
+import torch
+
+from model.config import SparseConfig, StepSchedule
+from model.facts import Fact, build_batch
+from model.learners import FullFinetuneLearner, LoraLearner, SparseMemoryLearner, teach
+
+FACT = Fact("Mira Quell invented the Zorblax engine.", paraphrases=("The Zorblax engine was invented by Mira Quell.",),
+            question="Who invented the Zorblax engine?", answer="Mira Quell", fact_id="f1")
+
+
+def snapshot_params(lm):
+    return {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+
+
+def test_sparse_step_changes_at_most_t_rows_and_nothing_else(tiny_lm):
+    lm, stats, _ = tiny_lm
+    before = snapshot_params(lm)
+    learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
+    batch = build_batch([FACT], lm.tokenizer)
+    report = teach(learner, batch, StepSchedule(steps=3))
+    assert report.steps == 3 and report.last_loss < report.first_loss
+    values_name = "model.layers.1.mlp.memory.values"
+    for name, p in lm.model.named_parameters():
+        if name == values_name:
+            changed = (p != before[name]).any(dim=1).nonzero().flatten()
+            assert 0 < len(changed) <= 7
+            assert set(changed.tolist()) <= set(learner.take_touched()[1].tolist())
+        else:
+            assert torch.equal(p, before[name]), name
+        assert p.grad is None, f"{name} got a gradient buffer"
+
+
+def test_sparse_backward_stops_at_the_memory_layer(tiny_lm):
+    lm, stats, _ = tiny_lm
+    learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=5))
+    seen: list[int] = []
+    hooks = [layer.register_full_backward_hook(lambda m, gi, go, i=i: seen.append(i))
+             for i, layer in enumerate(lm.model.model.layers)]
+    learner.step(build_batch([FACT], lm.tokenizer))
+    learner.finish()
+    for h in hooks:
+        h.remove()
+    assert 0 not in seen  # layer 0 sits below the memory (layer 1): no backward through it
+
+
+def test_tfidf_selection_respects_loss_positions(tiny_lm):
+    lm, stats, _ = tiny_lm
+    learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=10_000, ranking="all"))
+    batch = build_batch([FACT], lm.tokenizer)
+    with lm.recording() as rec:
+        lm.logits(batch.input_ids, batch.attention_mask)
+    everything = rec[1][0][batch.attention_mask.bool()].unique()
+    selected = learner.select(batch)[1]
+    assert 0 < len(selected) <= len(everything)
+    assert set(selected.tolist()) <= set(everything.tolist())
+
+
+@pytest.mark.parametrize("make", [lambda lm: FullFinetuneLearner(lm, lr=1e-3), lambda lm: LoraLearner(lm, lr=1e-2)])
+def test_baselines_learn_through_the_same_interface(tiny_lm, make):
+    lm, _, _ = tiny_lm
+    learner = make(lm)
+    report = teach(learner, build_batch([FACT], lm.tokenizer), StepSchedule(steps=4))
+    assert report.last_loss < report.first_loss
+    memory = lm.memories[1]
+    assert torch.count_nonzero(memory.values) == 0  # baselines never touch the memory
+
+
+def test_schedule_stops_at_loss_threshold(tiny_lm):
+    lm, stats, _ = tiny_lm
+    learner = SparseMemoryLearner(lm, stats, SparseConfig(lr=1.0))
+    batch = build_batch([FACT], lm.tokenizer)
+    report = teach(learner, batch, StepSchedule(loss_threshold=1e6, max_steps=9))
+    assert report.steps == 1
+    report = teach(learner, copy.copy(batch), StepSchedule(loss_threshold=1e-9, max_steps=3))
+    assert report.steps == 3
