@@ -41,6 +41,8 @@ class Learner(Protocol):
 
     def finish(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 def lm_loss(lm: MemoryLM, batch: TrainingBatch) -> torch.Tensor:
     out = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
@@ -56,8 +58,10 @@ def teach(learner: Learner, batch: TrainingBatch, schedule: StepSchedule) -> Tea
             losses.append(learner.step(batch).loss)
             if schedule.loss_threshold is not None and losses[-1] < schedule.loss_threshold:
                 break
-    finally:
-        learner.finish()
+    except BaseException:
+        learner.abort()  # a failed batch leaves the model as it was
+        raise
+    learner.finish()
     return TeachReport(len(losses), losses[0], losses[-1], time.perf_counter() - start)
 
 
@@ -128,6 +132,12 @@ class SparseMemoryLearner:
             self.touched[idx].update(slots.tolist())
         self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
 
+    def abort(self) -> None:
+        """Drop the current batch's rows without writing them back."""
+        for idx in self._rows:
+            self.lm.memories[idx].detach_trainable_rows()
+        self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
+
     def take_touched(self) -> dict[int, torch.Tensor]:
         """Slot ids changed since the last call, per layer (sorted), and forget them."""
         out = {i: torch.tensor(sorted(s), dtype=torch.long) for i, s in self.touched.items()}
@@ -159,6 +169,9 @@ class FullFinetuneLearner:
     def finish(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass  # baselines update in place at every step; they are benchmarked, not served
+
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -187,3 +200,6 @@ class LoraLearner:
 
     def finish(self) -> None:
         pass
+
+    def abort(self) -> None:
+        pass  # baselines update in place at every step; they are benchmarked, not served

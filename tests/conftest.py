@@ -35,3 +35,58 @@ def tiny_lm(_tiny_v0):
     """A fresh copy of the version-0 tiny model (tests may change it freely)."""
     lm, stats, corpus = _tiny_v0
     return copy.deepcopy(lm), copy.deepcopy(stats), corpus
+
+
+# --- a real redis-server on a free port ------------------------------------------------------------
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import redis as redis_lib  # noqa: E402
+
+from service.launcher import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run scripts/setup.sh")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+                             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+    client = redis_lib.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis_lib.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    client = redis_lib.Redis.from_url(redis_server)
+    client.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def background_file(tmp_path) -> Path:
+    path = tmp_path / "background.txt"
+    path.write_text("\n\n".join(TINY_DOCS))
+    return path
+
+
+@pytest.fixture
+def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, str]:
+    """SMFT_* settings for worker and API processes on the tiny model."""
+    return {
+        "SMFT_REDIS_URL": redis_url, "SMFT_MODEL": str(tiny_model_dir), "SMFT_DATA_DIR": str(tmp_path / "data"),
+        "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
+        "SMFT_BACKGROUND": f'["{background_file}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
+        "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100",
+    }

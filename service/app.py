@@ -1,0 +1,55 @@
+"""The FastAPI application: routes, error format, and the engine's life cycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.engine import Engine
+from service.routes import facts, health, query
+from service.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def _describe(error: dict) -> str:
+    loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
+    return f"{loc}: {error.get('msg', 'invalid')}"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    if not settings.redis_url:
+        raise ValueError("the API needs SMFT_REDIS_URL (or use `smft serve`, which starts Redis)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        engine = Engine(settings, client)
+        engine.protocol.ensure_group()
+        engine.start()
+        app.state.settings, app.state.engine = settings, engine
+        try:
+            yield
+        finally:
+            engine.close()
+            client.close()
+
+    app = FastAPI(title="smft: continual learning with sparse memory finetuning", version="0.1.0",
+                  lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(_describe(e) for e in errors[:5])
+        return JSONResponse({"detail": message, "errors": [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]}, status_code=422)
+
+    for module in (facts, query, health):
+        app.include_router(module.router)
+    return app

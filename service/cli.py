@@ -1,0 +1,174 @@
+"""The `smft` command: serve, worker, api, teach, ask, and data preparation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.launcher import serve
+    from service.settings import ApiSettings
+
+    return serve(ApiSettings(**_overrides(args, ("redis_url", "model", "data_dir", "device", "host", "port"))))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import redis
+
+    from worker.loop import Worker
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings(**_overrides(args, ("redis_url", "model", "data_dir", "device")))
+    if not settings.redis_url:
+        raise SystemExit("smft worker needs --redis-url or SMFT_REDIS_URL")
+    worker = Worker(settings, redis.Redis.from_url(settings.redis_url))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
+    worker.run(burst=args.burst)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import ApiSettings
+
+    settings = ApiSettings(**_overrides(args, ("redis_url", "model", "data_dir", "device", "host", "port")))
+    if not settings.api_token:
+        logging.getLogger("smft").warning("no SMFT_API_TOKEN set: anyone who can reach %s:%d can teach",
+                                          settings.host, settings.port)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _http(args: argparse.Namespace, method: str, path: str, body: Any | None = None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    r = httpx.request(method, f"{args.url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
+    if r.status_code >= 400:
+        raise SystemExit(f"HTTP {r.status_code}: {r.text}")
+    return r.json()
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    fact: dict[str, Any] = {"text": args.text, "paraphrases": args.paraphrase or []}
+    if args.question:
+        fact.update(question=args.question, answer=args.answer)
+    print(json.dumps(_http(args, "POST", "/v1/facts", fact), indent=2))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    body = {"question": args.question, "max_new_tokens": args.max_new_tokens}
+    if args.after_fact:
+        body.update(after_fact=args.after_fact, wait_s=60)
+    print(json.dumps(_http(args, "POST", "/v1/query", body), indent=2))
+    return 0
+
+
+def cmd_data_background(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.corpus import default_corpus_path, generate_background, write_documents
+    from model.lm import MemoryLM
+
+    lm = MemoryLM.load(args.model, device=args.device)
+    docs = generate_background(lm, n_docs=args.docs, seed=args.seed)
+    out = Path(args.out) if args.out else default_corpus_path()
+    write_documents(docs, out)
+    print(f"wrote {len(docs)} documents to {out}")
+    return 0
+
+
+def cmd_addressing(args: argparse.Namespace) -> int:
+    from model.config import MemoryConfig
+    from model.corpus import load_corpus
+    from model.lm import MemoryLM
+    from model.prepare import prepare_version_zero
+
+    lm = MemoryLM.load(args.model, MemoryConfig(n_keys=args.n_keys), device=args.device)
+    _, report = prepare_version_zero(lm, load_corpus(args.background or None), measure_uncentred=True)
+    print("| layer | addressing | slots read | reads by top 1% of slots | usage entropy |")
+    print("| --- | --- | --- | --- | --- |")
+    for layer, centred in report.centred.items():
+        assert report.uncentred is not None
+        print(f"| {layer} | raw hidden states | {report.uncentred[layer].as_row()} |")
+        print(f"| {layer} | centred (version 0) | {centred.as_row()} |")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smft", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--redis-url", dest="redis_url")
+        sp.add_argument("--model")
+        sp.add_argument("--data-dir", dest="data_dir")
+        sp.add_argument("--device")
+
+    for name, fn, helptext in (("serve", cmd_serve, "Redis (private unless --redis-url), worker and API"),
+                               ("api", cmd_api, "one API replica"), ("worker", cmd_worker, "the training worker")):
+        sp = sub.add_parser(name, help=helptext)
+        common(sp)
+        if name != "worker":
+            sp.add_argument("--host")
+            sp.add_argument("--port", type=int)
+        else:
+            sp.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+        sp.set_defaults(fn=fn)
+
+    for name, fn in (("teach", cmd_teach), ("ask", cmd_ask)):
+        sp = sub.add_parser(name, help=f"{name} through a running API")
+        sp.add_argument("--url", default="http://127.0.0.1:8000")
+        sp.add_argument("--token")
+        sp.set_defaults(fn=fn)
+        if name == "teach":
+            sp.add_argument("text")
+            sp.add_argument("--paraphrase", action="append")
+            sp.add_argument("--question")
+            sp.add_argument("--answer")
+        else:
+            sp.add_argument("question")
+            sp.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32)
+            sp.add_argument("--after-fact", dest="after_fact")
+
+    data = sub.add_parser("data", help="make the offline data sets").add_subparsers(dest="what", required=True)
+    bg = data.add_parser("background", help="regenerate the default background corpus with the base model")
+    bg.add_argument("--model", default="smollm2")
+    bg.add_argument("--device", default="cpu")
+    bg.add_argument("--docs", type=int, default=320)
+    bg.add_argument("--seed", type=int, default=0)
+    bg.add_argument("--out")
+    bg.set_defaults(fn=cmd_data_background)
+
+    addr = sub.add_parser("addressing", help="print slot-usage figures of version 0, raw vs centred addressing")
+    addr.add_argument("--model", default="smollm2")
+    addr.add_argument("--device", default="cpu")
+    addr.add_argument("--n-keys", dest="n_keys", type=int, default=256)
+    addr.add_argument("--background", nargs="*")
+    addr.set_defaults(fn=cmd_addressing)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

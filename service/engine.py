@@ -1,0 +1,111 @@
+"""The inference engine: answers from the newest memory, following the worker's deltas.
+
+At start it loads the newest snapshot and replays later deltas; then a background thread blocks
+on the deltas stream and applies each delta in version order under the replica's lock, which
+generation also holds: no answer ever comes from a half-applied table.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from model.evaluation import generate_answers
+from worker.protocol import Keys, Protocol, delta_entry_id, version_of_entry
+from worker.replica import MemoryReplica, NotReadyError
+from worker.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    version: int
+    wait_ms: float
+    generate_ms: float
+
+
+class Engine:
+    def __init__(self, settings: CommonSettings, client: redis.Redis) -> None:
+        self.protocol = Protocol(client, Keys(settings.namespace))
+        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.protocol)
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None  # last error of the follower thread, for /readyz
+
+    @property
+    def loaded(self) -> bool:
+        return self.replica.lm is not None
+
+    @property
+    def version(self) -> int:
+        return self.replica.version
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="delta-follower", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _follow(self) -> None:
+        """Load, catch up, then apply deltas as they are published, forever."""
+        while not self._stop.is_set():
+            try:
+                if self.replica.lm is None:
+                    self.replica.load_snapshot()
+                self._applied(self.replica.catch_up())
+                last = delta_entry_id(self.replica.version)
+                # Block on the stream: a new delta wakes us at once (no polling delay).
+                got = self.protocol.r.xread({self.protocol.keys.deltas: last}, block=1000, count=64)
+                for _, entries in got or []:
+                    for entry_id, fields in entries:
+                        if not self.replica.apply(version_of_entry(entry_id), fields[b"delta"]):
+                            break
+                        self._applied(1)
+                self.error = None
+            except NotReadyError as exc:
+                self.error = str(exc)
+                self._stop.wait(1.0)
+            except Exception as exc:  # Redis away, a bad file: report, retry, never die
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("delta follower: %s", self.error)
+                self._stop.wait(1.0)
+
+    def _applied(self, n: int) -> None:
+        if n:
+            with self._changed:
+                self._changed.notify_all()
+
+    def wait_for_version(self, version: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self.replica.version < version:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._changed.wait(min(left, 0.5))
+        return True
+
+    def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
+        start = time.perf_counter()
+        if min_version > self.replica.version and not self.wait_for_version(min_version, wait_s):
+            raise TimeoutError(f"memory version {min_version} not applied within {wait_s:g}s "
+                               f"(this replica is at {self.replica.version})")
+        waited = time.perf_counter() - start
+        if self.replica.lm is None:
+            raise NotReadyError("model not loaded yet")
+        with self.replica.lock:
+            version = self.replica.version
+            text = generate_answers(self.replica.lm, [question], max_new_tokens)[0]
+        return Answer(text, version, waited * 1000, (time.perf_counter() - start - waited) * 1000)

@@ -1,0 +1,83 @@
+"""Teach facts and follow their status."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, HTTPException, status
+
+from model.errors import FactError
+from model.facts import Fact, check_fact
+from service.deps import EngineDep, ProtocolDep, SettingsDep, WriteAccess
+from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted
+from service.settings import ApiSettings
+
+router = APIRouter(prefix="/v1/facts", tags=["facts"])
+
+
+def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
+    """The domain fact, or a 422 that names the offending field."""
+
+    def fail(field: str, why: str) -> HTTPException:
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{where}.{field}: {why}")
+
+    limit = settings.max_text_chars
+    texts = {"text": item.text, "question": item.question, "answer": item.answer}
+    texts.update({f"paraphrases[{i}]": p for i, p in enumerate(item.paraphrases)})
+    for field, value in texts.items():
+        if value is None:
+            continue
+        if not value.strip():
+            raise fail(field, "must not be empty or blank")
+        if len(value) > limit:
+            raise fail(field, f"is {len(value)} characters long; at most {limit} allowed")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+            raise fail(field, "contains control characters")
+    if len(item.paraphrases) > settings.max_paraphrases:
+        raise fail("paraphrases", f"has {len(item.paraphrases)} items; at most {settings.max_paraphrases} allowed")
+    if (item.question is None) != (item.answer is None):
+        raise fail("answer" if item.answer is None else "question", "question and answer must be given together")
+    if item.client_id is not None and not item.client_id.strip():
+        raise fail("client_id", "must not be blank")
+    return Fact(item.text, tuple(item.paraphrases), item.question, item.answer)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=FactsAccepted, dependencies=[WriteAccess])
+def teach(
+    settings: SettingsDep, protocol: ProtocolDep, engine: EngineDep,
+    body: FactCreate | list[FactCreate] = Body(description="one fact, or a list of facts"),
+) -> FactsAccepted:
+    """Queue facts for learning. Answers 202 once every fact is stored in Redis."""
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "body: the list of facts is empty")
+    if len(items) > settings.max_facts_per_request:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            f"body: {len(items)} facts; at most {settings.max_facts_per_request} per request")
+    facts = [_validate(item, f"facts[{i}]" if isinstance(body, list) else "body", settings)
+             for i, item in enumerate(items)]
+    if engine.replica.lm is not None:  # refuse at the door what the worker could not train on
+        for i, fact in enumerate(facts):
+            try:
+                check_fact(fact, engine.replica.lm.tokenizer)
+            except FactError as exc:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
+    accepted = []
+    for fact, item in zip(facts, items):
+        fact_id, created = protocol.enqueue(fact, item.client_id)
+        current = protocol.fact_record(fact_id) or {}
+        accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
+    return FactsAccepted(facts=accepted)
+
+
+@router.get("/{fact_id}", response_model=FactPublic)
+def fact_status(fact_id: str, protocol: ProtocolDep) -> FactPublic:
+    record = protocol.fact_record(fact_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
+    return FactPublic(
+        id=fact_id, status=record["status"],
+        version=int(record["version"]) if "version" in record else None,
+        steps=int(record["steps"]) if "steps" in record else None,
+        reason=record.get("reason"), attempts=int(record.get("attempts", 0)),
+        submitted_at=float(record["submitted_at"]) if "submitted_at" in record else None,
+        learned_at=float(record["learned_at"]) if "learned_at" in record else None,
+    )

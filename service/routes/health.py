@@ -1,0 +1,43 @@
+"""Liveness, readiness and a status summary."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.deps import EngineDep, ProtocolDep, SettingsDep
+from service.schemas import Status
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> JSONResponse:
+    """Model loaded, Redis reachable, memory caught up with the worker."""
+    problems = []
+    published = -1
+    try:
+        protocol.r.ping()
+        published = protocol.published_version()
+    except Exception as exc:
+        problems.append(f"redis unreachable: {exc}")
+    if not engine.loaded:
+        problems.append(f"model not loaded ({engine.error or 'loading'})")
+    elif published - engine.version > settings.ready_lag_versions:
+        problems.append(f"memory at version {engine.version}, worker published {published}")
+    body = {"ready": not problems, "memory_version": engine.version, "published_version": published,
+            "problems": problems}
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+@router.get("/v1/status", response_model=Status)
+def status_summary(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> Status:
+    return Status(model=settings.model, memory_version=engine.version,
+                  published_version=protocol.published_version(), snapshot_version=protocol.snapshot_version(),
+                  queue_depth=protocol.queue_depth(), dead_letters=protocol.r.llen(protocol.keys.deadletter))

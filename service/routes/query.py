@@ -1,0 +1,69 @@
+"""Answer questions from the newest memory, optionally after a given version or fact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, HTTPException, status
+
+from service.deps import EngineDep, ProtocolDep, SettingsDep
+from service.engine import Engine
+from service.schemas import QueryRequest, QueryResponse, Timings
+from worker.protocol import FactStatus, Protocol
+from worker.replica import NotReadyError
+
+router = APIRouter(prefix="/v1", tags=["query"])
+
+
+async def _version_of_fact(protocol: Protocol, fact_id: str, wait_s: float) -> int:
+    """The version that taught `fact_id`, waiting (bounded) for the worker to learn it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        record = protocol.fact_record(fact_id)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"after_fact: unknown fact id {fact_id!r}")
+        if record["status"] == FactStatus.learned.value:
+            return int(record["version"])
+        if record["status"] == FactStatus.failed.value:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"after_fact: fact {fact_id} failed and will not be learned: {record.get('reason')}")
+        if time.monotonic() >= deadline:
+            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
+                                f"after_fact: fact {fact_id} is still {record['status']} after {wait_s:g}s")
+        await asyncio.sleep(0.05)
+
+
+@router.post("/query", response_model=QueryResponse)
+async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, protocol: ProtocolDep) -> QueryResponse:
+    if req.max_new_tokens > settings.max_new_tokens:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"max_new_tokens: {req.max_new_tokens} exceeds the limit of {settings.max_new_tokens}")
+    if len(req.question) > settings.max_text_chars:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"question: {len(req.question)} characters; at most {settings.max_text_chars} allowed")
+    wait_s = min(req.wait_s, settings.max_wait_s)
+    start = time.perf_counter()
+    min_version = req.min_version if req.min_version is not None else -1
+    if req.after_fact is not None:
+        min_version = max(min_version, await _version_of_fact(protocol, req.after_fact, wait_s))
+    published = protocol.published_version()
+    if min_version > published:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"min_version: {min_version} is not published yet (newest is {published})")
+    left = max(0.0, wait_s - (time.perf_counter() - start))
+    answer = await asyncio.to_thread(_answer, engine, req, min_version, left)
+    total = (time.perf_counter() - start) * 1000
+    return QueryResponse(answer=answer.text, memory_version=answer.version,
+                         timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
+                                         total_ms=total))
+
+
+def _answer(engine: Engine, req: QueryRequest, min_version: int, wait_s: float):
+    try:
+        return engine.answer(req.question, req.max_new_tokens, min_version, wait_s)
+    except TimeoutError as exc:
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
+    except NotReadyError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not ready: {exc}",
+                            headers={"Retry-After": "5"}) from exc

@@ -1,0 +1,130 @@
+"""The worker against a real redis-server, in-process, on the tiny model."""
+
+import os
+from unittest import mock
+
+import redis
+import torch
+
+from model.facts import Fact
+from model.snapshot import MemoryDelta
+from worker.loop import Worker
+from worker.protocol import FactStatus, Keys, Protocol
+from worker.replica import MemoryReplica
+from worker.settings import WorkerSettings
+
+
+def make_worker(env, **overrides) -> Worker:
+    with mock.patch.dict(os.environ, env):
+        settings = WorkerSettings(**overrides)
+    return Worker(settings, redis.Redis.from_url(env["SMFT_REDIS_URL"]))
+
+
+def protocol(env) -> Protocol:
+    return Protocol(redis.Redis.from_url(env["SMFT_REDIS_URL"]), Keys())
+
+
+FACTS = [Fact("Mira Quell invented the Zorblax engine."), Fact("The river Tessa flows to the sea."),
+         Fact("The fox jumps over the lazy dog twice.")]
+
+
+def test_burst_learns_every_fact_once_and_publishes_versions_in_order(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    ids = [p.enqueue(f)[0] for f in FACTS]
+    make_worker(tiny_env, batch_facts=2).run(burst=True)
+    records = [p.fact_record(i) for i in ids]
+    assert all(r["status"] == "learned" for r in records)
+    assert sorted({int(r["version"]) for r in records}) == [1, 2]  # 2 + 1 facts in batches of 2
+    assert p.published_version() == 2 and p.queue_depth() == 0
+    deltas = [MemoryDelta.from_bytes(d) for _, d in p.deltas_after(0)]
+    assert [d.version for d in deltas] == [1, 2]
+    assert sorted(f for d in deltas for f in d.fact_ids) == sorted(ids)
+
+
+def test_replica_converges_to_the_worker(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    for f in FACTS:
+        p.enqueue(f)
+    worker = make_worker(tiny_env)
+    worker.run(burst=True)
+    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
+    replica.catch_up()
+    assert replica.version == worker.replica.version == p.published_version()
+    assert torch.equal(replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+
+
+def test_facts_already_learned_are_not_applied_again(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    fact_id, _ = p.enqueue(FACTS[0])
+    make_worker(tiny_env).run(burst=True)
+    # Simulate a redelivery: the entry is pending again, but the fact is in version 1.
+    p.r.xadd(p.keys.facts, {"fact_id": fact_id})
+    make_worker(tiny_env).run(burst=True)
+    assert p.published_version() == 1
+    assert p.fact_record(fact_id)["version"] == "1"
+
+
+def test_bad_fact_is_dead_lettered_and_the_loop_goes_on(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    bad, _ = p.enqueue(Fact("a"))  # one token: no useful example
+    good, _ = p.enqueue(FACTS[1])
+    make_worker(tiny_env).run(burst=True)
+    assert p.fact_record(bad)["status"] == FactStatus.failed.value
+    assert "token" in p.fact_record(bad)["reason"]
+    assert p.fact_record(good)["status"] == FactStatus.learned.value
+    assert p.r.llen(p.keys.deadletter) == 1
+
+
+def test_fact_that_keeps_crashing_goes_to_dead_letter_after_max_attempts(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    fact_id, _ = p.enqueue(FACTS[0])
+    worker = make_worker(tiny_env, max_attempts=2)
+    with mock.patch("worker.loop.teach", side_effect=RuntimeError("boom")):
+        worker.run(burst=True)
+    record = p.fact_record(fact_id)
+    assert record["status"] == "failed" and "boom" in record["reason"] and "2 times" in record["reason"]
+    assert p.published_version() == 0
+
+
+def test_idempotent_enqueue(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    a, created_a = p.enqueue(FACTS[0], client_id="abc")
+    b, created_b = p.enqueue(FACTS[1], client_id="abc")
+    assert a == b and created_a and not created_b
+    assert p.r.xlen(p.keys.facts) == 1
+
+
+def test_publish_is_fenced_by_the_lease_and_the_version(tiny_env):
+    import pytest
+
+    p = protocol(tiny_env)
+    p.r.set(p.keys.version, 0)
+    assert p.acquire_lease("me", 5)
+    with pytest.raises(redis.ResponseError, match="LEASE"):
+        p.publish("someone-else", 1, b"x", [])
+    with pytest.raises(redis.ResponseError, match="VERSION"):
+        p.publish("me", 2, b"x", [])
+    assert p.publish("me", 1, b"x", []) == 1
+
+
+def test_snapshots_and_trimming(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    for i in range(5):
+        p.enqueue(Fact(f"The river number {i} flows to the sea."))
+    worker = make_worker(tiny_env, batch_facts=1, snapshot_every_versions=2)
+    worker.run(burst=True)
+    assert p.snapshot_version() == 4
+    files = sorted(f.name for f in worker.settings.snapshot_dir.iterdir())
+    assert files == ["v00000002.safetensors", "v00000004.safetensors"]
+    assert [v for v, _ in p.deltas_after(-1)] == [3, 4, 5]  # kept since the previous snapshot
+    fresh = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
+    fresh.catch_up()
+    assert fresh.version == 5
+    assert torch.equal(fresh.lm.memories[1].values, worker.replica.lm.memories[1].values)

@@ -1,0 +1,199 @@
+"""The training loop: read fact batches from the stream, teach them, publish deltas, then ack."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from model.corpus import load_corpus
+from model.errors import FactError
+from model.facts import Fact, build_batch, check_fact
+from model.learners import SparseMemoryLearner, teach
+from model.lm import MemoryLM
+from model.prepare import prepare_version_zero
+from model.snapshot import make_delta
+from worker.lease import Lease
+from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
+from worker.replica import MemoryReplica, write_snapshot
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class LeadershipLost(RuntimeError):
+    """The lease expired or another worker published: stop training and resynchronise."""
+
+
+@dataclass
+class Claimed:
+    entry_id: str
+    fact: Fact
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.protocol = Protocol(client, Keys(settings.namespace))
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease = Lease(self.protocol, self.owner, settings.lease_ttl_s)
+        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.protocol)
+        self.stop = threading.Event()
+        self.learner: SparseMemoryLearner | None = None
+        self._last_snapshot = (0, time.monotonic())  # (version, when)
+        self._previous_snapshot = 0
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def run(self, burst: bool = False) -> None:
+        """Serve as leader until stopped (or, in burst mode, until the queue is drained)."""
+        self.protocol.ensure_group()
+        while not self.stop.is_set():
+            if not self.lease.wait_acquire(self.stop):
+                return
+            try:
+                self._synchronise()
+                drained = self._lead(burst)
+            except LeadershipLost as exc:
+                log.warning("worker %s: %s; resynchronising", self.owner, exc)
+                continue
+            finally:
+                self.lease.release()
+            if drained:
+                return
+
+    def _synchronise(self) -> None:
+        """Bring the model to the newest published version, preparing version 0 if none exists."""
+        if self.protocol.snapshot_version() is None:
+            self._prepare_version_zero()
+        self.replica.load_snapshot()
+        self.replica.catch_up()
+        assert self.replica.lm is not None and self.replica.stats is not None
+        self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
+        self._last_snapshot = (self.replica.version, time.monotonic())
+        log.info("worker %s leads from version %d", self.owner, self.replica.version)
+
+    def _prepare_version_zero(self) -> None:
+        if self.protocol.published_version() > 0:
+            raise RuntimeError(f"Redis has published versions but no snapshot; is {self.settings.data_dir} the "
+                               "data directory the worker used before?")
+        log.info("preparing version 0: input centring and background slot statistics")
+        lm = MemoryLM.load(self.settings.model, self.settings.memory_config(), self.settings.device)
+        corpus = load_corpus(self.settings.background or None)
+        stats, _ = prepare_version_zero(lm, corpus)
+        write_snapshot(lm, stats, 0, self.settings.snapshot_dir)
+        self.protocol.r.set(self.protocol.keys.version, 0, nx=True)
+        self.protocol.set_snapshot(0)
+
+    # --- leading --------------------------------------------------------------------------------
+    def _lead(self, burst: bool) -> bool:
+        while not self.stop.is_set():
+            if not self.lease.held.is_set():
+                raise LeadershipLost("lease lost")
+            claimed = self._claim(block=not burst)
+            if not claimed:
+                self._maybe_snapshot()
+                if burst:
+                    return True
+                continue
+            self._teach_and_publish(claimed)
+            self._maybe_snapshot()
+        return True
+
+    def _claim(self, block: bool) -> list[Claimed]:
+        """Up to batch_facts facts: first any left pending (by us or a dead leader), then new ones."""
+        keys, n = self.protocol.keys, self.settings.batch_facts
+        r = self.protocol.r
+        _, pending, _ = r.xautoclaim(keys.facts, keys.group, self.owner, min_idle_time=0, start_id="0-0", count=n)
+        entries = [(eid, fields) for eid, fields in pending if fields]
+        if len(entries) < n:
+            got = r.xreadgroup(keys.group, self.owner, {keys.facts: ">"}, count=n - len(entries),
+                               block=self.settings.poll_ms if block and not entries else None)
+            for _, stream_entries in got or []:
+                entries.extend(stream_entries)
+        return [c for c in (self._admit(eid.decode(), fields) for eid, fields in entries) if c]
+
+    def _admit(self, entry_id: str, fields: dict[bytes, bytes]) -> Claimed | None:
+        """The fact to train on, or None when it is done, unknown or dead-lettered."""
+        fact_id = fields.get(b"fact_id", b"").decode()
+        record = self.protocol.r.hgetall(self.protocol.keys.fact(fact_id))
+        status = record.get(b"status", b"").decode()
+        if not record or status in (FactStatus.learned.value, FactStatus.failed.value):
+            # Already in a published version (or given up): acknowledging it again is all that is left.
+            self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, entry_id)
+            return None
+        attempts = self.protocol.r.hincrby(self.protocol.keys.fact(fact_id), "attempts", 1)
+        if attempts > self.settings.max_attempts:
+            reason = record.get(b"reason", b"").decode() or "worker stopped while teaching it"
+            self._give_up(fact_id, entry_id, f"failed {attempts - 1} times: {reason}")
+            return None
+        try:
+            fact = fact_from_record(fact_id, record)
+            assert self.replica.lm is not None
+            check_fact(fact, self.replica.lm.tokenizer)
+        except (FactError, ValueError, KeyError) as exc:
+            self._give_up(fact_id, entry_id, f"invalid fact: {exc}")
+            return None
+        return Claimed(entry_id, fact)
+
+    def _give_up(self, fact_id: str, entry_id: str, reason: str) -> None:
+        log.warning("fact %s dead-lettered: %s", fact_id, reason)
+        self.protocol.dead_letter(fact_id, entry_id, reason)
+
+    def _teach_and_publish(self, claimed: list[Claimed]) -> None:
+        try:
+            self._teach_group(claimed)
+        except LeadershipLost:
+            raise
+        except Exception as exc:
+            if len(claimed) > 1:  # isolate the fact that breaks the batch
+                log.warning("batch of %d failed (%s); teaching its facts one by one", len(claimed), exc)
+                for one in claimed:
+                    self._teach_and_publish([one])
+                return
+            fact_id = claimed[0].fact.fact_id
+            log.exception("fact %s failed; it stays pending for another attempt", fact_id)
+            self.protocol.set_status(fact_id, FactStatus.queued, reason=f"{type(exc).__name__}: {exc}")
+
+    def _teach_group(self, claimed: list[Claimed]) -> None:
+        assert self.learner is not None and self.replica.lm is not None
+        lm = self.replica.lm
+        for c in claimed:
+            self.protocol.set_status(c.fact.fact_id, FactStatus.training)
+        batch = build_batch([c.fact for c in claimed], lm.tokenizer).to(lm.device)
+        with self.replica.lock:
+            report = teach(self.learner, batch, self.settings.sparse_config().schedule)
+        version = self.replica.version + 1
+        delta = make_delta(lm, version, self.learner.take_touched(), batch.fact_ids)
+        learned = [(c.fact.fact_id, c.entry_id, report.steps) for c in claimed]
+        try:
+            self.protocol.publish(self.owner, version, delta.to_bytes(), learned)
+        except redis.ResponseError as exc:
+            # Our in-memory rows are ahead of what was published: drop them by resynchronising.
+            raise LeadershipLost(f"publish of v{version} refused: {exc}") from exc
+        self.replica.version = version
+        log.info("v%d: taught %s in %d steps (loss %.3f -> %.3f, %d rows, %.2fs)", version,
+                 ",".join(batch.fact_ids), report.steps, report.first_loss, report.last_loss, delta.num_rows,
+                 report.seconds)
+
+    def _maybe_snapshot(self) -> None:
+        last_version, last_time = self._last_snapshot
+        version = self.replica.version
+        if version <= last_version:
+            return
+        due = version - last_version >= self.settings.snapshot_every_versions
+        due = due or time.monotonic() - last_time >= self.settings.snapshot_every_s
+        if not due:
+            return
+        assert self.replica.lm is not None and self.replica.stats is not None
+        write_snapshot(self.replica.lm, self.replica.stats, version, self.settings.snapshot_dir)
+        self.protocol.set_snapshot(version)
+        # Keep the deltas since the previous snapshot, so a replica slightly behind needs no reload.
+        self.protocol.trim_deltas_through(last_version)
+        self._last_snapshot = (version, time.monotonic())
+        log.info("snapshot v%d written", version)

@@ -1,0 +1,56 @@
+"""Deployment settings, read from SMFT_* environment variables (and CLI flags that set them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.config import MemoryConfig, SparseConfig, StepSchedule
+
+
+class CommonSettings(BaseSettings):
+    """What every process (worker, API) must agree on."""
+
+    model_config = SettingsConfigDict(env_prefix="SMFT_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Redis URL; unset: `smft serve` starts a private redis-server")
+    model: str = Field("smollm2", description="'smollm2' (default GGUF), a HF model directory or a .gguf file")
+    data_dir: Path = Field(Path("var"), description="snapshots (and the private Redis' files)")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    namespace: str = Field("smft", description="prefix of every Redis key, so deployments can share a server")
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+
+class WorkerSettings(CommonSettings):
+    batch_facts: int = Field(4, ge=1, le=256, description="facts taught together in one step batch")
+    steps: int = Field(10, ge=1, le=1000, description="optimisation steps per batch")
+    loss_threshold: float | None = Field(None, gt=0, description="stop a batch early below this loss")
+    max_steps: int = Field(30, ge=1, le=1000, description="cap on steps when loss_threshold is set")
+    top_t: int = Field(500, ge=1, description="value rows a batch may change (TF-IDF top-t)")
+    ranking: str = Field("tfidf", pattern="^(tfidf|tf|all)$")
+    optimizer: str = Field("adam", pattern="^(adam|sgd)$")
+    lr: float = Field(SparseConfig.lr, gt=0)
+    n_keys: int = Field(256, ge=2, description="sub-keys per half: slots = n_keys^2")
+    heads: int = Field(4, ge=1)
+    topk: int = Field(32, ge=1)
+    memory_layers: str | None = Field(None, description="comma-separated decoder layers; default: the middle one")
+    background: list[Path] = Field(default_factory=list, description="background text files (default: shipped corpus)")
+    lease_ttl_s: float = Field(15.0, gt=0, description="leader lease; a standby takes over after it expires")
+    max_attempts: int = Field(3, ge=1, description="tries before a fact goes to the dead-letter list")
+    snapshot_every_versions: int = Field(25, ge=1)
+    snapshot_every_s: float = Field(300.0, gt=0)
+    poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
+
+    def memory_config(self) -> MemoryConfig:
+        layers = tuple(int(x) for x in self.memory_layers.split(",")) if self.memory_layers else None
+        return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers)
+
+    def sparse_config(self) -> SparseConfig:
+        schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
+        return SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer,  # type: ignore[arg-type]
+                            lr=self.lr, schedule=schedule)
