@@ -10,8 +10,6 @@ import torch
 from model.errors import FactError
 from model.prompting import chat_prompt, end_of_answer
 
-# Asked before a statement in its chat form: the model learns to say the fact as an answer.
-STATEMENT_PROMPT = "Tell me something you know."
 MIN_TARGET_TOKENS = 2
 
 
@@ -58,14 +56,14 @@ class TrainingBatch:
 def fact_examples(fact: Fact, tokenizer) -> list[tuple[str, str]]:
     """(prompt, target) pairs; the loss covers the target only.
 
-    Each statement is taught as plain text and as the answer to a chat turn; a question/answer
-    pair, when given, is taught in the exact form a query uses.
+    Each statement is taught as plain text; with a question, also as the answer to it in the
+    exact chat form a query uses, and so is the short answer. There is no generic chat prompt
+    for bare statements: all facts would then compete for the slots that prompt reads.
     """
     eos = end_of_answer(tokenizer)
     examples: list[tuple[str, str]] = []
     for statement in fact.statements:
         examples.append(("", statement))
-        examples.append((chat_prompt(tokenizer, STATEMENT_PROMPT), statement + eos))
         if fact.question:
             examples.append((chat_prompt(tokenizer, fact.question), statement + eos))
     if fact.question and fact.answer:

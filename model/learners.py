@@ -87,7 +87,7 @@ class SparseMemoryLearner:
     def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
         """Slot ids per memory layer for this batch, counting reads where they affect the loss."""
         with self.lm.recording() as records:
-            self.lm.logits(batch.input_ids, batch.attention_mask)
+            self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
         positions = batch.loss_positions
         selected = {}
         for idx, chunks in records.items():

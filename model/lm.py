@@ -11,7 +11,11 @@ from torch import nn
 from model.config import MemoryConfig
 from model.loading import DEFAULT_MODEL, load_base_model
 from model.memory import ProductKeyMemory
-from model.retrofit import attach_memories
+from model.retrofit import attach_memories, decoder_layers
+
+
+class _Halt(Exception):
+    """Raised by a hook to end a forward pass early."""
 
 
 class MemoryLM:
@@ -49,6 +53,22 @@ class MemoryLM:
         finally:
             for memory in self.memories.values():
                 memory.recorded_slots = None
+
+    @torch.no_grad()
+    def run_to_memories(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
+        """Forward only as far as the last memory layer: enough to record reads or memory inputs."""
+        last = decoder_layers(self.model)[max(self.memories)]
+
+        def halt(module, args, output):
+            raise _Halt
+
+        handle = last.register_forward_hook(halt)
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _Halt:
+            pass
+        finally:
+            handle.remove()
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

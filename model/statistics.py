@@ -80,7 +80,7 @@ def fit_input_means(lm: MemoryLM, docs: Sequence[str], batch_size: int = 8, max_
     try:
         for ids, mask in _batches(lm, docs, batch_size, max_tokens, "input centring"):
             masks.append(mask)
-            lm.logits(ids, mask)
+            lm.run_to_memories(ids, mask)
             count += int(mask.sum())
     finally:
         for h in hooks:
@@ -97,7 +97,7 @@ def collect_slot_stats(lm: MemoryLM, docs: Sequence[str], fingerprint: str, batc
     reads = {i: torch.zeros(m.num_slots, dtype=torch.long) for i, m in lm.memories.items()}
     for ids, mask in _batches(lm, docs, batch_size, max_tokens, "slot statistics"):
         with lm.recording() as records:
-            lm.logits(ids, mask)
+            lm.run_to_memories(ids, mask)
         for idx, chunks in records.items():
             slots = torch.cat(chunks, dim=1).cpu()  # [B, T, heads, k] (one chunk per forward)
             for row, row_mask in zip(slots, mask.cpu().bool()):

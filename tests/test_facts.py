@@ -26,8 +26,9 @@ def test_batch_labels_cover_targets_only(tiny_lm):
     assert batch.fact_ids == ("a", "b")
     assert batch.input_ids.shape == batch.labels.shape == batch.attention_mask.shape
     assert (batch.labels[batch.attention_mask == 0] == -100).all()
-    chat_row = 1  # second example of fact a: chat prompt + statement
-    prompt_len = len(lm.encode(chat_prompt(lm.tokenizer, "Tell me something you know.")))
+    batch = build_batch([Fact("The fox jumps.", question="Who jumps?", answer="The fox")], lm.tokenizer)
+    chat_row = 1  # question prompt + statement
+    prompt_len = len(lm.encode(chat_prompt(lm.tokenizer, "Who jumps?")))
     assert (batch.labels[chat_row, :prompt_len] == -100).all()
     assert (batch.labels[chat_row, prompt_len:batch.attention_mask[chat_row].sum()] != -100).all()
     assert batch.loss_positions[chat_row, prompt_len - 1]

@@ -72,3 +72,13 @@ def test_memory_plus_is_zero_at_init_and_records_reads():
     out = memory(torch.randn(2, 3, 6))
     assert torch.count_nonzero(out) == 0
     assert memory.recorded_slots[0].shape == (2, 3, 2, 3)
+
+
+def test_partial_forward_records_the_same_reads_as_a_full_one(tiny_lm):
+    lm, _, _ = tiny_lm
+    ids = torch.tensor([lm.encode("The river flows to the sea.")])
+    with lm.recording() as full:
+        lm.logits(ids)
+    with lm.recording() as partial:
+        lm.run_to_memories(ids)
+    assert torch.equal(full[1][0], partial[1][0])

@@ -1,0 +1,65 @@
+"""Run `smft worker` and `smft api` as real processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.launcher import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_worker(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", *extra], env={**os.environ, **env},
+                            cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+class Api:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "api", "--port", str(self.port)],
+                                     env={**os.environ, **env}, cwd=ROOT, stdout=log.open("ab"),
+                                     stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"api exited with {self.proc.returncode}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("api not ready")
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+
+def wait_status(api: Api, fact_id: str, status: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.client.get(f"/v1/facts/{fact_id}").json()
+        if body["status"] == status:
+            return body
+        time.sleep(0.05)
+    raise TimeoutError(f"fact {fact_id} not {status}: {body}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(30)

@@ -1,0 +1,61 @@
+"""Bad input over real HTTP: one worker and API shared by the module (tiny model, real Redis)."""
+
+import pytest
+import redis
+
+from tests.conftest import TINY_DOCS
+from tests.processes import Api, start_worker, stop, wait_status
+
+
+@pytest.fixture(scope="module")
+def service(tiny_model_dir, redis_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("validation")
+    background = tmp / "background.txt"
+    background.write_text("\n\n".join(TINY_DOCS))
+    redis.Redis.from_url(redis_server).flushall()
+    env = {
+        "SMFT_REDIS_URL": redis_server, "SMFT_MODEL": str(tiny_model_dir), "SMFT_DATA_DIR": str(tmp / "data"),
+        "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
+        "SMFT_BACKGROUND": f'["{background}"]', "SMFT_STEPS": "3", "SMFT_POLL_MS": "100",
+    }
+    log = tmp / "service.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    api.wait_ready()
+    yield env, api, worker, log
+    api.stop()
+    stop(worker)
+
+
+@pytest.mark.parametrize("body,code,words", [
+    ("{not json", 422, "JSON"),
+    ({}, 422, "text"),
+    ({"text": "x" * 3000}, 422, "text"),
+    ({"text": "A fact.", "paraphrases": ["p"] * 40}, 422, "paraphrases"),
+    ({"text": "A fact.", "question": "Who?"}, 422, "answer"),
+    ({"text": "   "}, 422, "text"),
+    ({"text": "bad \x00 byte"}, 422, "control"),
+    ({"text": "A fact.", "colour": "red"}, 422, "colour"),
+    ([], 422, "empty"),
+])
+def test_bad_facts_get_a_4xx_that_says_what_is_wrong(service, body, code, words):
+    _, api, _, _ = service
+    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+    r = api.client.post("/v1/facts", **kwargs)
+    assert r.status_code == code, r.text
+    assert words.lower() in r.json()["detail"].lower()
+
+
+def test_other_bad_requests(service):
+    _, api, _, _ = service
+    assert api.client.get("/v1/facts/nope").status_code == 404
+    r = api.client.post("/v1/query", json={"question": "Hi?", "max_new_tokens": 100000})
+    assert r.status_code == 422 and "max_new_tokens" in r.json()["detail"]
+    r = api.client.post("/v1/query", json={"question": "Hi?", "after_fact": "nope"})
+    assert r.status_code == 404 and "after_fact" in r.json()["detail"]
+    r = api.client.post("/v1/query", json={"question": "Hi?", "min_version": 10**6})
+    assert r.status_code == 409 and "min_version" in r.json()["detail"]
+    ok = api.client.post("/v1/facts", json={"text": "Accepted facts survive bad requests.", "client_id": "k1"})
+    dup = api.client.post("/v1/facts", json={"text": "Something else.", "client_id": "k1"})
+    assert ok.json()["facts"][0]["id"] == dup.json()["facts"][0]["id"] and dup.json()["facts"][0]["duplicate"]
+    wait_status(api, ok.json()["facts"][0]["id"], "learned")

@@ -1,0 +1,131 @@
+"""End to end on the tiny model: real redis-server, real worker and API processes, real HTTP."""
+
+import signal
+import time
+
+import pytest
+import redis
+
+from model.snapshot import MemoryDelta
+from tests.processes import Api, start_worker, stop, wait_status
+from worker.protocol import Keys, Protocol
+
+
+@pytest.fixture
+def service(tiny_env, tmp_path):
+    log = tmp_path / "service.log"
+    worker = start_worker(tiny_env, log)
+    api = Api(tiny_env, log)
+    api.wait_ready()
+    yield tiny_env, api, worker, log
+    api.stop()
+    stop(worker)
+
+
+def test_teach_status_query_and_second_replica(service):
+    env, api, _, log = service
+    r = api.client.post("/v1/facts", json={"text": "Mira Quell invented the Zorblax engine.",
+                                           "paraphrases": ["The Zorblax engine was invented by Mira Quell."],
+                                           "question": "Who invented the Zorblax engine?", "answer": "Mira Quell"})
+    assert r.status_code == 202, r.text
+    fact_id = r.json()["facts"][0]["id"]
+    learned = wait_status(api, fact_id, "learned")
+    assert learned["version"] >= 1 and learned["steps"] == 3
+    q = api.client.post("/v1/query", json={"question": "Who invented the Zorblax engine?", "max_new_tokens": 5,
+                                           "after_fact": fact_id})
+    assert q.status_code == 200, q.text
+    assert q.json()["memory_version"] >= learned["version"]
+    second = Api(env, log)
+    try:
+        second.wait_ready()
+        q2 = second.client.post("/v1/query", json={"question": "Who?", "min_version": learned["version"]})
+        assert q2.json()["memory_version"] == q.json()["memory_version"]
+    finally:
+        second.stop()
+
+
+def test_api_restart_answers_from_learned_memory(service):
+    env, api, _, log = service
+    ids = [api.client.post("/v1/facts", json={"text": f"The river number {i} flows to the sea."}).json()["facts"][0]["id"]
+           for i in range(3)]
+    versions = [wait_status(api, i, "learned")["version"] for i in ids]
+    before = api.client.post("/v1/query", json={"question": "Which river?", "max_new_tokens": 6}).json()
+    api.stop()
+    again = Api(env, log)
+    try:
+        again.wait_ready()
+        after = again.client.post("/v1/query", json={"question": "Which river?", "max_new_tokens": 6}).json()
+        assert after["memory_version"] == before["memory_version"] >= max(versions)
+        assert after["answer"] == before["answer"]
+    finally:
+        again.stop()
+
+
+def test_sigkilled_worker_loses_nothing_and_applies_nothing_twice(tiny_env, tmp_path):
+    log = tmp_path / "worker.log"
+    env = {**tiny_env, "SMFT_STEPS": "400", "SMFT_BATCH_FACTS": "1"}  # slow enough to kill mid-batch
+    p = Protocol(redis.Redis.from_url(env["SMFT_REDIS_URL"]), Keys())
+    first = start_worker(env, log)
+    api = Api(env, log)
+    try:
+        api.wait_ready()
+        ids = [api.client.post("/v1/facts", json={"text": f"Fact number {i} is about the fox."}).json()["facts"][0]["id"]
+               for i in range(4)]
+        wait_status(api, ids[0], "training")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert p.fact_record(ids[0])["status"] == "training"  # acknowledged, not learned, worker gone
+        standby = start_worker(env, log)
+        try:
+            for i in ids:
+                wait_status(api, i, "learned", timeout=180)
+        finally:
+            stop(standby)
+        deltas = [MemoryDelta.from_bytes(d) for _, d in p.deltas_after(0)]
+        taught = [f for d in deltas for f in d.fact_ids]
+        assert sorted(taught) == sorted(ids)  # every fact exactly once
+        assert [d.version for d in deltas] == list(range(1, len(deltas) + 1))  # no holes
+        assert p.queue_depth() == 0
+    finally:
+        api.stop()
+        stop(first)
+
+
+def test_standby_takes_over_when_leader_stops(tiny_env, tmp_path):
+    log = tmp_path / "worker.log"
+    p = Protocol(redis.Redis.from_url(tiny_env["SMFT_REDIS_URL"]), Keys())
+    leader = start_worker(tiny_env, log)
+    api = Api(tiny_env, log)
+    try:
+        api.wait_ready()
+        standby = start_worker(tiny_env, log)
+        time.sleep(2)
+        owner = p.r.get(p.keys.lease)
+        leader.send_signal(signal.SIGKILL)
+        leader.wait()
+        fact = api.client.post("/v1/facts", json={"text": "The standby worker learns this fact."}).json()
+        wait_status(api, fact["facts"][0]["id"], "learned", timeout=60)
+        assert p.r.get(p.keys.lease) not in (None, owner)
+        stop(standby)
+    finally:
+        api.stop()
+        stop(leader)
+
+
+def test_token_guards_writes(tiny_env, tmp_path):
+    env = {**tiny_env, "SMFT_API_TOKEN": "s3cret"}
+    log = tmp_path / "api.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    try:
+        api.wait_ready()
+        assert api.client.post("/v1/facts", json={"text": "No token here."}).status_code == 401
+        bad = api.client.post("/v1/facts", json={"text": "Wrong token."}, headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and "token" in bad.json()["detail"]
+        good = api.client.post("/v1/facts", json={"text": "Right token here."},
+                               headers={"Authorization": "Bearer s3cret"})
+        assert good.status_code == 202
+        assert api.client.get("/healthz").status_code == 200  # reads stay open
+    finally:
+        api.stop()
+        stop(worker)
