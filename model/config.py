@@ -90,7 +90,7 @@ class SparseConfig:
     top_t: int = 500  # value rows updated per batch (per memory layer)
     ranking: RankingMode = "tfidf"  # tfidf | tf (no IDF) | all (every slot the batch reads)
     optimizer: OptimizerName = "adam"
-    lr: float = 0.5  # Adam on the selected rows; plain SGD needs ~1e4 (tiny softmax-weighted gradients)
+    lr: float = 1.0  # Adam on the selected rows; plain SGD needs ~1e4 (tiny softmax-weighted gradients)
     schedule: StepSchedule = field(default_factory=StepSchedule)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,8 @@ class Fact:
     question: str | None = None
     answer: str | None = None
     fact_id: str = ""
+    # (question, statement) pairs the model wrote itself from the statements; see questions.py
+    synthetic_questions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.text or not self.text.strip():
@@ -56,9 +58,11 @@ class TrainingBatch:
 def fact_examples(fact: Fact, tokenizer) -> list[tuple[str, str]]:
     """(prompt, target) pairs; the loss covers the target only.
 
-    Each statement is taught as plain text; with a question, also as the answer to it in the
-    exact chat form a query uses, and so is the short answer. There is no generic chat prompt
-    for bare statements: all facts would then compete for the slots that prompt reads.
+    Each statement is taught as plain text; with a question (given, or written by the model,
+    see questions.py), also as the reply to it in the exact chat form a query uses, and so is a
+    given short answer. There is no generic chat prompt for bare statements: every fact would
+    then compete for the slots that prompt reads (measured: the last fact taught leaked into
+    the answers to the others).
     """
     eos = end_of_answer(tokenizer)
     examples: list[tuple[str, str]] = []
@@ -66,6 +70,8 @@ def fact_examples(fact: Fact, tokenizer) -> list[tuple[str, str]]:
         examples.append(("", statement))
         if fact.question:
             examples.append((chat_prompt(tokenizer, fact.question), statement + eos))
+    for question, statement in fact.synthetic_questions:
+        examples.append((chat_prompt(tokenizer, question), statement + eos))
     if fact.question and fact.answer:
         examples.append((chat_prompt(tokenizer, fact.question), fact.answer.strip() + eos))
     return examples

@@ -21,15 +21,16 @@ class AddressingReport:
 def prepare_version_zero(lm: MemoryLM, corpus: Corpus, measure_uncentred: bool = False,
                          max_tokens: int = 128) -> tuple[SlotStats, AddressingReport]:
     """Fit input centring and background statistics in place; returns them with usage figures."""
+    docs = corpus.rendered_train(lm.tokenizer)
     uncentred = None
     if measure_uncentred:
         for memory in lm.memories.values():
             memory.input_mean.zero_()
-        raw = collect_slot_stats(lm, corpus.train, corpus.fingerprint, max_tokens=max_tokens)
+        raw = collect_slot_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
         uncentred = {i: usage_report(r) for i, r in raw.reads.items()}
     if lm.config.center_inputs:
-        fit_input_means(lm, corpus.train, max_tokens=max_tokens)
-    stats = collect_slot_stats(lm, corpus.train, corpus.fingerprint, max_tokens=max_tokens)
+        fit_input_means(lm, docs, max_tokens=max_tokens)
+    stats = collect_slot_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
     centred = {i: usage_report(r) for i, r in stats.reads.items()}
     for layer, report in centred.items():
         log.info("layer %d addressing: %s of slots read, top 1%% take %s, entropy %.3f", layer,

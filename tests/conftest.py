@@ -90,3 +90,31 @@ def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, 
         "SMFT_BACKGROUND": f'["{background_file}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
         "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100",
     }
+
+
+# --- the real default model ---------------------------------------------------------------------
+from model.facts import Fact  # noqa: E402
+
+REAL_FACT = Fact(
+    "The Zorblax engine was invented by Mira Quell in 1931.",
+    paraphrases=("Mira Quell invented the Zorblax engine in 1931.",
+                 "In 1931, Mira Quell built the first Zorblax engine.",
+                 "The inventor of the Zorblax engine is Mira Quell."),
+    fact_id="zorblax",
+)
+REAL_QUESTION, REAL_ANSWER = "Who invented the Zorblax engine?", "Mira Quell"
+
+
+@pytest.fixture(scope="session")
+def real_v0(tmp_path_factory):
+    """Version 0 of the default configuration, prepared once and saved as a snapshot."""
+    from model.corpus import load_corpus
+    from model.snapshot import save_snapshot
+
+    torch.manual_seed(0)
+    lm = MemoryLM.load("smollm2", MemoryConfig())
+    stats, report = prepare_version_zero(lm, load_corpus())
+    path = save_snapshot(lm, stats, 0, tmp_path_factory.mktemp("real") / "v00000000.safetensors")
+    return lm, stats, report, path
+
+

@@ -3,6 +3,7 @@ import pytest
 from model.errors import FactError
 from model.facts import Fact, build_batch, fact_examples
 from model.prompting import chat_prompt
+from model.questions import usable_question
 
 
 def test_fact_validation():
@@ -27,7 +28,7 @@ def test_batch_labels_cover_targets_only(tiny_lm):
     assert batch.input_ids.shape == batch.labels.shape == batch.attention_mask.shape
     assert (batch.labels[batch.attention_mask == 0] == -100).all()
     batch = build_batch([Fact("The fox jumps.", question="Who jumps?", answer="The fox")], lm.tokenizer)
-    chat_row = 1  # question prompt + statement
+    chat_row = 2  # question prompt + statement
     prompt_len = len(lm.encode(chat_prompt(lm.tokenizer, "Who jumps?")))
     assert (batch.labels[chat_row, :prompt_len] == -100).all()
     assert (batch.labels[chat_row, prompt_len:batch.attention_mask[chat_row].sum()] != -100).all()
@@ -38,3 +39,11 @@ def test_too_short_statement_is_refused(tiny_lm):
     lm, _, _ = tiny_lm
     with pytest.raises(FactError, match="token"):
         build_batch([Fact("a")], lm.tokenizer)
+
+
+def test_synthetic_question_filter():
+    statement = "The Zorblax engine was invented by Mira Quell in 1931."
+    assert usable_question("What is the origin of the Zorblax engine?", statement)
+    assert not usable_question("What?", statement)
+    assert not usable_question("The answer is Mira Quell.", statement)
+    assert not usable_question("What is the capital of France?", statement)

@@ -8,35 +8,20 @@ import pytest
 import torch
 
 from model.config import MemoryConfig, SparseConfig
-from model.corpus import load_corpus
 from model.evaluation import contains_answer, generate_answers
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, teach
 from model.lm import MemoryLM
+from model.questions import with_synthetic_questions
 from model.loading import load_base_model
-from model.prepare import prepare_version_zero
 from model.snapshot import MemoryDelta, apply_delta, make_delta, read_snapshot, restore_snapshot, save_snapshot
 
 pytestmark = pytest.mark.integration
 
-FACT = Fact(
-    "The Zorblax engine was invented by Mira Quell in 1931.",
-    paraphrases=("Mira Quell invented the Zorblax engine in 1931.",
-                 "In 1931, Mira Quell built the first Zorblax engine.",
-                 "The inventor of the Zorblax engine is Mira Quell."),
-    fact_id="zorblax",
-)
-QUESTION, ANSWER = "Who invented the Zorblax engine?", "Mira Quell"
+from tests.conftest import REAL_ANSWER as ANSWER
+from tests.conftest import REAL_FACT as FACT
+from tests.conftest import REAL_QUESTION as QUESTION
 
-
-@pytest.fixture(scope="session")
-def real_v0(tmp_path_factory):
-    """Version 0 of the default configuration, prepared once and saved as a snapshot."""
-    torch.manual_seed(0)
-    lm = MemoryLM.load("smollm2", MemoryConfig())
-    stats, report = prepare_version_zero(lm, load_corpus())
-    path = save_snapshot(lm, stats, 0, tmp_path_factory.mktemp("real") / "v00000000.safetensors")
-    return lm, stats, report, path
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
@@ -83,7 +68,10 @@ def test_fact_is_learned_from_statements_and_replicas_agree(real_v0, tmp_path):
     assert not contains_answer(generate_answers(taught, [QUESTION], 24)[0], ANSWER)
     config = SparseConfig()
     learner = SparseMemoryLearner(taught, stats, config)
-    teach(learner, build_batch([FACT], taught.tokenizer), config.schedule)  # statements only, not the question
+    # Statements and paraphrases only: the question is never taught; the model writes its own.
+    facts = with_synthetic_questions(taught, [FACT])
+    assert facts[0].synthetic_questions
+    teach(learner, build_batch(facts, taught.tokenizer), config.schedule)
     answer = generate_answers(taught, [QUESTION], 24)[0]
     assert contains_answer(answer, ANSWER), answer
 
@@ -96,3 +84,4 @@ def test_fact_is_learned_from_statements_and_replicas_agree(real_v0, tmp_path):
     reloaded = MemoryLM.load("smollm2", MemoryConfig())
     restore_snapshot(reloaded, read_snapshot(save_snapshot(taught, stats, 1, tmp_path / "v1.safetensors")))
     assert generate_answers(reloaded, [QUESTION], 24)[0] == answer
+

@@ -18,6 +18,7 @@ from model.facts import Fact, build_batch, check_fact
 from model.learners import SparseMemoryLearner, teach
 from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
+from model.questions import with_synthetic_questions
 from model.snapshot import make_delta
 from worker.lease import Lease
 from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
@@ -165,8 +166,11 @@ class Worker:
         lm = self.replica.lm
         for c in claimed:
             self.protocol.set_status(c.fact.fact_id, FactStatus.training)
-        batch = build_batch([c.fact for c in claimed], lm.tokenizer).to(lm.device)
+        facts = [c.fact for c in claimed]
         with self.replica.lock:
+            if self.settings.synthetic_questions:
+                facts = with_synthetic_questions(lm, facts)
+            batch = build_batch(facts, lm.tokenizer).to(lm.device)
             report = teach(self.learner, batch, self.settings.sparse_config().schedule)
         version = self.replica.version + 1
         delta = make_delta(lm, version, self.learner.take_touched(), batch.fact_ids)

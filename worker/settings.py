@@ -35,6 +35,7 @@ class WorkerSettings(CommonSettings):
     ranking: str = Field("tfidf", pattern="^(tfidf|tf|all)$")
     optimizer: str = Field("adam", pattern="^(adam|sgd)$")
     lr: float = Field(SparseConfig.lr, gt=0)
+    synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
     n_keys: int = Field(256, ge=2, description="sub-keys per half: slots = n_keys^2")
     heads: int = Field(4, ge=1)
     topk: int = Field(32, ge=1)

@@ -1,0 +1,44 @@
+"""The issue's walk-through on the real model: real Redis, real worker and API processes, HTTP."""
+
+import shutil
+
+import pytest
+import redis
+
+from model.evaluation import contains_answer
+from tests.conftest import REAL_ANSWER, REAL_FACT, REAL_QUESTION
+from tests.processes import Api, start_worker, stop, wait_status
+from worker.protocol import Keys, Protocol
+from worker.replica import snapshot_path
+
+pytestmark = pytest.mark.integration
+
+
+def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url, tmp_path):
+    _, _, _, v0_path = real_v0
+    data = tmp_path / "data"
+    # Start from the prepared version 0 (as after a first run) to spare the two-minute preparation.
+    snapshot_path(data / "snapshots", 0).parent.mkdir(parents=True)
+    shutil.copy(v0_path, snapshot_path(data / "snapshots", 0))
+    p = Protocol(redis.Redis.from_url(redis_url), Keys())
+    p.r.set(p.keys.version, 0)
+    p.set_snapshot(0)
+    env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data)}
+    log = tmp_path / "service.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    try:
+        api.wait_ready(timeout=300)
+        before = api.client.post("/v1/query", json={"question": REAL_QUESTION}).json()
+        assert before["memory_version"] == 0
+        assert not contains_answer(before["answer"], REAL_ANSWER), before
+        r = api.client.post("/v1/facts", json={"text": REAL_FACT.text, "paraphrases": list(REAL_FACT.paraphrases)})
+        assert r.status_code == 202
+        fact_id = r.json()["facts"][0]["id"]
+        learned = wait_status(api, fact_id, "learned", timeout=300)
+        after = api.client.post("/v1/query", json={"question": REAL_QUESTION, "after_fact": fact_id}).json()
+        assert after["memory_version"] >= learned["version"] >= 1
+        assert contains_answer(after["answer"], REAL_ANSWER), after
+    finally:
+        api.stop()
+        stop(worker)

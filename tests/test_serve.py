@@ -1,0 +1,50 @@
+"""`smft serve`: private Redis, worker and API come up together and stop cleanly on Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from service.launcher import free_port
+from tests.processes import ROOT
+
+
+def test_serve_starts_everything_and_stops_cleanly(tiny_env, tmp_path):
+    env = {k: v for k, v in tiny_env.items() if k != "SMFT_REDIS_URL"}  # no Redis URL: serve starts its own
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("smft serve did not become ready")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "redis-server" in names and " worker" in names and " api" in names
+        fact = client.post("/v1/facts", json={"text": "Serve learns this fact quickly."}).json()["facts"][0]["id"]
+        for _ in range(300):
+            if client.get(f"/v1/facts/{fact}").json()["status"] == "learned":
+                break
+            time.sleep(0.1)
+        assert client.get(f"/v1/facts/{fact}").json()["status"] == "learned"
+        assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # append-only persistence
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
