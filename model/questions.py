@@ -34,7 +34,7 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     pairs = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
     questions = generate_answers(lm, [QUESTION_PROMPT.format(statement=s) for _, s in pairs], max_new_tokens)
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
-    for (i, statement), question in zip(pairs, questions):
+    for (i, statement), question in zip(pairs, questions, strict=True):
         question = question.strip()
         if usable_question(question, statement) and question not in [q for q, _ in found[i]]:
             found[i].append((question, statement))

@@ -100,7 +100,7 @@ def collect_slot_stats(lm: MemoryLM, docs: Sequence[str], fingerprint: str, batc
             lm.run_to_memories(ids, mask)
         for idx, chunks in records.items():
             slots = torch.cat(chunks, dim=1).cpu()  # [B, T, heads, k] (one chunk per forward)
-            for row, row_mask in zip(slots, mask.cpu().bool()):
+            for row, row_mask in zip(slots, mask.cpu().bool(), strict=True):
                 read = row[row_mask].flatten()
                 reads[idx] += torch.bincount(read, minlength=len(reads[idx]))
                 doc_freq[idx][read.unique()] += 1

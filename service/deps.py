@@ -31,7 +31,8 @@ def require_token(request: Request, settings: Annotated[ApiSettings, Depends(get
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_token.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer <token>)",
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "missing or wrong bearer token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 import torch
 
 from model.config import MemoryConfig
 from model.corpus import split_corpus
+from model.facts import Fact
 from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
+from service.launcher import free_port
 from tests.tiny import save_tiny_model
 
 TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,))
@@ -38,13 +44,8 @@ def tiny_lm(_tiny_v0):
 
 
 # --- a real redis-server on a free port ------------------------------------------------------------
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 
-import redis as redis_lib  # noqa: E402
 
-from service.launcher import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +94,6 @@ def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, 
 
 
 # --- the real default model ---------------------------------------------------------------------
-from model.facts import Fact  # noqa: E402
 
 REAL_FACT = Fact(
     "The Zorblax engine was invented by Mira Quell in 1931.",

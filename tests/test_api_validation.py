@@ -40,7 +40,10 @@ def service(tiny_model_dir, redis_server, tmp_path_factory):
 ])
 def test_bad_facts_get_a_4xx_that_says_what_is_wrong(service, body, code, words):
     _, api, _, _ = service
-    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+    if isinstance(body, str):
+        kwargs = {"content": body, "headers": {"content-type": "application/json"}}
+    else:
+        kwargs = {"json": body}
     r = api.client.post("/v1/facts", **kwargs)
     assert r.status_code == code, r.text
     assert words.lower() in r.json()["detail"].lower()

@@ -29,7 +29,7 @@ def test_rank_slots_caps_at_top_t_and_ignores_unread():
     reads = slot_reads(torch.tensor([[3, 3, 5], [7, 3, 9]]), num_slots=12)
     assert reads[3] == 3 and reads.sum() == 6
     picked = rank_slots(reads, torch.ones(12), top_t=2)
-    assert picked.tolist() == [3, 5] or picked[0] == 3 and len(picked) == 2
+    assert picked.tolist() == [3, 5] or (picked[0] == 3 and len(picked) == 2)
 
 
 def test_usage_report():

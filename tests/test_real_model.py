@@ -9,19 +9,24 @@ import torch
 
 from model.config import MemoryConfig, SparseConfig
 from model.evaluation import contains_answer, generate_answers
-from model.facts import Fact, build_batch
+from model.facts import build_batch
 from model.learners import SparseMemoryLearner, teach
 from model.lm import MemoryLM
-from model.questions import with_synthetic_questions
 from model.loading import load_base_model
-from model.snapshot import MemoryDelta, apply_delta, make_delta, read_snapshot, restore_snapshot, save_snapshot
-
-pytestmark = pytest.mark.integration
-
+from model.questions import with_synthetic_questions
+from model.snapshot import (
+    MemoryDelta,
+    apply_delta,
+    make_delta,
+    read_snapshot,
+    restore_snapshot,
+    save_snapshot,
+)
 from tests.conftest import REAL_ANSWER as ANSWER
 from tests.conftest import REAL_FACT as FACT
 from tests.conftest import REAL_QUESTION as QUESTION
 
+pytestmark = pytest.mark.integration
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
@@ -29,13 +34,13 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelNotFoundError, match="not found"):
         load_base_model(str(tmp_path / "nowhere"))
-    with pytest.raises(ModelNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
         load_base_model(str(tmp_path))
 
 
 def test_version_zero_equals_the_base_model(real_v0):
     lm, _, report, _ = real_v0
-    base, tokenizer = load_base_model("smollm2")
+    base, _ = load_base_model("smollm2")
     ids = torch.tensor([lm.encode("The quick brown fox jumps over the lazy dog. Paris is the capital of")])
     with torch.no_grad():
         diff = (base(input_ids=ids).logits - lm.logits(ids)).abs().max().item()

@@ -11,6 +11,12 @@ from tests.processes import Api, start_worker, stop, wait_status
 from worker.protocol import Keys, Protocol
 
 
+def teach(api: Api, text: str) -> str:
+    r = api.client.post("/v1/facts", json={"text": text})
+    assert r.status_code == 202, r.text
+    return r.json()["facts"][0]["id"]
+
+
 @pytest.fixture
 def service(tiny_env, tmp_path):
     log = tmp_path / "service.log"
@@ -46,8 +52,7 @@ def test_teach_status_query_and_second_replica(service):
 
 def test_api_restart_answers_from_learned_memory(service):
     env, api, _, log = service
-    ids = [api.client.post("/v1/facts", json={"text": f"The river number {i} flows to the sea."}).json()["facts"][0]["id"]
-           for i in range(3)]
+    ids = [teach(api, f"The river number {i} flows to the sea.") for i in range(3)]
     versions = [wait_status(api, i, "learned")["version"] for i in ids]
     before = api.client.post("/v1/query", json={"question": "Which river?", "max_new_tokens": 6}).json()
     api.stop()
@@ -69,8 +74,7 @@ def test_sigkilled_worker_loses_nothing_and_applies_nothing_twice(tiny_env, tmp_
     api = Api(env, log)
     try:
         api.wait_ready()
-        ids = [api.client.post("/v1/facts", json={"text": f"Fact number {i} is about the fox."}).json()["facts"][0]["id"]
-               for i in range(4)]
+        ids = [teach(api, f"Fact number {i} is about the fox.") for i in range(4)]
         wait_status(api, ids[0], "training")
         first.send_signal(signal.SIGKILL)
         first.wait()

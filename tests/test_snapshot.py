@@ -9,7 +9,14 @@ from model.evaluation import generate_answers
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, teach
 from model.lm import MemoryLM
-from model.snapshot import MemoryDelta, apply_delta, make_delta, read_snapshot, restore_snapshot, save_snapshot
+from model.snapshot import (
+    MemoryDelta,
+    apply_delta,
+    make_delta,
+    read_snapshot,
+    restore_snapshot,
+    save_snapshot,
+)
 
 FACT = Fact("Mira Quell invented the Zorblax engine.", fact_id="f1")
 

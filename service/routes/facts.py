@@ -61,7 +61,7 @@ def teach(
             except FactError as exc:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
     accepted = []
-    for fact, item in zip(facts, items):
+    for fact, item in zip(facts, items, strict=True):
         fact_id, created = protocol.enqueue(fact, item.client_id)
         current = protocol.fact_record(fact_id) or {}
         accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
