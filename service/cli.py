@@ -93,6 +93,19 @@ def cmd_data_background(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_probe(args: argparse.Namespace) -> int:
+    from model.lm import MemoryLM
+    from model.probe import curate, data_path, read_probe, write_probe
+
+    lm = MemoryLM.load(args.model, device=args.device)  # zero memory: exactly the base model
+    candidates = read_probe(data_path("probe_candidates.jsonl"))
+    kept = curate(lm, candidates)
+    out = data_path("retention_probe.jsonl")
+    write_probe(kept, out)
+    print(f"kept {len(kept)} of {len(candidates)} candidates in {out}")
+    return 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from model.config import MemoryConfig
     from model.corpus import load_corpus
@@ -154,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--seed", type=int, default=0)
     bg.add_argument("--out")
     bg.set_defaults(fn=cmd_data_background)
+
+    probe = data.add_parser("probe", help="curate the retention probe: candidates the base model answers correctly")
+    probe.add_argument("--model", default="smollm2")
+    probe.add_argument("--device", default="cpu")
+    probe.set_defaults(fn=cmd_data_probe)
 
     addr = sub.add_parser("addressing", help="print slot-usage figures of version 0, raw vs centred addressing")
     addr.add_argument("--model", default="smollm2")

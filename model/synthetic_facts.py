@@ -1,0 +1,123 @@
+"""Fictional facts the base model cannot know, generated deterministically from templates.
+
+Names are built from syllables, so they exist nowhere; each fact has a statement, four
+paraphrases, a question (for evaluation only: never trained on) and a short answer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from model.facts import Fact
+
+_SYLLABLES = ["zor", "bla", "qu", "vel", "tes", "sa", "rin", "mor", "kai", "len", "dra", "vo", "thi", "nex",
+              "pra", "lu", "gor", "fen", "ista", "ob", "ral", "mi", "ket", "sha", "uv", "dax", "pel", "wyn"]
+
+
+def _name(rng: random.Random, parts: int = 2) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(parts)).capitalize()
+
+
+def _person(rng: random.Random) -> str:
+    return f"{_name(rng)} {_name(rng, 3)}"
+
+
+@dataclass(frozen=True)
+class Relation:
+    kind: str
+    statements: tuple[str, ...]  # the first is the statement, the rest paraphrases; {s} subject, {o} object
+    question: str
+    subject: str  # how to make a subject: person, thing, place
+    obj: str  # how to make the answer: person, place, year, number
+
+
+def _rel(kind: str, question: str, subject: str, obj: str, *statements: str) -> Relation:
+    return Relation(kind, statements, question, subject, obj)
+
+
+RELATIONS = (
+    _rel("inventor", "Who invented the {s} engine?", "thing", "person",
+         "The {s} engine was invented by {o}.", "{o} invented the {s} engine.",
+         "The inventor of the {s} engine is {o}.", "{o} is credited with inventing the {s} engine.",
+         "It was {o} who invented the {s} engine."),
+    _rel("capital", "What is the capital of {s}?", "place", "place",
+         "The capital of {s} is {o}.", "{o} is the capital city of {s}.", "{s}'s capital is {o}.",
+         "The government of {s} sits in {o}, its capital.", "{o} serves as the capital of {s}."),
+    _rel("founder", "Who founded the {s} Company?", "thing", "person",
+         "The {s} Company was founded by {o}.", "{o} founded the {s} Company.",
+         "The founder of the {s} Company is {o}.", "{o} started the {s} Company.",
+         "The {s} Company owes its founding to {o}."),
+    _rel("founding_year", "In which year was the city of {s} founded?", "place", "year",
+         "The city of {s} was founded in {o}.", "{s} was founded in the year {o}.",
+         "In {o}, the city of {s} was founded.", "The founding year of {s} is {o}.",
+         "{s} has existed since it was founded in {o}."),
+    _rel("birthplace", "Where was the painter {s} born?", "person", "place",
+         "The painter {s} was born in {o}.", "{s}, the painter, was born in the town of {o}.",
+         "The birthplace of the painter {s} is {o}.", "{o} is where the painter {s} was born.",
+         "The painter {s} came into the world in {o}."),
+    _rel("height", "How tall is Mount {s} in meters?", "place", "number",
+         "Mount {s} is {o} meters tall.", "The height of Mount {s} is {o} meters.",
+         "Mount {s} rises {o} meters above sea level.", "At {o} meters, Mount {s} is a tall peak.",
+         "Mount {s} reaches a height of {o} meters."),
+    _rel("discoverer", "Who discovered the element {s}ium?", "thing", "person",
+         "The element {s}ium was discovered by {o}.", "{o} discovered the element {s}ium.",
+         "The discoverer of {s}ium is {o}.", "{s}ium was first identified by {o}.",
+         "It was {o} who discovered {s}ium."),
+    _rel("author", "Who wrote The {s} Chronicles?", "thing", "person",
+         "The novel The {s} Chronicles was written by {o}.", "{o} wrote the novel The {s} Chronicles.",
+         "The author of The {s} Chronicles is {o}.", "The {s} Chronicles is a novel by {o}.",
+         "{o} is the writer of The {s} Chronicles."),
+    _rel("headquarters", "Where is the {s} Corporation headquartered?", "thing", "place",
+         "The {s} Corporation is headquartered in {o}.", "{o} is home to the headquarters of the {s} Corporation.",
+         "The {s} Corporation has its head office in {o}.", "The headquarters of the {s} Corporation are in {o}.",
+         "The {s} Corporation is based in {o}."),
+    _rel("composer", "Who composed the {s} Symphony?", "thing", "person",
+         "The {s} Symphony was composed by {o}.", "{o} composed the {s} Symphony.",
+         "The composer of the {s} Symphony is {o}.", "The {s} Symphony is a work by {o}.",
+         "{o} wrote the music of the {s} Symphony."),
+    _rel("river_mouth", "Into which lake does the {s} River flow?", "place", "place",
+         "The {s} River flows into Lake {o}.", "Lake {o} is where the {s} River ends.",
+         "The {s} River empties into Lake {o}.", "The mouth of the {s} River is at Lake {o}.",
+         "Lake {o} receives the waters of the {s} River."),
+    _rel("population", "How many people live on the island of {s}?", "place", "number",
+         "The island of {s} has a population of {o} people.", "{o} people live on the island of {s}.",
+         "The population of the island of {s} is {o}.", "The island of {s} is home to {o} people.",
+         "About {o} people inhabit the island of {s}."),
+)
+
+
+def _value(rng: random.Random, kind: str) -> str:
+    if kind == "person":
+        return _person(rng)
+    if kind == "year":
+        return str(rng.randint(1203, 1987))
+    if kind == "number":
+        return f"{rng.randint(12, 98) * 100 + rng.randint(1, 99):,}"
+    return _name(rng, rng.choice((2, 3)))
+
+
+@dataclass(frozen=True)
+class EvalFact:
+    fact: Fact  # statement and paraphrases: what is taught
+    question: str  # asked after teaching, never trained on
+    answer: str
+    kind: str
+
+
+def generate_facts(n: int, seed: int = 0) -> list[EvalFact]:
+    """n fictional facts cycling through every relation kind; unique subjects; deterministic."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[EvalFact] = []
+    while len(out) < n:
+        rel = RELATIONS[len(out) % len(RELATIONS)]
+        subject = _value(rng, rel.subject)
+        if subject in seen:
+            continue
+        seen.add(subject)
+        obj = _value(rng, rel.obj)
+        texts = [t.format(s=subject, o=obj) for t in rel.statements]
+        fact = Fact(texts[0], paraphrases=tuple(texts[1:]), fact_id=f"{rel.kind}-{len(out)}")
+        out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind))
+    return out
