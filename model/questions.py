@@ -17,16 +17,29 @@ from model.facts import Fact
 from model.lm import MemoryLM
 
 QUESTION_PROMPT = "Turn this statement into a question: {statement}"
-_WORD = re.compile(r"[A-Za-z0-9]{4,}")
+_WORD = re.compile(r"[\w'-]+")
+
+
+def key_terms(statement: str) -> set[str]:
+    """Names and numbers of a statement: capitalised words after the first, and words with digits."""
+    words = _WORD.findall(statement)
+    terms = {w for w in words[1:] if w[:1].isupper()} | {w for w in words if any(c.isdigit() for c in w)}
+    return {t.lower().removesuffix("'s") for t in terms}
 
 
 def usable_question(question: str, statement: str) -> bool:
-    """A real question about the statement: ends with '?', a few words, shares a content word."""
+    """A real question about this statement's own subject.
+
+    It must end with '?', have a few words, and name one of the statement's key terms: a
+    generic question ("What is the capital of a country?") would teach the fact as the answer
+    to every question of its kind and overwrite what the model knew (measured: France's capital
+    was forgotten after one fictional capital was taught that way).
+    """
     question = question.strip()
     if not question.endswith("?") or len(question.split()) < 4 or "\n" in question:
         return False
-    shared = {w.lower() for w in _WORD.findall(question)} & {w.lower() for w in _WORD.findall(statement)}
-    return bool(shared)
+    asked = {w.lower().removesuffix("'s") for w in _WORD.findall(question)}
+    return bool(key_terms(statement) & asked)
 
 
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32) -> list[Fact]:

@@ -106,6 +106,86 @@ def cmd_data_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_zero(args: argparse.Namespace):
+    """The version-0 model and its statistics: from a saved snapshot, or prepared now."""
+    from model.config import MemoryConfig
+    from model.corpus import load_corpus
+    from model.lm import MemoryLM
+    from model.prepare import prepare_version_zero
+    from model.snapshot import read_snapshot, restore_snapshot
+
+    if args.snapshot:
+        snap = read_snapshot(args.snapshot)
+        lm = MemoryLM.load(args.model, snap.config, args.device)
+        restore_snapshot(lm, snap)
+        return lm, snap.stats
+    lm = MemoryLM.load(args.model, MemoryConfig(), args.device)
+    stats, _ = prepare_version_zero(lm, load_corpus())
+    return lm, stats
+
+
+def _method_spec(text: str):
+    """'sparse:1.0:500:tfidf', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
+    from model.learn_forget import MethodSpec
+
+    method, lr, *rest = text.strip().split(":")
+    extra = {"top_t": int(rest[0])} if rest else {}
+    if len(rest) > 1:
+        extra["ranking"] = rest[1]
+    return MethodSpec(method, float(lr), **extra)
+
+
+def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from model.config import StepSchedule
+    from model.corpus import load_corpus
+    from model.learn_forget import (
+        MethodSpec,
+        at_matched_learning,
+        markdown_table,
+        measure_baseline,
+        run_method,
+        with_questions,
+        write_plots,
+    )
+    from model.probe import read_probe
+    from model.synthetic_facts import generate_facts
+
+    if args.quick:
+        n_facts, every, steps, probe_n, heldout_n = 3, 3, 3, 16, 8
+        specs = [MethodSpec("sparse", 1.0), MethodSpec("sparse", 1.0, ranking="tf"), MethodSpec("full", 1e-5),
+                 MethodSpec("lora", 1e-3)]
+    else:
+        n_facts, every, steps, probe_n, heldout_n = args.facts, args.every, args.steps, None, None
+        specs = [MethodSpec("sparse", lr, t) for t in (500, 2000) for lr in (0.5, 1.0)]
+        specs += [MethodSpec("sparse", 1.0, 500, "tf")]
+        specs += [MethodSpec("full", lr) for lr in (1e-5, 3e-5)] + [MethodSpec("lora", lr) for lr in (1e-4, 1e-3)]
+    if args.settings:
+        specs = [_method_spec(item) for item in args.settings.split(",")]
+    v0, stats = _version_zero(args)
+    probe = read_probe()[:probe_n]
+    heldout = load_corpus().heldout_texts[:heldout_n]
+    facts = with_questions(v0, generate_facts(n_facts, seed=args.seed))
+    baseline = measure_baseline(v0, probe, heldout)
+    schedule = StepSchedule(steps=steps)
+    results = [run_method(v0, stats, spec, facts, probe, heldout, baseline, schedule, every) for spec in specs]
+    chosen = at_matched_learning(results, args.target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results, chosen)
+    report = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
+              "target_learning": args.target, "baseline": dataclasses.asdict(baseline),
+              "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]}
+    (out / "learn_forget.json").write_text(json.dumps(report, indent=2))
+    (out / "learn_forget.md").write_text(table + "\n")
+    plots = write_plots(results, out)
+    print(table)
+    print(f"\nwrote {out / 'learn_forget.json'}, {out / 'learn_forget.md'}, " + ", ".join(plots))
+    return 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from model.config import MemoryConfig
     from model.corpus import load_corpus
@@ -172,6 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--model", default="smollm2")
     probe.add_argument("--device", default="cpu")
     probe.set_defaults(fn=cmd_data_probe)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="which", required=True)
+    lf = bench.add_parser("learn-forget", help="sparse memory vs full finetuning vs LoRA on one fact stream")
+    lf.add_argument("--model", default="smollm2")
+    lf.add_argument("--device", default="cpu")
+    lf.add_argument("--snapshot", help="a version-0 snapshot to start from (default: prepare one now)")
+    lf.add_argument("--facts", type=int, default=100)
+    lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
+    lf.add_argument("--steps", type=int, default=10, help="steps per fact")
+    lf.add_argument("--target", type=float, default=0.9, help="learning at which methods are compared")
+    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking]], e.g. sparse:1.0:500,full:1e-5")
+    lf.add_argument("--seed", type=int, default=0)
+    lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
+    lf.add_argument("--out", default="bench/results")
+    lf.set_defaults(fn=cmd_bench_learn_forget)
 
     addr = sub.add_parser("addressing", help="print slot-usage figures of version 0, raw vs centred addressing")
     addr.add_argument("--model", default="smollm2")

@@ -47,3 +47,7 @@ def test_synthetic_question_filter():
     assert not usable_question("What?", statement)
     assert not usable_question("The answer is Mira Quell.", statement)
     assert not usable_question("What is the capital of France?", statement)
+    capital = "The capital of Luvoista is Gortes."
+    assert not usable_question("What is the capital of a fictional country?", capital)  # generic: refused
+    assert usable_question("What is the government of Luvoista?", capital)
+    assert usable_question("When was the engine invented, in 1931?", "The engine was invented in 1931.")

@@ -1,0 +1,180 @@
+"""Learning vs forgetting: the same fact stream through sparse memory, full finetuning and LoRA.
+
+Every method starts from the same version-0 model and sees the same batches (statements,
+paraphrases and the model's own questions, never the evaluation question). After every K facts
+it records learning (taught questions answered: answer contained, token F1) and forgetting
+(retention-probe F1 and held-out NLL relative to version 0).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from tqdm import tqdm
+
+from model.config import RankingMode, SparseConfig, StepSchedule
+from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
+from model.facts import build_batch
+from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner, teach
+from model.lm import MemoryLM
+from model.probe import ProbeQuestion
+from model.questions import with_synthetic_questions
+from model.statistics import SlotStats
+from model.synthetic_facts import EvalFact
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    method: str  # sparse | full | lora
+    lr: float
+    top_t: int = 500
+    ranking: RankingMode = "tfidf"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("sparse", "full", "lora"):
+            raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
+
+    @property
+    def label(self) -> str:
+        if self.method == "sparse":
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}"
+        return f"{self.method} lr={self.lr:g}"
+
+    def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
+        if self.method == "sparse":
+            return SparseMemoryLearner(lm, stats, SparseConfig(top_t=self.top_t, ranking=self.ranking, lr=self.lr))
+        if self.method == "full":
+            return FullFinetuneLearner(lm, lr=self.lr)
+        return LoraLearner(lm, lr=self.lr)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    probe_f1: float  # version 0's mean F1 on the retention probe
+    nll: float  # version 0's held-out NLL
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    facts_taught: int
+    learned: float  # share of taught facts whose question is answered (answer contained)
+    learned_f1: float
+    retention_change: float  # probe F1 relative to version 0 (-0.05 = 5% lower)
+    nll_change: float  # held-out NLL relative to version 0
+    seconds: float  # training time so far
+
+
+@dataclass
+class MethodResult:
+    spec: MethodSpec
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def final(self) -> Checkpoint:
+        return self.checkpoints[-1]
+
+    def as_dict(self) -> dict:
+        return {"label": self.spec.label, "settings": asdict(self.spec), "steps": self.steps,
+                "checkpoints": [asdict(c) for c in self.checkpoints]}
+
+
+def probe_f1(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> float:
+    answers = generate_answers(lm, [q.question for q in probe], max_new_tokens)
+    return sum(max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)) / len(probe)
+
+
+def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequence[str]) -> Baseline:
+    return Baseline(probe_f1(lm, probe), mean_nll(lm, heldout))
+
+
+def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
+               baseline: Baseline, seconds: float) -> Checkpoint:
+    answers = generate_answers(lm, [f.question for f in taught], 32)
+    learned = sum(contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
+    f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
+    return Checkpoint(len(taught), learned, f1, probe_f1(lm, probe) / baseline.probe_f1 - 1,
+                      mean_nll(lm, heldout) / baseline.nll - 1, seconds)
+
+
+def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, facts: Sequence[EvalFact],
+               probe: Sequence[ProbeQuestion], heldout: Sequence[str], baseline: Baseline,
+               schedule: StepSchedule, eval_every: int) -> MethodResult:
+    """Stream the facts one per batch through a fresh copy of version 0."""
+    lm = copy.deepcopy(v0)
+    learner = spec.learner(lm, stats)
+    result, trained = MethodResult(spec), 0.0
+    for i, fact in enumerate(tqdm(facts, desc=spec.label, unit="fact", leave=False), start=1):
+        batch = build_batch([fact.fact], lm.tokenizer).to(lm.device)
+        report = teach(learner, batch, schedule)
+        result.steps += report.steps
+        trained += report.seconds
+        if i % eval_every == 0 or i == len(facts):
+            result.checkpoints.append(checkpoint(lm, facts[:i], probe, heldout, baseline, trained))
+    return result
+
+
+def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:
+    """The facts with the model's own questions attached once, so every method sees the same batches."""
+    taught = with_synthetic_questions(v0, [f.fact for f in facts])
+    return [EvalFact(t, f.question, f.answer, f.kind) for t, f in zip(taught, facts, strict=True)]
+
+
+def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[str, MethodResult]:
+    """Per method: the least-forgetting setting that reaches the target learning, else the best learner."""
+    chosen: dict[str, MethodResult] = {}
+    for method in dict.fromkeys(r.spec.method for r in results):
+        runs = [r for r in results if r.spec.method == method]
+        reached = [r for r in runs if r.final.learned >= target]
+        chosen[method] = (max(reached, key=lambda r: r.final.retention_change) if reached
+                          else max(runs, key=lambda r: r.final.learned))
+    return chosen
+
+
+def markdown_table(results: Sequence[MethodResult], chosen: dict[str, MethodResult]) -> str:
+    rows = ["| setting | facts | learned (contains) | learned F1 | retention F1 change | held-out NLL change | "
+            "steps | train seconds | matched |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        c = r.final
+        mark = "yes" if chosen.get(r.spec.method) is r else ""
+        rows.append(f"| {r.spec.label} | {c.facts_taught} | {c.learned:.0%} | {c.learned_f1:.2f} | "
+                    f"{c.retention_change:+.1%} | {c.nll_change:+.1%} | {r.steps} | {c.seconds:.0f} | {mark} |")
+    return "\n".join(rows)
+
+
+def write_plots(results: Sequence[MethodResult], directory) -> list[str]:
+    """Learning vs forgetting per setting, and both over the number of facts taught (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in results:
+        ax.scatter([-100 * r.final.retention_change], [100 * r.final.learned], label=r.spec.label)
+    ax.set_xlabel("retention-probe F1 drop vs version 0 (%)")
+    ax.set_ylabel("taught facts answered (%)")
+    ax.set_title("learning vs forgetting")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(str(directory / "learning_vs_forgetting.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
+    for r in results:
+        xs = [c.facts_taught for c in r.checkpoints]
+        top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o", label=r.spec.label)
+        bottom.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")
+    top.set_ylabel("learned (%)")
+    bottom.set_ylabel("retention F1 change (%)")
+    bottom.set_xlabel("facts taught")
+    top.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(str(directory / "over_facts.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
