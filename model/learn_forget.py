@@ -83,7 +83,8 @@ class MethodResult:
 
 def probe_f1(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> float:
     answers = generate_answers(lm, [q.question for q in probe], max_new_tokens)
-    return sum(max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)) / len(probe)
+    scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
+    return sum(scores) / len(scores)
 
 
 def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequence[str]) -> Baseline:
