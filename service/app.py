@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.engine import Engine
-from service.routes import facts, health, query
+from service.routes import facts, health, monitor, query
 from service.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return JSONResponse({"detail": message, "errors": [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]}, status_code=422)
 
-    for module in (facts, query, health):
+    for module in (facts, query, health, monitor):
         app.include_router(module.router)
     return app

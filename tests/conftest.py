@@ -89,7 +89,7 @@ def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, 
         "SMFT_REDIS_URL": redis_url, "SMFT_MODEL": str(tiny_model_dir), "SMFT_DATA_DIR": str(tmp_path / "data"),
         "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
         "SMFT_BACKGROUND": f'["{background_file}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
-        "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100",
+        "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100", "SMFT_MONITOR_EVERY_VERSIONS": "0",
     }
 
 

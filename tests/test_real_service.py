@@ -1,6 +1,7 @@
 """The issue's walk-through on the real model: real Redis, real worker and API processes, HTTP."""
 
 import shutil
+import time
 
 import pytest
 import redis
@@ -23,7 +24,7 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
     p = Protocol(redis.Redis.from_url(redis_url), Keys())
     p.r.set(p.keys.version, 0)
     p.set_snapshot(0)
-    env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data)}
+    env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data), "SMFT_MONITOR_EVERY_VERSIONS": "1"}
     log = tmp_path / "service.log"
     worker = start_worker(env, log)
     api = Api(env, log)
@@ -39,6 +40,15 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
         after = api.client.post("/v1/query", json={"question": REAL_QUESTION, "after_fact": fact_id}).json()
         assert after["memory_version"] >= learned["version"] >= 1
         assert contains_answer(after["answer"], REAL_ANSWER), after
+        # The monitor evaluated version 1 against version 0 on the real probe.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not api.client.get("/v1/monitor").json()["latest"]:
+            time.sleep(1)
+        monitor = api.client.get("/v1/monitor").json()
+        assert monitor["baseline"]["probe_f1"] > 0 and monitor["latest"]["version"] == learned["version"]
+        latest = monitor["latest"]
+        assert latest["retention_change"] is not None and abs(latest["nll_change"]) < 0.05
+        assert 0 < latest["slots_updated"] <= 500
     finally:
         api.stop()
         stop(worker)

@@ -133,3 +133,36 @@ def test_token_guards_writes(tiny_env, tmp_path):
     finally:
         api.stop()
         stop(worker)
+
+
+def test_monitor_endpoints_report_what_the_worker_measured(tiny_env, tmp_path):
+    env = {**tiny_env, "SMFT_MONITOR_EVERY_VERSIONS": "1", "SMFT_MONITOR_WINDOW": "8", "SMFT_API_TOKEN": "tok"}
+    log = tmp_path / "service.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    auth = {"Authorization": "Bearer tok"}
+    try:
+        api.wait_ready()
+        r = api.client.post("/v1/facts", headers=auth, json={"text": "The river Tessa flows to the sea.",
+                                                             "question": "Where does the Tessa flow?",
+                                                             "answer": "the sea"})
+        version = wait_status(api, r.json()["facts"][0]["id"], "learned")["version"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not api.client.get("/v1/monitor").json()["history"]:
+            time.sleep(0.2)
+        body = api.client.get("/v1/monitor").json()
+        assert body["baseline"]["probe_questions"] >= 200
+        assert body["latest"]["version"] == version and body["latest"]["slots_updated"] > 0
+        metrics = api.client.get("/metrics").text
+        assert f"smft_memory_version {version}" in metrics
+        assert f"smft_slots_updated {body['latest']['slots_updated']}" in metrics
+        assert "# TYPE smft_nll_change gauge" in metrics
+        assert api.client.post("/v1/monitor/evaluate").status_code == 401
+        assert api.client.post("/v1/monitor/evaluate", headers=auth).status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(api.client.get("/v1/monitor").json()["history"]) < 2:
+            time.sleep(0.2)
+        assert len(api.client.get("/v1/monitor").json()["history"]) == 2
+    finally:
+        api.stop()
+        stop(worker)

@@ -128,3 +128,24 @@ def test_snapshots_and_trimming(tiny_env):
     fresh.catch_up()
     assert fresh.version == 5
     assert torch.equal(fresh.lm.memories[1].values, worker.replica.lm.memories[1].values)
+
+
+def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
+    from worker.monitor import read_monitor
+
+    p = protocol(tiny_env)
+    p.ensure_group()
+    for i in range(4):
+        p.enqueue(Fact(f"The river number {i} flows to the sea.", question=f"Where does river {i} flow?",
+                       answer="to the sea"))
+    worker = make_worker(tiny_env, batch_facts=1, monitor_every_versions=2, monitor_window=8)
+    worker.run(burst=True)
+    state = read_monitor(p)
+    assert state["baseline"]["probe_questions"] >= 200 and state["baseline"]["nll"] > 0
+    assert [pt["version"] for pt in state["history"]] == [2, 4]
+    latest = state["latest"]
+    assert latest["recall_facts"] == 4 and 0 <= latest["recall"] <= 1
+    assert 0 < latest["slots_updated"] <= 4 * worker.settings.top_t and latest["queue_depth"] == 0
+    p.r.set(f"{p.keys.ns}:monitor:requested", 1)  # on demand, even with nothing to learn
+    make_worker(tiny_env, monitor_every_versions=2, monitor_window=8).run(burst=True)
+    assert [pt["version"] for pt in read_monitor(p)["history"]] == [2, 4, 4]

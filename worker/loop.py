@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 import redis
@@ -21,6 +22,7 @@ from model.prepare import prepare_version_zero
 from model.questions import with_synthetic_questions
 from model.snapshot import make_delta
 from worker.lease import Lease
+from worker.monitor import Monitor
 from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
 from worker.replica import MemoryReplica, write_snapshot
 from worker.settings import WorkerSettings
@@ -48,7 +50,9 @@ class Worker:
         self.stop = threading.Event()
         self.learner: SparseMemoryLearner | None = None
         self._last_snapshot = (0, time.monotonic())  # (version, when)
-        self._previous_snapshot = 0
+        self.monitor = Monitor(self.protocol, settings.monitor_window) if settings.monitor_every_versions else None
+        self._monitored = -1  # last version evaluated
+        self._recent: deque[tuple[str, str]] = deque(maxlen=32)  # taught (question, answer) for recall
 
     # --- life cycle -----------------------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
@@ -76,6 +80,13 @@ class Worker:
         self.replica.catch_up()
         assert self.replica.lm is not None and self.replica.stats is not None
         self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
+        if self.monitor and self.monitor.baseline() is None:
+            if self.replica.version == 0:
+                log.info("recording the monitor baseline on version 0")
+                self.monitor.record_baseline(self.replica.lm)
+            else:
+                log.warning("no monitor baseline and version %d > 0: monitor off", self.replica.version)
+                self.monitor = None
         self._last_snapshot = (self.replica.version, time.monotonic())
         log.info("worker %s leads from version %d", self.owner, self.replica.version)
 
@@ -99,11 +110,13 @@ class Worker:
             claimed = self._claim(block=not burst)
             if not claimed:
                 self._maybe_snapshot()
+                self._maybe_monitor(idle=True)
                 if burst:
                     return True
                 continue
             self._teach_and_publish(claimed)
             self._maybe_snapshot()
+            self._maybe_monitor()
         return True
 
     def _claim(self, block: bool) -> list[Claimed]:
@@ -181,9 +194,24 @@ class Worker:
             # Our in-memory rows are ahead of what was published: drop them by resynchronising.
             raise LeadershipLost(f"publish of v{version} refused: {exc}") from exc
         self.replica.version = version
+        self._recent.extend((c.fact.question, c.fact.answer) for c in claimed if c.fact.question and c.fact.answer)
         log.info("v%d: taught %s in %d steps (loss %.3f -> %.3f, %d rows, %.2fs)", version,
                  ",".join(batch.fact_ids), report.steps, report.first_loss, report.last_loss, delta.num_rows,
                  report.seconds)
+
+    def _maybe_monitor(self, idle: bool = False) -> None:
+        if self.monitor is None or self.replica.lm is None:
+            return
+        every = self.settings.monitor_every_versions
+        version = self.replica.version
+        due = self.monitor.take_request() or (not idle and version % every == 0 and version != self._monitored)
+        if due:
+            self._monitored = version
+            try:
+                with self.replica.lock:
+                    self.monitor.evaluate(self.replica.lm, self.replica.version, list(self._recent))
+            except Exception:  # the monitor must never stop learning
+                log.exception("monitor evaluation failed")
 
     def _maybe_snapshot(self) -> None:
         last_version, last_time = self._last_snapshot

@@ -45,6 +45,8 @@ class WorkerSettings(CommonSettings):
     max_attempts: int = Field(3, ge=1, description="tries before a fact goes to the dead-letter list")
     snapshot_every_versions: int = Field(25, ge=1)
     snapshot_every_s: float = Field(300.0, gt=0)
+    monitor_every_versions: int = Field(10, ge=0, description="evaluate forgetting every M versions (0: off)")
+    monitor_window: int = Field(32, ge=1, description="retention-probe questions per evaluation (rotating)")
     poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
 
     def memory_config(self) -> MemoryConfig:

@@ -1,0 +1,120 @@
+"""The forgetting monitor: the worker evaluates the live memory every M versions.
+
+Each evaluation uses a rotating window of the retention probe (so learning stalls for seconds,
+not minutes) and compares it with version 0 on the same questions; plus held-out NLL relative
+to version 0, recall on recently taught facts that came with a question, the share of value
+rows ever updated, and the queue. Points are appended to a capped Redis list the API serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from model.corpus import load_corpus
+from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
+from model.lm import MemoryLM
+from model.probe import ProbeQuestion, read_probe
+from worker.protocol import Protocol
+
+log = logging.getLogger(__name__)
+HISTORY_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class MonitorPoint:
+    version: int
+    at: float
+    retention_change: float | None  # probe F1 on this window relative to version 0 on the same window
+    nll_change: float  # held-out NLL relative to version 0
+    recall: float | None  # recent facts with a question whose answer is contained in the reply
+    recall_facts: int
+    slots_updated: int  # value rows changed since version 0 (all memory layers)
+    slots_share: float
+    queue_depth: int
+    seconds: float  # how long this evaluation held up learning
+
+
+def _f1(answer: str, q: ProbeQuestion) -> float:
+    return max(token_f1(answer, g) for g in (q.answer, *q.aliases))
+
+
+class Monitor:
+    def __init__(self, protocol: Protocol, window: int = 32, heldout_docs: int = 16) -> None:
+        self.protocol, self.window = protocol, window
+        self.probe = read_probe()
+        self.heldout = load_corpus().heldout_texts[:heldout_docs]
+        self._offset = 0
+
+    @property
+    def keys(self) -> tuple[str, str, str]:
+        ns = self.protocol.keys.ns
+        return f"{ns}:monitor:baseline", f"{ns}:monitor:history", f"{ns}:monitor:requested"
+
+    def baseline(self) -> dict | None:
+        raw = self.protocol.r.get(self.keys[0])
+        return json.loads(raw) if raw else None
+
+    def record_baseline(self, lm: MemoryLM) -> None:
+        """Version 0 on the whole probe (per question) and the held-out text; once per deployment."""
+        answers = [a for start in range(0, len(self.probe), 32)
+                   for a in generate_answers(lm, [q.question for q in self.probe[start:start + 32]], 24)]
+        body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
+                "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
+        self.protocol.r.set(self.keys[0], json.dumps(body))
+
+    def evaluate(self, lm: MemoryLM, version: int, recent: list[tuple[str, str]]) -> MonitorPoint:
+        start = time.perf_counter()
+        base = self.baseline()
+        if base is None:
+            raise RuntimeError("no monitor baseline recorded for version 0")
+        idx = [(self._offset + i) % len(self.probe) for i in range(min(self.window, len(self.probe)))]
+        self._offset = (self._offset + len(idx)) % len(self.probe)
+        answers = generate_answers(lm, [self.probe[i].question for i in idx], 24)
+        now_f1 = sum(_f1(a, self.probe[i]) for a, i in zip(answers, idx, strict=True))
+        base_f1 = sum(base["probe_f1"][i] for i in idx)
+        recall = None
+        if recent:
+            replies = generate_answers(lm, [q for q, _ in recent], 32)
+            recall = sum(contains_answer(r, a) for r, (_, a) in zip(replies, recent, strict=True)) / len(recent)
+        # Values start at zero, so a nonzero row is one that learning has changed.
+        changed = sum(int(m.values.detach().any(dim=1).sum()) for m in lm.memories.values())
+        total = sum(m.num_slots for m in lm.memories.values())
+        point = MonitorPoint(
+            version=version, at=time.time(),
+            retention_change=now_f1 / base_f1 - 1 if base_f1 > 0 else None,
+            nll_change=mean_nll(lm, self.heldout) / base["nll"] - 1,
+            recall=recall, recall_facts=len(recent), slots_updated=changed, slots_share=changed / total,
+            queue_depth=self.protocol.queue_depth(), seconds=time.perf_counter() - start,
+        )
+        pipe = self.protocol.r.pipeline()
+        pipe.rpush(self.keys[1], json.dumps(asdict(point)))
+        pipe.ltrim(self.keys[1], -HISTORY_LIMIT, -1)
+        pipe.execute()
+        log.info("monitor v%d: retention %s, NLL %+.2f%%, recall %s, %d slots updated (%.2fs)", version,
+                 "n/a" if point.retention_change is None else f"{point.retention_change:+.1%}",
+                 100 * point.nll_change, "n/a" if recall is None else f"{recall:.0%}", changed, point.seconds)
+        return point
+
+    def request(self) -> None:
+        """Ask the worker for an evaluation at its next opportunity."""
+        self.protocol.r.set(self.keys[2], 1)
+
+    def take_request(self) -> bool:
+        return bool(self.protocol.r.getdel(self.keys[2]))
+
+
+def read_monitor(protocol: Protocol, limit: int = 200) -> dict:
+    """What the API serves: the version-0 baseline, the latest point and the history."""
+    ns = protocol.keys.ns
+    raw = protocol.r.get(f"{ns}:monitor:baseline")
+    base = json.loads(raw) if raw else None
+    history = [json.loads(x) for x in protocol.r.lrange(f"{ns}:monitor:history", -limit, -1)]
+    baseline = None
+    if base:
+        probe_f1 = base["probe_f1"]
+        baseline = {"version": 0, "probe_f1": sum(probe_f1) / max(len(probe_f1), 1), "nll": base["nll"],
+                    "probe_questions": base["probe_questions"]}
+    return {"baseline": baseline, "latest": history[-1] if history else None, "history": history}
