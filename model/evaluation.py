@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from model.batching import pad_rows
 from model.lm import MemoryLM
 from model.prompting import chat_prompt
 
@@ -40,14 +41,7 @@ def token_f1(prediction: str, gold: str) -> float:
 
 def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, padded on the left so generation continues every row."""
-    rows = [lm.encode(t) for t in texts]
-    width = max(len(r) for r in rows)
-    pad = lm.tokenizer.pad_token_id
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
+    ids, mask = pad_rows([lm.encode(t) for t in texts], lm.tokenizer.pad_token_id, left=True)
     return ids.to(lm.device), mask.to(lm.device)
 
 
@@ -73,13 +67,7 @@ def mean_nll(lm: MemoryLM, texts: Sequence[str], max_tokens: int = 256, batch_si
         rows = [r for r in rows if len(r) >= 2]
         if not rows:
             continue
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        ids, mask = (t.to(lm.device) for t in pad_rows(rows, lm.tokenizer.pad_token_id))
         logits = lm.logits(ids, mask)[:, :-1]
         targets, valid = ids[:, 1:], mask[:, 1:].bool()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.batching import pad_rows
 from model.errors import FactError
 from model.prompting import chat_prompt, end_of_answer
 
@@ -102,12 +103,6 @@ def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> Trai
             rows.append((ids, labels))
     if not rows:
         raise FactError("no facts to build a batch from")
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (ids, lab) in enumerate(rows):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention[i, :len(ids)] = 1
-        labels[i, :len(lab)] = torch.tensor(lab)
+    input_ids, attention = pad_rows([ids for ids, _ in rows], tokenizer.pad_token_id)
+    labels, _ = pad_rows([lab for _, lab in rows], -100)
     return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts))

@@ -145,18 +145,14 @@ class SparseMemoryLearner:
         return out
 
 
-class FullFinetuneLearner:
-    """Baseline: every weight of the base model trains with AdamW (the memory stays at zero)."""
+class _DenseLearner:
+    """A baseline that trains `self.params` with AdamW, updating in place at every step."""
 
-    name = "full"
+    name = "dense"
 
-    def __init__(self, lm: MemoryLM, lr: float = 1e-5, weight_decay: float = 0.0) -> None:
-        self.lm = lm
-        memory_params = {id(p) for m in lm.memories.values() for p in m.parameters()}
-        self.params = [p for p in lm.model.parameters() if id(p) not in memory_params]
-        for p in self.params:
-            p.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+    def __init__(self, lm: MemoryLM, params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> None:
+        self.lm, self.params = lm, params
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     def step(self, batch: TrainingBatch) -> StepReport:
         start = time.perf_counter()
@@ -170,13 +166,26 @@ class FullFinetuneLearner:
         pass
 
     def abort(self) -> None:
-        pass  # baselines update in place at every step; they are benchmarked, not served
+        pass  # baselines are benchmarked, not served: a failed step has nothing to undo
+
+
+class FullFinetuneLearner(_DenseLearner):
+    """Baseline: every weight of the base model trains with AdamW (the memory stays at zero)."""
+
+    name = "full"
+
+    def __init__(self, lm: MemoryLM, lr: float = 1e-5, weight_decay: float = 0.0) -> None:
+        memory_params = {id(p) for m in lm.memories.values() for p in m.parameters()}
+        params = [p for p in lm.model.parameters() if id(p) not in memory_params]
+        for p in params:
+            p.requires_grad_(True)
+        super().__init__(lm, params, lr, weight_decay)
 
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class LoraLearner:
+class LoraLearner(_DenseLearner):
     """Baseline: LoRA adapters (peft) on the attention and MLP projections, trained with AdamW."""
 
     name = "lora"
@@ -184,22 +193,6 @@ class LoraLearner:
     def __init__(self, lm: MemoryLM, lr: float = 1e-3, rank: int = 16, alpha: int = 32) -> None:
         from peft import LoraConfig, get_peft_model
 
-        self.lm = lm
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(LORA_TARGETS))
         lm.model = get_peft_model(lm.model, config)
-        self.params = [p for p in lm.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
-
-    def step(self, batch: TrainingBatch) -> StepReport:
-        start = time.perf_counter()
-        loss = lm_loss(self.lm, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return StepReport(float(loss.detach()), time.perf_counter() - start, sum(p.numel() for p in self.params))
-
-    def finish(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass  # baselines update in place at every step; they are benchmarked, not served
+        super().__init__(lm, [p for p in lm.model.parameters() if p.requires_grad], lr, 0.0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from model.batching import pad_rows
 from model.lm import MemoryLM
 
 
@@ -52,12 +53,7 @@ def _batches(lm: MemoryLM, docs: Sequence[str], batch_size: int, max_tokens: int
     """Right-padded token batches of the documents, truncated to max_tokens."""
     for start in tqdm(range(0, len(docs), batch_size), desc=desc, unit="batch", leave=False):
         rows = [lm.encode(d)[:max_tokens] or [lm.tokenizer.eos_token_id] for d in docs[start:start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
+        ids, mask = pad_rows(rows, lm.tokenizer.pad_token_id)
         yield ids.to(lm.device), mask.to(lm.device)
 
 
