@@ -48,13 +48,8 @@ class Monitor:
         self.heldout = load_corpus().heldout_texts[:heldout_docs]
         self._offset = 0
 
-    @property
-    def keys(self) -> tuple[str, str, str]:
-        ns = self.protocol.keys.ns
-        return f"{ns}:monitor:baseline", f"{ns}:monitor:history", f"{ns}:monitor:requested"
-
     def baseline(self) -> dict | None:
-        raw = self.protocol.r.get(self.keys[0])
+        raw = self.protocol.r.get(self.protocol.keys.monitor_baseline)
         return json.loads(raw) if raw else None
 
     def record_baseline(self, lm: MemoryLM) -> None:
@@ -63,7 +58,7 @@ class Monitor:
                    for a in generate_answers(lm, [q.question for q in self.probe[start:start + 32]], 24)]
         body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
                 "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
-        self.protocol.r.set(self.keys[0], json.dumps(body))
+        self.protocol.r.set(self.protocol.keys.monitor_baseline, json.dumps(body))
 
     def evaluate(self, lm: MemoryLM, version: int, recent: list[tuple[str, str]]) -> MonitorPoint:
         start = time.perf_counter()
@@ -90,8 +85,8 @@ class Monitor:
             queue_depth=self.protocol.queue_depth(), seconds=time.perf_counter() - start,
         )
         pipe = self.protocol.r.pipeline()
-        pipe.rpush(self.keys[1], json.dumps(asdict(point)))
-        pipe.ltrim(self.keys[1], -HISTORY_LIMIT, -1)
+        pipe.rpush(self.protocol.keys.monitor_history, json.dumps(asdict(point)))
+        pipe.ltrim(self.protocol.keys.monitor_history, -HISTORY_LIMIT, -1)
         pipe.execute()
         log.info("monitor v%d: retention %s, NLL %+.2f%%, recall %s, %d slots updated (%.2fs)", version,
                  "n/a" if point.retention_change is None else f"{point.retention_change:+.1%}",
@@ -100,18 +95,17 @@ class Monitor:
 
     def request(self) -> None:
         """Ask the worker for an evaluation at its next opportunity."""
-        self.protocol.r.set(self.keys[2], 1)
+        self.protocol.r.set(self.protocol.keys.monitor_requested, 1)
 
     def take_request(self) -> bool:
-        return bool(self.protocol.r.getdel(self.keys[2]))
+        return bool(self.protocol.r.getdel(self.protocol.keys.monitor_requested))
 
 
 def read_monitor(protocol: Protocol, limit: int = 200) -> dict:
     """What the API serves: the version-0 baseline, the latest point and the history."""
-    ns = protocol.keys.ns
-    raw = protocol.r.get(f"{ns}:monitor:baseline")
+    raw = protocol.r.get(protocol.keys.monitor_baseline)
     base = json.loads(raw) if raw else None
-    history = [json.loads(x) for x in protocol.r.lrange(f"{ns}:monitor:history", -limit, -1)]
+    history = [json.loads(x) for x in protocol.r.lrange(protocol.keys.monitor_history, -limit, -1)]
     baseline = None
     if base:
         probe_f1 = base["probe_f1"]

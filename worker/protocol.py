@@ -8,6 +8,7 @@
 - `{ns}:snapshot`       newest snapshot version on disk
 - `{ns}:lease`          leader lease (owner id, with a TTL)
 - `{ns}:deadletter`     list of JSON records of facts that failed too often
+- `{ns}:monitor:*`      forgetting monitor: version-0 baseline, history, on-demand request flag
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ class Keys:
     @property
     def deadletter(self) -> str:
         return f"{self.ns}:deadletter"
+
+    @property
+    def monitor_baseline(self) -> str:
+        return f"{self.ns}:monitor:baseline"
+
+    @property
+    def monitor_history(self) -> str:
+        return f"{self.ns}:monitor:history"
+
+    @property
+    def monitor_requested(self) -> str:
+        return f"{self.ns}:monitor:requested"
 
 
 def delta_entry_id(version: int) -> str:

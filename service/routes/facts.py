@@ -63,7 +63,8 @@ def teach(
     accepted = []
     for fact, item in zip(facts, items, strict=True):
         fact_id, created = protocol.enqueue(fact, item.client_id)
-        current = protocol.fact_record(fact_id) or {}
+        # Only a duplicate can have moved on from "queued"; a new fact needs no second read.
+        current = {} if created else protocol.fact_record(fact_id) or {}
         accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
     return FactsAccepted(facts=accepted)
 

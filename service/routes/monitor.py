@@ -20,7 +20,7 @@ def monitor(protocol: ProtocolDep, limit: int = 200) -> dict:
 @router.post("/v1/monitor/evaluate", status_code=status.HTTP_202_ACCEPTED, dependencies=[WriteAccess])
 def request_evaluation(protocol: ProtocolDep) -> dict:
     """Ask the worker to evaluate at its next opportunity (between batches)."""
-    protocol.r.set(f"{protocol.keys.ns}:monitor:requested", 1)
+    protocol.r.set(protocol.keys.monitor_requested, 1)
     return {"requested": True}
 
 
