@@ -81,7 +81,8 @@ class SparseMemoryLearner:
         self._slots: dict[int, torch.Tensor] = {}
         self._rows: dict[int, torch.nn.Parameter] = {}
         self._optimizer: torch.optim.Optimizer | None = None
-        self.touched: dict[int, set[int]] = {i: set() for i in lm.memories}  # since take_touched()
+        # Rows changed since take_touched(), with their values before the first change: an undo record.
+        self.touched: dict[int, dict[int, torch.Tensor]] = {i: {} for i in lm.memories}
 
     @torch.no_grad()
     def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
@@ -127,9 +128,11 @@ class SparseMemoryLearner:
         """Write the trained rows into the value tables and end the batch."""
         for idx, rows in self._rows.items():
             memory, slots = self.lm.memories[idx], self._slots[idx]
+            before = memory.values[slots].cpu()
+            for slot, row in zip(slots.tolist(), before, strict=True):
+                self.touched[idx].setdefault(slot, row)
             memory.values.index_add_(0, slots, rows.detach())
             memory.detach_trainable_rows()
-            self.touched[idx].update(slots.tolist())
         self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
 
     def abort(self) -> None:
@@ -140,8 +143,16 @@ class SparseMemoryLearner:
 
     def take_touched(self) -> dict[int, torch.Tensor]:
         """Slot ids changed since the last call, per layer (sorted), and forget them."""
-        out = {i: torch.tensor(sorted(s), dtype=torch.long) for i, s in self.touched.items()}
-        self.touched = {i: set() for i in self.lm.memories}
+        return {i: ids for i, (ids, _) in self.take_touched_with_before().items()}
+
+    def take_touched_with_before(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """(sorted slot ids, their rows before the first change) per layer since the last call."""
+        out = {}
+        for idx, rows in self.touched.items():
+            ids = sorted(rows)
+            before = torch.stack([rows[i] for i in ids]) if ids else torch.zeros(0, self.lm.memories[idx].values.shape[1])
+            out[idx] = (torch.tensor(ids, dtype=torch.long), before)
+        self.touched = {i: {} for i in self.lm.memories}
         return out
 
 

@@ -17,9 +17,12 @@ class FactCreate(BaseModel):
     client_id: str | None = Field(None, max_length=128, description="idempotency key: the same id is one fact")
 
 
+FactState = Literal["queued", "training", "learned", "failed", "undone"]
+
+
 class FactAccepted(BaseModel):
     id: str
-    status: Literal["queued", "training", "learned", "failed"]
+    status: FactState
     duplicate: bool = Field(description="true when client_id named a fact that was already accepted")
 
 
@@ -29,13 +32,21 @@ class FactsAccepted(BaseModel):
 
 class FactPublic(BaseModel):
     id: str
-    status: Literal["queued", "training", "learned", "failed"]
+    status: FactState
     version: int | None = Field(None, description="memory version that taught it (when learned)")
     steps: int | None = None
     reason: str | None = Field(None, description="why it failed, or why its last attempt failed")
     attempts: int = 0
     submitted_at: float | None = None
     learned_at: float | None = None
+    undo_requested: bool = Field(False, description="DELETE was called; status becomes undone when it is done")
+    undone_version: int | None = Field(None, description="memory version that took it back")
+
+
+class UndoAccepted(BaseModel):
+    id: str
+    status: FactState = Field(description="the fact's status when the undo was requested")
+    undo_requested: bool = True
 
 
 class QueryRequest(BaseModel):

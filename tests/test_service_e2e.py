@@ -50,6 +50,24 @@ def test_teach_status_query_and_second_replica(service):
         second.stop()
 
 
+def test_delete_takes_a_fact_back_and_the_replica_answers_from_the_undo_version(service):
+    _, api, _, _ = service
+    a = teach(api, "Mira Quell invented the Zorblax engine.")
+    wait_status(api, a, "learned")
+    b = teach(api, "The river Tessa flows into the Quorn sea.")
+    taught_b = wait_status(api, b, "learned")["version"]
+    r = api.client.delete(f"/v1/facts/{a}")
+    assert r.status_code == 202 and r.json() == {"id": a, "status": "learned", "undo_requested": True}
+    undone = wait_status(api, a, "undone")
+    assert undone["undo_requested"] and undone["undone_version"] == taught_b + 1
+    assert wait_status(api, b, "learned")["version"] == taught_b
+    q = api.client.post("/v1/query", json={"question": "Who?", "min_version": undone["undone_version"],
+                                           "max_new_tokens": 2})
+    assert q.status_code == 200 and q.json()["memory_version"] == undone["undone_version"]
+    assert api.client.delete("/v1/facts/nope").status_code == 404
+    assert api.client.delete(f"/v1/facts/{a}").json()["status"] == "undone"  # idempotent
+
+
 def test_api_restart_answers_from_learned_memory(service):
     env, api, _, log = service
     ids = [teach(api, f"The river number {i} flows to the sea.") for i in range(3)]
@@ -129,6 +147,8 @@ def test_token_guards_writes(tiny_env, tmp_path):
         good = api.client.post("/v1/facts", json={"text": "Right token here."},
                                headers={"Authorization": "Bearer s3cret"})
         assert good.status_code == 202
+        fact_id = good.json()["facts"][0]["id"]
+        assert api.client.delete(f"/v1/facts/{fact_id}").status_code == 401  # undo is a write
         assert api.client.get("/healthz").status_code == 200  # reads stay open
     finally:
         api.stop()

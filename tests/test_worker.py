@@ -149,3 +149,53 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     p.r.set(f"{p.keys.ns}:monitor:requested", 1)  # on demand, even with nothing to learn
     make_worker(tiny_env, monitor_every_versions=2, monitor_window=8).run(burst=True)
     assert [pt["version"] for pt in read_monitor(p)["history"]] == [2, 4, 4]
+
+
+def test_undo_takes_back_one_version_and_every_replica_follows(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    a, _ = p.enqueue(FACTS[0])
+    make_worker(tiny_env).run(burst=True)
+    b, _ = p.enqueue(FACTS[1])
+    worker = make_worker(tiny_env)
+    worker.run(burst=True)
+    values_before_undo = worker.replica.lm.memories[1].values.detach().clone()
+    assert p.request_undo(a) == "learned"
+    assert p.request_undo(a) == "learned"  # asking twice queues one undo
+    worker.run(burst=True)
+    assert p.published_version() == 3
+    record = p.fact_record(a)
+    assert record["status"] == "undone" and record["undone_version"] == "3"
+    assert p.fact_record(b)["status"] == "learned" and p.fact_record(b)["version"] == "2"
+    assert p.queue_depth() == 0
+    values = worker.replica.lm.memories[1].values
+    assert not torch.equal(values, values_before_undo)
+    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
+    replica.catch_up()
+    assert replica.version == 3 and torch.equal(replica.lm.memories[1].values, values)
+
+
+def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    a, b = (p.enqueue(f)[0] for f in FACTS[:2])
+    worker = make_worker(tiny_env, batch_facts=2)
+    worker.run(burst=True)
+    assert p.fact_record(a)["version"] == p.fact_record(b)["version"] == "1"
+    p.request_undo(a)
+    worker.run(burst=True)
+    assert p.fact_record(a)["status"] == "undone"
+    record_b = p.fact_record(b)
+    assert record_b["status"] == "learned" and record_b["version"] == "2"  # re-taught in the undo version
+    assert MemoryDelta.from_bytes(p.deltas_after(1)[0][1]).fact_ids == (b,)
+
+
+def test_undo_before_learning_cancels_the_fact(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    a, _ = p.enqueue(FACTS[0])
+    assert p.request_undo(a) == "queued"
+    make_worker(tiny_env).run(burst=True)
+    assert p.fact_record(a)["status"] == "undone" and p.published_version() == 0
+    assert p.queue_depth() == 0
+    assert p.request_undo(a) == "undone" and p.request_undo("nope") is None

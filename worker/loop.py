@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import redis
+import torch
 
 from model.corpus import load_corpus
 from model.errors import FactError
@@ -21,6 +22,7 @@ from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
 from model.questions import with_synthetic_questions
 from model.snapshot import make_delta
+from model.undo import UndoRecord, revert
 from worker.lease import Lease
 from worker.monitor import Monitor
 from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
@@ -38,6 +40,11 @@ class LeadershipLost(RuntimeError):
 class Claimed:
     entry_id: str
     fact: Fact
+    undo: bool = False  # take the fact back instead of teaching it
+
+
+def journal_path(directory, version: int):
+    return directory / f"v{version:08d}.safetensors"
 
 
 class Worker:
@@ -114,7 +121,17 @@ class Worker:
                 if burst:
                     return True
                 continue
-            self._teach_and_publish(claimed)
+            teach_now = [c for c in claimed if not c.undo]
+            if teach_now:
+                self._teach_and_publish(teach_now)
+            for c in claimed:
+                if c.undo:
+                    try:
+                        self._undo_and_publish(c)
+                    except LeadershipLost:
+                        raise
+                    except Exception:  # stays pending: the next claim retries it (bounded by max_attempts)
+                        log.exception("undo of fact %s failed", c.fact.fact_id)
             self._maybe_snapshot()
             self._maybe_monitor()
         return True
@@ -135,10 +152,23 @@ class Worker:
     def _admit(self, entry_id: str, fields: dict[bytes, bytes]) -> Claimed | None:
         """The fact to train on, or None when it is done, unknown or dead-lettered."""
         fact_id = fields.get(b"fact_id", b"").decode()
+        undo = fields.get(b"kind") == b"undo"
         record = self.protocol.r.hgetall(self.protocol.keys.fact(fact_id))
         status = record.get(b"status", b"").decode()
-        if not record or status in (FactStatus.learned.value, FactStatus.failed.value):
-            # Already in a published version (or given up): acknowledging it again is all that is left.
+        if undo and status == FactStatus.learned.value:
+            tries = self.protocol.r.hincrby(self.protocol.keys.fact(fact_id), "undo_attempts", 1)
+            if tries > self.settings.max_attempts:
+                log.error("fact %s: undo failed %d times; giving up", fact_id, tries - 1)
+                self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", f"undo failed {tries - 1} times")
+                self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, entry_id)
+                return None
+            return Claimed(entry_id, fact_from_record(fact_id, record), undo=True)
+        if record and status != FactStatus.undone.value and (undo or b"undo_requested" in record):
+            # Taken back before any version taught it: nothing to revert.
+            self.protocol.mark_undone(fact_id, entry_id)
+            return None
+        if undo or not record or status in (FactStatus.learned.value, FactStatus.failed.value, FactStatus.undone.value):
+            # Already in a published version (or given up, or taken back): only the ack is left.
             self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, entry_id)
             return None
         attempts = self.protocol.r.hincrby(self.protocol.keys.fact(fact_id), "attempts", 1)
@@ -175,29 +205,84 @@ class Worker:
             self.protocol.set_status(fact_id, FactStatus.queued, reason=f"{type(exc).__name__}: {exc}")
 
     def _teach_group(self, claimed: list[Claimed]) -> None:
-        assert self.learner is not None and self.replica.lm is not None
-        lm = self.replica.lm
         for c in claimed:
             self.protocol.set_status(c.fact.fact_id, FactStatus.training)
-        facts = [c.fact for c in claimed]
         with self.replica.lock:
-            if self.settings.synthetic_questions:
-                facts = with_synthetic_questions(lm, facts)
-            batch = build_batch(facts, lm.tokenizer).to(lm.device)
-            report = teach(self.learner, batch, self.settings.sparse_config().schedule)
-        version = self.replica.version + 1
-        delta = make_delta(lm, version, self.learner.take_touched(), batch.fact_ids)
-        learned = [(c.fact.fact_id, c.entry_id, report.steps) for c in claimed]
+            steps = self._teach_facts([c.fact for c in claimed])
+        version = self._publish({}, [(c.fact.fact_id, c.entry_id, steps) for c in claimed])
+        self._recent.extend((c.fact.question, c.fact.answer) for c in claimed if c.fact.question and c.fact.answer)
+        log.info("v%d: taught %s in %d steps", version, ",".join(c.fact.fact_id for c in claimed), steps)
+
+    def _teach_facts(self, facts: list[Fact]) -> int:
+        """Teach one batch in place (caller holds the replica lock); returns the steps taken."""
+        assert self.learner is not None and self.replica.lm is not None
+        lm = self.replica.lm
+        if self.settings.synthetic_questions:
+            facts = with_synthetic_questions(lm, facts)
+        batch = build_batch(facts, lm.tokenizer).to(lm.device)
+        report = teach(self.learner, batch, self.settings.sparse_config().schedule)
+        log.info("batch of %d: loss %.3f -> %.3f in %d steps (%.2fs)", len(facts), report.first_loss,
+                 report.last_loss, report.steps, report.seconds)
+        return report.steps
+
+    def _publish(self, reverted: dict[int, torch.Tensor], learned: list[tuple[str, str, int]],
+                 undone: list[tuple[str, str]] = ()) -> int:
+        """Publish the rows changed since the last version (reverted ones included) as the next one.
+
+        The undo record goes to disk first, so a version on Redis always has one.
+        """
+        assert self.learner is not None and self.replica.lm is not None
+        lm, version = self.replica.lm, self.replica.version + 1
+        touched = self.learner.take_touched_with_before()
+        record = UndoRecord.capture(lm, version, [f for f, _, _ in learned], touched)
+        record.save(journal_path(self.settings.journal_dir, version))
+        changed = {i: torch.unique(torch.cat([touched[i][0], reverted.get(i, touched[i][0][:0])]))
+                   for i in touched}
+        delta = make_delta(lm, version, changed, record.fact_ids)
         try:
-            self.protocol.publish(self.owner, version, delta.to_bytes(), learned)
+            self.protocol.publish(self.owner, version, delta.to_bytes(), learned, undone)
         except redis.ResponseError as exc:
             # Our in-memory rows are ahead of what was published: drop them by resynchronising.
             raise LeadershipLost(f"publish of v{version} refused: {exc}") from exc
         self.replica.version = version
-        self._recent.extend((c.fact.question, c.fact.answer) for c in claimed if c.fact.question and c.fact.answer)
-        log.info("v%d: taught %s in %d steps (loss %.3f -> %.3f, %d rows, %.2fs)", version,
-                 ",".join(batch.fact_ids), report.steps, report.first_loss, report.last_loss, delta.num_rows,
-                 report.seconds)
+        return version
+
+    def _undo_and_publish(self, claimed: Claimed) -> None:
+        """Take back the version that taught the fact, re-teach the facts that shared its batch."""
+        fact_id = claimed.fact.fact_id
+        record = self.protocol.fact_record(fact_id) or {}
+        taught_in = int(record.get("version", -1))
+        path = journal_path(self.settings.journal_dir, taught_in)
+        if not path.exists():
+            reason = f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir}"
+            log.error("fact %s: %s", fact_id, reason)
+            self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", reason)
+            self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, claimed.entry_id)
+            return
+        journal = UndoRecord.load(path)
+        keep, also_undone = [], []
+        for mate in journal.fact_ids:
+            mate_record = self.protocol.r.hgetall(self.protocol.keys.fact(mate)) if mate != fact_id else {}
+            if mate_record.get(b"status") != FactStatus.learned.value.encode() or \
+                    int(mate_record.get(b"version", -1)) != taught_in:
+                continue
+            if b"undo_requested" in mate_record:
+                also_undone.append((mate, ""))  # its own undo entry will find it done
+            else:
+                keep.append(fact_from_record(mate, mate_record))
+        assert self.replica.lm is not None
+        with self.replica.lock:
+            reverted = revert(self.replica.lm, journal)
+            try:
+                steps = self._teach_facts(keep) if keep else 0
+            except Exception:
+                self.replica.load_snapshot()  # drop the half-done undo; the entry stays pending
+                self.replica.catch_up()
+                raise
+        version = self._publish(reverted, [(f.fact_id, "", steps) for f in keep],
+                                [(fact_id, claimed.entry_id), *also_undone])
+        log.info("v%d: took back %s (taught in v%d); re-taught %d fact(s) of its batch", version, fact_id,
+                 taught_in, len(keep))
 
     def _maybe_monitor(self, idle: bool = False) -> None:
         if self.monitor is None or self.replica.lm is None:

@@ -1,6 +1,7 @@
 """The Redis contract between the API and the worker: key names, fact records, atomic scripts.
 
-- `{ns}:facts`          stream of fact ids, read by the consumer group `{ns}:learners`
+- `{ns}:facts`          stream of work, read by the consumer group `{ns}:learners`: `fact_id` (teach it)
+                        or `fact_id` with `kind=undo` (take back what it taught)
 - `{ns}:fact:{id}`      hash: the fact (JSON) and its status
 - `{ns}:client:{cid}`   fact id for a client-supplied idempotency id
 - `{ns}:deltas`         stream of memory deltas; entry id "{version}-1", field `delta` (safetensors bytes)
@@ -30,6 +31,7 @@ class FactStatus(str, Enum):
     training = "training"
     learned = "learned"
     failed = "failed"
+    undone = "undone"  # taken back by DELETE (or cancelled before it was learned)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ return {1, ARGV[1]}
 # Publish a delta only while holding the lease and only as the next version; mark its facts
 # learned and acknowledge their stream entries in the same atomic step.
 # KEYS: lease, version, deltas, facts stream; ARGV: owner, version, delta, group, learned_at, n,
-# then n x (fact key, stream entry id, steps)
+# then n x (fact key, stream entry id or '', steps), then m, then m x (fact key, entry id or '') undone
 _PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
 local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -134,9 +136,28 @@ for i = 0, n - 1 do
   redis.call('HSET', ARGV[base], 'status', 'learned', 'version', ARGV[2], 'steps', ARGV[base + 2],
              'learned_at', ARGV[5])
   redis.call('HDEL', ARGV[base], 'reason')
-  redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1])
+  if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
+end
+local undone_at = 7 + n * 3
+for i = 0, tonumber(ARGV[undone_at]) - 1 do
+  local base = undone_at + 1 + i * 2
+  redis.call('HSET', ARGV[base], 'status', 'undone', 'undone_version', ARGV[2], 'undone_at', ARGV[5])
+  if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
 end
 return current + 1
+"""
+
+# Ask for a fact to be taken back: once, and only for a fact that may still be (or become) learned.
+# KEYS: fact key, facts stream; ARGV: fact id, requested_at. Returns the status (or 'missing').
+_REQUEST_UNDO = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'failed' or status == 'undone' then return status end
+if redis.call('HEXISTS', KEYS[1], 'undo_requested') == 0 then
+  redis.call('HSET', KEYS[1], 'undo_requested', ARGV[2])
+  redis.call('XADD', KEYS[2], '*', 'fact_id', ARGV[1], 'kind', 'undo')
+end
+return status
 """
 
 _RENEW = """
@@ -153,6 +174,7 @@ class Protocol:
         self._enqueue = client.register_script(_ENQUEUE)
         self._publish = client.register_script(_PUBLISH)
         self._renew = client.register_script(_RENEW)
+        self._request_undo = client.register_script(_REQUEST_UNDO)
 
     def ensure_group(self) -> None:
         try:
@@ -174,6 +196,12 @@ class Protocol:
     def fact_record(self, fact_id: str) -> dict[str, Any] | None:
         record = self.r.hgetall(self.keys.fact(fact_id))
         return decode_record(record) if record else None
+
+    def request_undo(self, fact_id: str) -> str | None:
+        """Queue taking back a fact; returns its status then, or None for an unknown id. Idempotent."""
+        status = self._request_undo(keys=[self.keys.fact(fact_id), self.keys.facts], args=[fact_id, f"{time.time():.3f}"])
+        status = status.decode() if isinstance(status, bytes) else status
+        return None if status == "missing" else status
 
     def published_version(self) -> int:
         v = self.r.get(self.keys.version)
@@ -204,16 +232,28 @@ class Protocol:
     def release_lease(self, owner: str) -> None:
         self._renew(keys=[self.keys.lease], args=[owner, 1])
 
-    def publish(self, owner: str, version: int, delta: bytes, learned: list[tuple[str, str, int]]) -> int:
-        """learned: (fact id, stream entry id, steps) for each fact the delta teaches."""
+    def publish(self, owner: str, version: int, delta: bytes, learned: list[tuple[str, str, int]],
+                undone: list[tuple[str, str]] = ()) -> int:
+        """learned: (fact id, stream entry id or '', steps) for each fact the delta teaches;
+        undone: (fact id, stream entry id or '') for each fact it takes back."""
         args: list[Any] = [owner, version, delta, self.keys.group, f"{time.time():.3f}", len(learned)]
         for fact_id, entry_id, steps in learned:
             args += [self.keys.fact(fact_id), entry_id, steps]
+        args.append(len(undone))
+        for fact_id, entry_id in undone:
+            args += [self.keys.fact(fact_id), entry_id]
         keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts]
         return int(self._publish(keys=keys, args=args))
 
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
         self.r.hset(self.keys.fact(fact_id), mapping={"status": status.value, **{k: str(v) for k, v in fields.items()}})
+
+    def mark_undone(self, fact_id: str, entry_id: str) -> None:
+        """A fact taken back before any version taught it: no delta, just the status and the ack."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.keys.fact(fact_id), mapping={"status": FactStatus.undone.value, "undone_at": f"{time.time():.3f}"})
+        pipe.xack(self.keys.facts, self.keys.group, entry_id)
+        pipe.execute()
 
     def dead_letter(self, fact_id: str, entry_id: str, reason: str) -> None:
         record = json.dumps({"fact_id": fact_id, "reason": reason, "at": time.time()})

@@ -49,6 +49,11 @@ class WorkerSettings(CommonSettings):
     monitor_window: int = Field(32, ge=1, description="retention-probe questions per evaluation (rotating)")
     poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
 
+    @property
+    def journal_dir(self) -> Path:
+        """Undo records, one per version (rows before and after), read by DELETE /v1/facts/{id}."""
+        return self.data_dir / "journal"
+
     def memory_config(self) -> MemoryConfig:
         layers = tuple(int(x) for x in self.memory_layers.split(",")) if self.memory_layers else None
         return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers)

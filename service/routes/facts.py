@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, HTTPException, status
 from model.errors import FactError
 from model.facts import Fact, check_fact
 from service.deps import EngineDep, ProtocolDep, SettingsDep, WriteAccess
-from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted
+from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
 from service.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
@@ -81,4 +81,21 @@ def fact_status(fact_id: str, protocol: ProtocolDep) -> FactPublic:
         reason=record.get("reason"), attempts=int(record.get("attempts", 0)),
         submitted_at=float(record["submitted_at"]) if "submitted_at" in record else None,
         learned_at=float(record["learned_at"]) if "learned_at" in record else None,
+        undo_requested="undo_requested" in record,
+        undone_version=int(record["undone_version"]) if "undone_version" in record else None,
     )
+
+
+@router.delete("/{fact_id}", status_code=status.HTTP_202_ACCEPTED, response_model=UndoAccepted,
+               dependencies=[WriteAccess])
+def undo(fact_id: str, protocol: ProtocolDep) -> UndoAccepted:
+    """Take back what a fact taught. The worker publishes the reverted rows as a new version.
+
+    A fact not learned yet is cancelled; asking twice is the same as asking once.
+    """
+    current = protocol.request_undo(fact_id)
+    if current is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
+    if current == "failed":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"fact {fact_id} failed and was never learned: nothing to undo")
+    return UndoAccepted(id=fact_id, status=current)
