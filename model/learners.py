@@ -150,7 +150,8 @@ class SparseMemoryLearner:
         out = {}
         for idx, rows in self.touched.items():
             ids = sorted(rows)
-            before = torch.stack([rows[i] for i in ids]) if ids else torch.zeros(0, self.lm.memories[idx].values.shape[1])
+            width = self.lm.memories[idx].values.shape[1]
+            before = torch.stack([rows[i] for i in ids]) if ids else torch.zeros(0, width)
             out[idx] = (torch.tensor(ids, dtype=torch.long), before)
         self.touched = {i: {} for i in self.lm.memories}
         return out

@@ -199,7 +199,8 @@ class Protocol:
 
     def request_undo(self, fact_id: str) -> str | None:
         """Queue taking back a fact; returns its status then, or None for an unknown id. Idempotent."""
-        status = self._request_undo(keys=[self.keys.fact(fact_id), self.keys.facts], args=[fact_id, f"{time.time():.3f}"])
+        status = self._request_undo(keys=[self.keys.fact(fact_id), self.keys.facts],
+                                    args=[fact_id, f"{time.time():.3f}"])
         status = status.decode() if isinstance(status, bytes) else status
         return None if status == "missing" else status
 
@@ -251,7 +252,8 @@ class Protocol:
     def mark_undone(self, fact_id: str, entry_id: str) -> None:
         """A fact taken back before any version taught it: no delta, just the status and the ack."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.keys.fact(fact_id), mapping={"status": FactStatus.undone.value, "undone_at": f"{time.time():.3f}"})
+        undone = {"status": FactStatus.undone.value, "undone_at": f"{time.time():.3f}"}
+        pipe.hset(self.keys.fact(fact_id), mapping=undone)
         pipe.xack(self.keys.facts, self.keys.group, entry_id)
         pipe.execute()
 
