@@ -15,3 +15,11 @@ def chat_prompt(tokenizer, question: str) -> str:
 def end_of_answer(tokenizer) -> str:
     """Appended to training targets so the model learns where an answer stops."""
     return tokenizer.eos_token or ""
+
+
+def conversation_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """A whole chat ({role, content} dicts) in the model's template, ready for the assistant's turn."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "Assistant: "])

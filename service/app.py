@@ -10,12 +10,19 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine import Engine
-from service.routes import facts, health, monitor, query
+from service.routes import facts, health, monitor, openai, query
 from service.settings import ApiSettings
 
 log = logging.getLogger(__name__)
+
+
+def error_body(message: str, code: int, **extra) -> dict:
+    """`detail` for this API's clients, `error` in the shape OpenAI's clients read."""
+    kind = "invalid_request_error" if code < 500 else "server_error"
+    return {"detail": message, "error": {"message": message, "type": kind, "code": code}, **extra}
 
 
 def _describe(error: dict) -> str:
@@ -47,9 +54,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         message = "; ".join(_describe(e) for e in errors[:5])
-        return JSONResponse({"detail": message, "errors": [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]}, status_code=422)
+        return JSONResponse(error_body(message, 422, errors=[
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]), status_code=422)
 
-    for module in (facts, query, health, monitor):
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), exc.status_code), status_code=exc.status_code,
+                            headers=exc.headers)
+
+    for module in (facts, query, health, monitor, openai):
         app.include_router(module.router)
     return app

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
 from model.evaluation import generate_answers
+from model.generation import Completion, SamplingParams, complete
+from model.prompting import conversation_prompt
 from worker.protocol import Keys, Protocol, delta_entry_id, version_of_entry
 from worker.replica import MemoryReplica, NotReadyError
 from worker.settings import CommonSettings
@@ -109,3 +112,14 @@ class Engine:
             version = self.replica.version
             text = generate_answers(self.replica.lm, [question], max_new_tokens)[0]
         return Answer(text, version, waited * 1000, (time.perf_counter() - start - waited) * 1000)
+
+    def complete(self, messages: list[dict[str, str]], params: SamplingParams,
+                 on_text: Callable[[str], None] | None = None,
+                 cancelled: threading.Event | None = None) -> tuple[Completion, int]:
+        """A chat completion from the newest applied memory; returns it with the version used."""
+        lm = self.replica.lm
+        if lm is None:
+            raise NotReadyError("model not loaded yet")
+        prompt = conversation_prompt(lm.tokenizer, messages)
+        with self.replica.lock:
+            return complete(lm, prompt, params, on_text, cancelled), self.replica.version

@@ -82,15 +82,38 @@ def background_file(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, str]:
+def tiny_service_env(model_dir: Path, redis_url: str, background: Path, data_dir: Path) -> dict[str, str]:
     """SMFT_* settings for worker and API processes on the tiny model."""
     return {
-        "SMFT_REDIS_URL": redis_url, "SMFT_MODEL": str(tiny_model_dir), "SMFT_DATA_DIR": str(tmp_path / "data"),
+        "SMFT_REDIS_URL": redis_url, "SMFT_MODEL": str(model_dir), "SMFT_DATA_DIR": str(data_dir),
         "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
-        "SMFT_BACKGROUND": f'["{background_file}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
+        "SMFT_BACKGROUND": f'["{background}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
         "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100", "SMFT_MONITOR_EVERY_VERSIONS": "0",
     }
+
+
+@pytest.fixture
+def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, str]:
+    return tiny_service_env(tiny_model_dir, redis_url, background_file, tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def module_service(tiny_model_dir, redis_server, tmp_path_factory):
+    """One worker and one API on the tiny model, shared by a module's tests: (env, api, worker, log)."""
+    from tests.processes import Api, start_worker, stop
+
+    tmp = tmp_path_factory.mktemp("service")
+    background = tmp / "background.txt"
+    background.write_text("\n\n".join(TINY_DOCS))
+    redis_lib.Redis.from_url(redis_server).flushall()
+    env = tiny_service_env(tiny_model_dir, redis_server, background, tmp / "data")
+    log = tmp / "service.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    api.wait_ready()
+    yield env, api, worker, log
+    api.stop()
+    stop(worker)
 
 
 # --- the real default model ---------------------------------------------------------------------

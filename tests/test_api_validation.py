@@ -1,30 +1,13 @@
 """Bad input over real HTTP: one worker and API shared by the module (tiny model, real Redis)."""
 
 import pytest
-import redis
 
-from tests.conftest import TINY_DOCS
-from tests.processes import Api, start_worker, stop, wait_status
+from tests.processes import wait_status
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model_dir, redis_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("validation")
-    background = tmp / "background.txt"
-    background.write_text("\n\n".join(TINY_DOCS))
-    redis.Redis.from_url(redis_server).flushall()
-    env = {
-        "SMFT_REDIS_URL": redis_server, "SMFT_MODEL": str(tiny_model_dir), "SMFT_DATA_DIR": str(tmp / "data"),
-        "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
-        "SMFT_BACKGROUND": f'["{background}"]', "SMFT_STEPS": "3", "SMFT_POLL_MS": "100",
-    }
-    log = tmp / "service.log"
-    worker = start_worker(env, log)
-    api = Api(env, log)
-    api.wait_ready()
-    yield env, api, worker, log
-    api.stop()
-    stop(worker)
+def service(module_service):
+    return module_service
 
 
 @pytest.mark.parametrize("body,code,words", [

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, HTTPException, status
 from model.errors import FactError
 from model.facts import Fact, check_fact
 from service.deps import EngineDep, ProtocolDep, SettingsDep, WriteAccess
+from service.limits import bad_input, check_text
 from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
 from service.settings import ApiSettings
 
@@ -17,20 +18,13 @@ def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
     """The domain fact, or a 422 that names the offending field."""
 
     def fail(field: str, why: str) -> HTTPException:
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{where}.{field}: {why}")
+        return bad_input(f"{where}.{field}", why)
 
-    limit = settings.max_text_chars
     texts = {"text": item.text, "question": item.question, "answer": item.answer}
     texts.update({f"paraphrases[{i}]": p for i, p in enumerate(item.paraphrases)})
     for field, value in texts.items():
-        if value is None:
-            continue
-        if not value.strip():
-            raise fail(field, "must not be empty or blank")
-        if len(value) > limit:
-            raise fail(field, f"is {len(value)} characters long; at most {limit} allowed")
-        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
-            raise fail(field, "contains control characters")
+        if value is not None:
+            check_text(f"{where}.{field}", value, settings.max_text_chars)
     if len(item.paraphrases) > settings.max_paraphrases:
         raise fail("paraphrases", f"has {len(item.paraphrases)} items; at most {settings.max_paraphrases} allowed")
     if (item.question is None) != (item.answer is None):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from service.deps import EngineDep, ProtocolDep, SettingsDep
 from service.engine import Engine
+from service.limits import check_text
 from service.schemas import QueryRequest, QueryResponse, Timings
 from worker.protocol import FactStatus, Protocol
 from worker.replica import NotReadyError
@@ -39,9 +40,7 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, pro
     if req.max_new_tokens > settings.max_new_tokens:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
                             f"max_new_tokens: {req.max_new_tokens} exceeds the limit of {settings.max_new_tokens}")
-    if len(req.question) > settings.max_text_chars:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            f"question: {len(req.question)} characters; at most {settings.max_text_chars} allowed")
+    check_text("question", req.question, settings.max_text_chars)
     wait_s = min(req.wait_s, settings.max_wait_s)
     start = time.perf_counter()
     min_version = req.min_version if req.min_version is not None else -1

@@ -1,0 +1,111 @@
+"""Chat completion for serving: one conversation, greedy or sampled, optionally streamed.
+
+Text is streamed as the tokenizer finalises it (whole words), and held back while it could be
+the start of a stop string, so a client never sees a stop string or part of one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+from model.lm import MemoryLM
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy, the same answer every time
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (end of answer or a stop string) or "length"
+
+
+class StopFilter:
+    """Passes text through, cutting at the first stop string and holding back a possible start of one."""
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self.stop = [s for s in stop if s]
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        self.pending += text
+        cuts = [i for i in (self.pending.find(s) for s in self.stop) if i >= 0]
+        if cuts:
+            out, self.pending, self.stopped = self.pending[:min(cuts)], "", True
+            return out
+        hold = max((k for s in self.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
+        out = self.pending[:len(self.pending) - hold]
+        self.pending = self.pending[len(out):]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.stopped else self.pending), ""
+        return out
+
+
+class _Streamer(TextStreamer):
+    def __init__(self, tokenizer, on_text: Callable[[str], None], stop: StopFilter) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.on_text, self.filter = on_text, stop
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        out = self.filter.feed(text) + (self.filter.flush() if stream_end else "")
+        if out:
+            self.on_text(out)
+
+
+class _Until(StoppingCriteria):
+    """Ends generation when the client went away or a stop string was produced."""
+
+    def __init__(self, cancelled: threading.Event | None, stop: StopFilter) -> None:
+        self.cancelled, self.stop = cancelled, stop
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        done = self.stop.stopped or (self.cancelled is not None and self.cancelled.is_set())
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+@torch.no_grad()
+def complete(lm: MemoryLM, prompt: str, params: SamplingParams, on_text: Callable[[str], None] | None = None,
+             cancelled: threading.Event | None = None) -> Completion:
+    """Continue `prompt` (already in the chat template); `on_text` receives the text as it is made."""
+    tok = lm.tokenizer
+    ids = torch.tensor([lm.encode(prompt)], device=lm.device)
+    pieces: list[str] = []
+
+    def collect(text: str) -> None:
+        pieces.append(text)
+        if on_text is not None:
+            on_text(text)
+
+    stop = StopFilter(params.stop)
+    sampled = params.temperature > 0
+    if sampled and params.seed is not None:
+        torch.manual_seed(params.seed)
+    out = lm.model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=params.max_new_tokens,
+        do_sample=sampled, temperature=params.temperature if sampled else None,
+        top_p=params.top_p if sampled else None, top_k=None,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        streamer=_Streamer(tok, collect, stop), stopping_criteria=StoppingCriteriaList([_Until(cancelled, stop)]),
+    )
+    new = out[0, ids.shape[1]:]
+    ended = len(new) < params.max_new_tokens or (len(new) and int(new[-1]) == tok.eos_token_id)
+    finish = "stop" if stop.stopped or ended else "length"
+    return Completion("".join(pieces).strip(), ids.shape[1], len(new), finish)
