@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.deps import require_read_access
 from service.engine import Engine
+from service.middleware import BodyLimit, RequestLog, RequestMetrics
+from service.ratelimit import RateLimiter
 from service.routes import facts, health, monitor, openai, query
 from service.settings import ApiSettings
 
@@ -41,6 +44,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         engine.protocol.ensure_group()
         engine.start()
         app.state.settings, app.state.engine = settings, engine
+        app.state.rate_limiter = RateLimiter(client, engine.protocol.keys, settings.teach_rate_per_min,
+                                             settings.teach_burst)
         try:
             yield
         finally:
@@ -48,7 +53,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             client.close()
 
     app = FastAPI(title="smft: continual learning with sparse memory finetuning", version="0.1.0",
-                  lifespan=lifespan)
+                  lifespan=lifespan, dependencies=[Depends(require_read_access)])
+    app.state.request_metrics = RequestMetrics()
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLog, metrics=app.state.request_metrics)  # outermost: sees every response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,8 +9,6 @@ import signal
 import sys
 from typing import Any
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -47,9 +45,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = ApiSettings(**_overrides(args, ("redis_url", "model", "data_dir", "device", "host", "port")))
     if not settings.api_token:
-        logging.getLogger("smft").warning("no SMFT_API_TOKEN set: anyone who can reach %s:%d can teach",
-                                          settings.host, settings.port)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        logging.getLogger("smft").warning("no SMFT_API_TOKEN set: writes are open to anyone on this machine, so the "
+                                          "API binds to loopback only (%s:%d)", settings.host, settings.port)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 
 
@@ -278,8 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    from worker.logs import setup_logging
+    from worker.settings import CommonSettings
+
     args = build_parser().parse_args(argv)
+    # Processes that serve log for machines (JSON by default); commands a person runs log for people.
+    serving = args.fn in (cmd_serve, cmd_api, cmd_worker)
+    setup_logging(CommonSettings().log_format if serving else "text")
     return int(args.fn(args) or 0)
 
 

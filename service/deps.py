@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from service.engine import Engine
+from service.ratelimit import RateLimiter
 from service.settings import ApiSettings
 from worker.protocol import Protocol
 
@@ -24,13 +25,36 @@ def get_protocol(request: Request) -> Protocol:
     return request.app.state.engine.protocol
 
 
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.app.state.rate_limiter
+
+
+# Probes stay open so orchestrators need no secret; everything else follows SMFT_PROTECT_READS.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 def require_token(request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]) -> None:
     """Write endpoints: a bearer token, compared in constant time, when one is configured."""
     if not settings.api_token:
         return
+    _check_bearer(request, settings.api_token)
+
+
+def require_read_access(request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]) -> None:
+    """Every endpoint but the probes, when SMFT_PROTECT_READS is on."""
+    if settings.protect_reads and settings.api_token and request.url.path not in OPEN_PATHS:
+        _check_bearer(request, settings.api_token)
+
+
+def client_of(request: Request) -> str:
+    """Who a rate limit counts against: the peer address (a proxy in front should set its own limits)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _check_bearer(request: Request, expected: str) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             "missing or wrong bearer token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -39,4 +63,5 @@ def require_token(request: Request, settings: Annotated[ApiSettings, Depends(get
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ProtocolDep = Annotated[Protocol, Depends(get_protocol)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 WriteAccess = Depends(require_token)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from pydantic import Field, model_validator
 
 from worker.settings import CommonSettings
 
@@ -11,11 +13,36 @@ class ApiSettings(CommonSettings):
     host: str = Field("127.0.0.1", description="address the API binds to")
     port: int = Field(8000, ge=1, le=65535)
     api_token: str | None = Field(None, description="when set, write endpoints need 'Authorization: Bearer <token>'")
+    protect_reads: bool = Field(False, description="reads (query, chat, status, monitor) need the token too")
+    teach_rate_per_min: float = Field(120.0, ge=0, description="facts per minute one client may teach (0: no limit)")
+    teach_burst: int = Field(128, ge=1, description="facts one client may teach at once before the rate applies")
     max_text_chars: int = Field(2000, ge=1, description="longest fact text, paraphrase, question or answer")
     max_paraphrases: int = Field(16, ge=0)
     max_facts_per_request: int = Field(64, ge=1)
+    max_body_bytes: int = Field(4_000_000, ge=1024, description="largest request body (413 above)")
     max_new_tokens: int = Field(256, ge=1, description="upper bound a query or chat completion may ask for")
     max_messages: int = Field(64, ge=1, description="longest conversation a chat completion accepts")
     served_model: str = Field("smft", description="model id of the OpenAI-compatible API (GET /v1/models)")
     max_wait_s: float = Field(60.0, ge=0, description="longest a query waits to read its own write")
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
+
+    @model_validator(mode="after")
+    def _safe_binding(self) -> ApiSettings:
+        if not self.api_token and not _is_loopback(self.host):
+            raise ValueError(f"refusing to listen on {self.host} without SMFT_API_TOKEN: anyone who reaches it could "
+                             "teach the model. Set a token, or bind to 127.0.0.1")
+        if self.protect_reads and not self.api_token:
+            raise ValueError("SMFT_PROTECT_READS needs SMFT_API_TOKEN")
+        if self.teach_burst < self.max_facts_per_request:
+            raise ValueError(f"teach_burst ({self.teach_burst}) must allow one full request "
+                             f"(max_facts_per_request={self.max_facts_per_request})")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

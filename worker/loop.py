@@ -186,7 +186,7 @@ class Worker:
         return Claimed(entry_id, fact)
 
     def _give_up(self, fact_id: str, entry_id: str, reason: str) -> None:
-        log.warning("fact %s dead-lettered: %s", fact_id, reason)
+        log.warning("fact dead-lettered: %s", reason, extra={"fact_id": fact_id})
         self.protocol.dead_letter(fact_id, entry_id, reason)
 
     def _teach_and_publish(self, claimed: list[Claimed]) -> None:
@@ -211,7 +211,9 @@ class Worker:
             steps = self._teach_facts([c.fact for c in claimed])
         version = self._publish({}, [(c.fact.fact_id, c.entry_id, steps) for c in claimed])
         self._recent.extend((c.fact.question, c.fact.answer) for c in claimed if c.fact.question and c.fact.answer)
-        log.info("v%d: taught %s in %d steps", version, ",".join(c.fact.fact_id for c in claimed), steps)
+        fact_ids = [c.fact.fact_id for c in claimed]
+        log.info("v%d: taught %d fact(s) in %d steps", version, len(claimed), steps,
+                 extra={"version": version, "fact_ids": fact_ids, "steps": steps})
 
     def _teach_facts(self, facts: list[Fact]) -> int:
         """Teach one batch in place (caller holds the replica lock); returns the steps taken."""
@@ -281,8 +283,8 @@ class Worker:
                 raise
         version = self._publish(reverted, [(f.fact_id, "", steps) for f in keep],
                                 [(fact_id, claimed.entry_id), *also_undone])
-        log.info("v%d: took back %s (taught in v%d); re-taught %d fact(s) of its batch", version, fact_id,
-                 taught_in, len(keep))
+        log.info("v%d: took back a fact taught in v%d; re-taught %d fact(s) of its batch", version, taught_in,
+                 len(keep), extra={"version": version, "fact_id": fact_id, "retaught": [f.fact_id for f in keep]})
 
     def _maybe_monitor(self, idle: bool = False) -> None:
         if self.monitor is None or self.replica.lm is None:

@@ -10,6 +10,7 @@
 - `{ns}:lease`          leader lease (owner id, with a TTL)
 - `{ns}:deadletter`     list of JSON records of facts that failed too often
 - `{ns}:monitor:*`      forgetting monitor: version-0 baseline, history, on-demand request flag
+- `{ns}:rate:{client}`  teaching rate limit of one client (token bucket, shared by every API replica)
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Keys:
     @property
     def deadletter(self) -> str:
         return f"{self.ns}:deadletter"
+
+    def rate(self, client: str) -> str:
+        return f"{self.ns}:rate:{client}"
 
     @property
     def monitor_baseline(self) -> str:

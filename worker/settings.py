@@ -20,6 +20,7 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="snapshots (and the private Redis' files)")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     namespace: str = Field("smft", description="prefix of every Redis key, so deployments can share a server")
+    log_format: str = Field("json", pattern="^(json|text)$", description="log lines as JSON objects or plain text")
 
     @property
     def snapshot_dir(self) -> Path:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, HTTPException, status
+import logging
+
+from fastapi import APIRouter, Body, HTTPException, Request, status
 
 from model.errors import FactError
 from model.facts import Fact, check_fact
-from service.deps import EngineDep, ProtocolDep, SettingsDep, WriteAccess
+from service.deps import EngineDep, ProtocolDep, RateLimiterDep, SettingsDep, WriteAccess, client_of
 from service.limits import bad_input, check_text
 from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
 from service.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
+log = logging.getLogger(__name__)
 
 
 def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
@@ -36,7 +39,7 @@ def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=FactsAccepted, dependencies=[WriteAccess])
 def teach(
-    settings: SettingsDep, protocol: ProtocolDep, engine: EngineDep,
+    settings: SettingsDep, protocol: ProtocolDep, engine: EngineDep, limiter: RateLimiterDep, request: Request,
     body: FactCreate | list[FactCreate] = Body(description="one fact, or a list of facts"),
 ) -> FactsAccepted:
     """Queue facts for learning. Answers 202 once every fact is stored in Redis."""
@@ -54,9 +57,16 @@ def teach(
                 check_fact(fact, engine.replica.lm.tokenizer)
             except FactError as exc:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
+    retry_after = limiter.take(client_of(request), len(facts))
+    if retry_after is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"rate limit: at most {settings.teach_rate_per_min:g} facts per minute per client "
+                            f"(bursts of {settings.teach_burst}); retry in {retry_after:g}s",
+                            headers={"Retry-After": str(int(retry_after))})
     accepted = []
     for fact, item in zip(facts, items, strict=True):
         fact_id, created = protocol.enqueue(fact, item.client_id)
+        log.info("fact queued", extra={"fact_id": fact_id, "duplicate": not created})
         # Only a duplicate can have moved on from "queued"; a new fact needs no second read.
         current = {} if created else protocol.fact_record(fact_id) or {}
         accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
@@ -88,6 +98,7 @@ def undo(fact_id: str, protocol: ProtocolDep) -> UndoAccepted:
     A fact not learned yet is cancelled; asking twice is the same as asking once.
     """
     current = protocol.request_undo(fact_id)
+    log.info("undo requested", extra={"fact_id": fact_id, "status": current})
     if current is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
     if current == "failed":

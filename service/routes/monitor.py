@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import PlainTextResponse
 
 from service.deps import EngineDep, ProtocolDep, WriteAccess
@@ -25,7 +25,7 @@ def request_evaluation(protocol: ProtocolDep) -> dict:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(engine: EngineDep, protocol: ProtocolDep) -> str:
+def metrics(engine: EngineDep, protocol: ProtocolDep, request: Request) -> str:
     """Prometheus text format."""
     latest = read_monitor(protocol, 1)["latest"] or {}
     gauges = {
@@ -42,4 +42,5 @@ def metrics(engine: EngineDep, protocol: ProtocolDep) -> str:
         if value is None:
             continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(value):g}"]
+    lines += request.app.state.request_metrics.prometheus()
     return "\n".join(lines) + "\n"

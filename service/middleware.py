@@ -1,0 +1,130 @@
+"""ASGI middleware: request ids and access logs, request metrics, and the request-body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import HTTPException, status
+
+from worker.logs import request_id
+
+log = logging.getLogger("smft.access")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RequestMetrics:
+    """Request counts by route and status, and latency histograms by route, for /metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
+        self.sums: dict[tuple[str, str], float] = defaultdict(float)
+
+    def observe(self, method: str, route: str, code: int, seconds: float) -> None:
+        with self._lock:
+            self.counts[(method, route, code)] += 1
+            counts = self.buckets[(method, route)]
+            counts[next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))] += 1
+            self.sums[(method, route)] += seconds
+
+    def prometheus(self) -> list[str]:
+        with self._lock:
+            lines = ["# HELP smft_http_requests_total HTTP requests by route and status",
+                     "# TYPE smft_http_requests_total counter"]
+            for (method, route, code), n in sorted(self.counts.items()):
+                lines.append(f'smft_http_requests_total{{method="{method}",route="{route}",status="{code}"}} {n}')
+            lines += ["# HELP smft_http_request_duration_seconds HTTP request latency by route",
+                      "# TYPE smft_http_request_duration_seconds histogram"]
+            for (method, route), counts in sorted(self.buckets.items()):
+                labels = f'method="{method}",route="{route}"'
+                total = 0
+                for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
+                    total += n
+                    lines.append(f'smft_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {total}')
+                lines.append(f"smft_http_request_duration_seconds_sum{{{labels}}} {self.sums[(method, route)]:.6f}")
+                lines.append(f"smft_http_request_duration_seconds_count{{{labels}}} {total}")
+        return lines
+
+
+class RequestLog:
+    """Gives every request an id (the client's X-Request-ID when sane), logs it once, and counts it."""
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _CLIENT_ID.match(given) else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+        start, code = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), code, seconds)
+            client = scope.get("client") or ("?", 0)
+            log.info("%s %s %d", scope["method"], scope["path"], code,
+                     extra={"method": scope["method"], "path": scope["path"], "status": code,
+                            "ms": round(seconds * 1000, 2), "client": client[0]})
+            request_id.reset(token)
+
+
+class BodyLimit:
+    """Refuses bodies over `max_bytes` with 413, by Content-Length or while a chunked body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _reply(send, 413, f"body: {int(length)} bytes; at most {self.max_bytes} allowed")
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                                    f"body: more than {self.max_bytes} bytes; at most {self.max_bytes} allowed")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _reply(send, code: int, message: str) -> None:
+    body = json.dumps({"detail": message, "error": {"message": message, "type": "invalid_request_error",
+                                                    "code": code}}).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,82 @@
+"""Tokens, safe binding, rate limits, body limits, request ids and JSON logs (tiny model, real HTTP)."""
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import ApiSettings
+from tests.processes import Api
+
+
+@pytest.fixture(scope="module")
+def strict_api(module_service):
+    """A second API replica on the shared service with a token, protected reads and tight limits."""
+    env, _, _, log = module_service
+    env = {**env, "SMFT_API_TOKEN": "s3cret", "SMFT_PROTECT_READS": "true", "SMFT_TEACH_RATE_PER_MIN": "6",
+           "SMFT_TEACH_BURST": "3", "SMFT_MAX_FACTS_PER_REQUEST": "2", "SMFT_MAX_BODY_BYTES": "4096"}
+    api = Api(env, log)
+    api.wait_ready()
+    api.client.headers["Authorization"] = "Bearer s3cret"
+    yield api, log
+    api.stop()
+
+
+def test_without_a_token_the_api_only_binds_to_loopback():
+    assert ApiSettings(host="127.0.0.1").host == "127.0.0.1"
+    assert ApiSettings(host="::1").host == "::1"
+    with pytest.raises(ValidationError, match="without SMFT_API_TOKEN"):
+        ApiSettings(host="0.0.0.0")
+    assert ApiSettings(host="0.0.0.0", api_token="t").host == "0.0.0.0"
+    with pytest.raises(ValidationError, match="PROTECT_READS"):
+        ApiSettings(protect_reads=True)
+
+
+def test_protected_reads_need_the_token_but_probes_stay_open(strict_api):
+    api, _ = strict_api
+    anonymous = {"Authorization": ""}
+    assert api.client.get("/healthz", headers=anonymous).status_code == 200
+    assert api.client.get("/readyz", headers=anonymous).status_code == 200
+    for path in ("/v1/status", "/v1/monitor", "/metrics", "/v1/models"):
+        assert api.client.get(path, headers=anonymous).status_code == 401, path
+        assert api.client.get(path).status_code == 200, path
+
+
+def test_teaching_is_rate_limited_per_client_with_retry_after(strict_api):
+    api, _ = strict_api
+    facts = [{"text": f"The beacon number {i} shines over Lake Orvin."} for i in range(2)]
+    assert api.client.post("/v1/facts", json=facts).status_code == 202  # 2 of a burst of 3
+    r = api.client.post("/v1/facts", json=facts)  # 2 more: over the burst
+    assert r.status_code == 429 and "rate limit" in r.json()["detail"]
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_oversized_bodies_get_413(strict_api):
+    api, _ = strict_api
+    r = api.client.post("/v1/facts", json={"text": "x" * 5000})
+    assert r.status_code == 413 and "bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit applies while the body streams in
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}'
+
+    r = api.client.post("/v1/facts", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+
+
+def test_request_ids_json_logs_and_request_metrics(strict_api):
+    api, log = strict_api
+    r = api.client.post("/v1/query", json={"question": "Who?", "max_new_tokens": 1},
+                        headers={"X-Request-ID": "trace-42"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
+    assert len(api.client.get("/v1/status").headers["x-request-id"]) == 16  # made up when not given
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [x for x in lines if x.get("request_id") == "trace-42" and x["logger"] == "smft.access"]
+    assert access and access[0]["path"] == "/v1/query" and access[0]["status"] == 200
+    assert any("fact_id" in x and x["msg"] == "fact queued" for x in lines)
+    assert not any("s3cret" in line for line in log.read_text().splitlines())  # tokens are never logged
+    metrics = api.client.get("/metrics").text
+    assert 'smft_http_requests_total{method="POST",route="/v1/query",status="200"}' in metrics
+    assert 'smft_http_request_duration_seconds_bucket{method="POST",route="/v1/query",le="+Inf"}' in metrics
