@@ -41,7 +41,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
         engine = Engine(settings, client)
-        engine.protocol.ensure_group()
+        try:
+            engine.protocol.ensure_group()  # the worker creates it too; an API may start while Redis is away
+        except redis.ConnectionError as exc:
+            log.warning("redis unavailable at start (%s); serving once it is back", exc)
         engine.start()
         app.state.settings, app.state.engine = settings, engine
         app.state.rate_limiter = RateLimiter(client, engine.protocol.keys, settings.teach_rate_per_min,
@@ -69,6 +72,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail), exc.status_code), status_code=exc.status_code,
                             headers=exc.headers)
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Nothing was acknowledged: the client may retry the same request (with its client_id).
+        message = f"redis unavailable ({type(exc).__name__}); nothing was stored, retry shortly"
+        return JSONResponse(error_body(message, 503), status_code=503, headers={"Retry-After": "1"})
 
     for module in (facts, query, health, monitor, openai):
         app.include_router(module.router)

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from model.corpus import split_corpus
 from model.facts import Fact
 from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
-from service.launcher import free_port
 from tests.tiny import save_tiny_model
 
 TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,))
@@ -52,20 +49,11 @@ def tiny_lm(_tiny_v0):
 def redis_server(tmp_path_factory):
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: run scripts/setup.sh")
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-                             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
-    client = redis_lib.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis_lib.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    from tests.processes import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

@@ -64,18 +64,24 @@ class Worker:
     # --- life cycle -----------------------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
         """Serve as leader until stopped (or, in burst mode, until the queue is drained)."""
-        self.protocol.ensure_group()
         while not self.stop.is_set():
-            if not self.lease.wait_acquire(self.stop):
-                return
             try:
-                self._synchronise()
-                drained = self._lead(burst)
+                self.protocol.ensure_group()
+                if not self.lease.wait_acquire(self.stop):
+                    return
+                try:
+                    self._synchronise()
+                    drained = self._lead(burst)
+                finally:
+                    self.lease.release()
             except LeadershipLost as exc:
                 log.warning("worker %s: %s; resynchronising", self.owner, exc)
                 continue
-            finally:
-                self.lease.release()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis restarting: nothing was acknowledged that is not in it; wait and resynchronise.
+                log.warning("redis unavailable (%s); retrying in 1s", exc)
+                self.stop.wait(1.0)
+                continue
             if drained:
                 return
 
@@ -128,7 +134,7 @@ class Worker:
                 if c.undo:
                     try:
                         self._undo_and_publish(c)
-                    except LeadershipLost:
+                    except (LeadershipLost, redis.ConnectionError, redis.TimeoutError):
                         raise
                     except Exception:  # stays pending: the next claim retries it (bounded by max_attempts)
                         log.exception("undo of fact %s failed", c.fact.fact_id)
@@ -192,8 +198,8 @@ class Worker:
     def _teach_and_publish(self, claimed: list[Claimed]) -> None:
         try:
             self._teach_group(claimed)
-        except LeadershipLost:
-            raise
+        except (LeadershipLost, redis.ConnectionError, redis.TimeoutError):
+            raise  # not the facts' fault: resynchronise, and they stay pending without a spent attempt
         except Exception as exc:
             if len(claimed) > 1:  # isolate the fact that breaks the batch
                 log.warning("batch of %d failed (%s); teaching its facts one by one", len(claimed), exc)
