@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -184,6 +185,23 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_load(args: argparse.Namespace) -> int:
+    from service.loadtest import LoadConfig, markdown, run_phase
+
+    reports = []
+    for name, teach_every in (("queries", None), ("queries + teaching", args.teach_every)):
+        config = LoadConfig(args.clients, args.duration, args.max_new_tokens, teach_every, args.token)
+        print(f"phase '{name}': {args.clients} clients for {args.duration:g}s ...", file=sys.stderr)
+        reports.append(run_phase(args.url, name, config))
+    print(markdown(reports))
+    for r in reports:
+        for error in r.errors:
+            print(f"error ({r.name}): {error}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(json.dumps([r.as_dict() for r in reports], indent=2))
+    return 1 if any(r.query_errors or r.teach_errors for r in reports) else 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from model.config import MemoryConfig
     from model.corpus import load_corpus
@@ -265,6 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="bench/results")
     lf.set_defaults(fn=cmd_bench_learn_forget)
+
+    load = bench.add_parser("load", help="concurrent query clients, without and with a teaching stream, "
+                                         "against a running service")
+    load.add_argument("--url", default="http://127.0.0.1:8000")
+    load.add_argument("--token")
+    load.add_argument("--clients", type=int, default=8)
+    load.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
+    load.add_argument("--teach-every", dest="teach_every", type=float, default=2.0, help="seconds between facts")
+    load.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=20)
+    load.add_argument("--out", help="write the reports as JSON here")
+    load.set_defaults(fn=cmd_bench_load)
 
     addr = sub.add_parser("addressing", help="print slot-usage figures of version 0, raw vs centred addressing")
     addr.add_argument("--model", default="smollm2")
