@@ -46,16 +46,19 @@ def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int = 32) -> list[str]:
-    """Greedy answers, all questions in one batched generation."""
+def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32) -> list[str]:
+    """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
     if not questions:
         return []
+    limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     ids, mask = left_padded(lm, [chat_prompt(lm.tokenizer, q) for q in questions])
     out = lm.model.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+        input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
         pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
     )
-    return [lm.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
+    new = out[:, ids.shape[1]:]
+    return [lm.tokenizer.decode(row[:limit], skip_special_tokens=True).strip()
+            for row, limit in zip(new, limits, strict=True)]
 
 
 @torch.no_grad()

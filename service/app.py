@@ -40,7 +40,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        engine = Engine(settings, client)
+        engine = Engine(settings, client, settings.batch_window_ms, settings.max_batch)
         try:
             engine.protocol.ensure_group()  # the worker creates it too; an API may start while Redis is away
         except redis.ConnectionError as exc:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import redis
 
-from model.evaluation import generate_answers
 from model.generation import Completion, SamplingParams, complete
 from model.prompting import conversation_prompt
+from service.batcher import QueryBatcher
 from worker.protocol import Keys, Protocol, delta_entry_id, version_of_entry
 from worker.replica import MemoryReplica, NotReadyError
 from worker.settings import CommonSettings
@@ -31,12 +31,15 @@ class Answer:
     version: int
     wait_ms: float
     generate_ms: float
+    batch_size: int = 1  # questions answered in the same generation
 
 
 class Engine:
-    def __init__(self, settings: CommonSettings, client: redis.Redis) -> None:
+    def __init__(self, settings: CommonSettings, client: redis.Redis, batch_window_ms: float = 5.0,
+                 max_batch: int = 8) -> None:
         self.protocol = Protocol(client, Keys(settings.namespace))
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.protocol)
+        self.batcher = QueryBatcher(self.replica, batch_window_ms, max_batch)
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,6 +59,7 @@ class Engine:
 
     def close(self) -> None:
         self._stop.set()
+        self.batcher.close()
         with self._changed:
             self._changed.notify_all()
         if self._thread:
@@ -108,10 +112,8 @@ class Engine:
         waited = time.perf_counter() - start
         if self.replica.lm is None:
             raise NotReadyError("model not loaded yet")
-        with self.replica.lock:
-            version = self.replica.version
-            text = generate_answers(self.replica.lm, [question], max_new_tokens)[0]
-        return Answer(text, version, waited * 1000, (time.perf_counter() - start - waited) * 1000)
+        done = self.batcher.answer(question, max_new_tokens)
+        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size)
 
     def complete(self, messages: list[dict[str, str]], params: SamplingParams,
                  on_text: Callable[[str], None] | None = None,

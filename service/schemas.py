@@ -63,6 +63,7 @@ class Timings(BaseModel):
     wait_ms: float
     generate_ms: float
     total_ms: float
+    batch_size: int = Field(1, description="questions answered in the same batched generation")
 
 
 class QueryResponse(BaseModel):

@@ -24,6 +24,8 @@ class ApiSettings(CommonSettings):
     max_messages: int = Field(64, ge=1, description="longest conversation a chat completion accepts")
     served_model: str = Field("smft", description="model id of the OpenAI-compatible API (GET /v1/models)")
     max_wait_s: float = Field(60.0, ge=0, description="longest a query waits to read its own write")
+    batch_window_ms: float = Field(5.0, ge=0, le=1000, description="how long a query waits for others to batch with")
+    max_batch: int = Field(8, ge=1, le=256, description="most questions answered in one generation")
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
 
     @model_validator(mode="after")

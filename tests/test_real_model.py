@@ -9,10 +9,11 @@ import torch
 
 from model.config import MemoryConfig, SparseConfig
 from model.evaluation import contains_answer, generate_answers
-from model.facts import build_batch
+from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, teach
 from model.lm import MemoryLM
 from model.loading import load_base_model
+from model.probe import read_probe
 from model.questions import with_synthetic_questions
 from model.snapshot import (
     MemoryDelta,
@@ -22,6 +23,7 @@ from model.snapshot import (
     restore_snapshot,
     save_snapshot,
 )
+from model.undo import UndoRecord, revert
 from tests.conftest import REAL_ANSWER as ANSWER
 from tests.conftest import REAL_FACT as FACT
 from tests.conftest import REAL_QUESTION as QUESTION
@@ -90,3 +92,47 @@ def test_fact_is_learned_from_statements_and_replicas_agree(real_v0, tmp_path):
     restore_snapshot(reloaded, read_snapshot(save_snapshot(taught, stats, 1, tmp_path / "v1.safetensors")))
     assert generate_answers(reloaded, [QUESTION], 24)[0] == answer
 
+
+
+FACT_B = Fact("The capital of the island of Vessaly is Port Orrin.",
+              paraphrases=("Port Orrin is the capital of Vessaly.", "Vessaly's capital city is Port Orrin.",
+                           "The island of Vessaly has Port Orrin as its capital."), fact_id="vessaly")
+QUESTION_B, ANSWER_B = "What is the capital of Vessaly?", "Port Orrin"
+
+
+def test_undo_takes_back_one_fact_keeps_the_other_and_restores_retention(real_v0):
+    lm, stats, _, _ = real_v0
+    lm = copy.deepcopy(lm)
+    probe = read_probe()[:24]
+    questions = [p.question for p in probe]
+
+    def retained() -> int:
+        return sum(p.correct(a) for p, a in zip(probe, generate_answers(lm, questions, 16), strict=True))
+
+    def knows(question: str, answer: str) -> bool:
+        return contains_answer(generate_answers(lm, [question], 24)[0], answer)
+
+    learner = SparseMemoryLearner(lm, stats, SparseConfig())
+
+    def taught(fact: Fact, version: int) -> UndoRecord:
+        teach(learner, build_batch(with_synthetic_questions(lm, [fact]), lm.tokenizer), learner.config.schedule)
+        return UndoRecord.capture(lm, version, [fact.fact_id], learner.take_touched_with_before())
+
+    at_v0 = retained()
+    v0_values = {i: m.values.detach().clone() for i, m in lm.memories.items()}
+    taught(FACT_B, 1)  # B alone, from version 0: the state undoing A should come back to
+    b_alone = retained()
+    with torch.no_grad():
+        for i, m in lm.memories.items():
+            m.values.copy_(v0_values[i])
+    record_a = taught(FACT, 1)
+    taught(FACT_B, 2)
+    assert knows(QUESTION, ANSWER) and knows(QUESTION_B, ANSWER_B)
+    with_both = retained()
+    revert(lm, record_a)
+    assert not knows(QUESTION, ANSWER)
+    assert knows(QUESTION_B, ANSWER_B)
+    after_undo = retained()
+    print(f"retention probe kept: v0 {at_v0}/24, B alone {b_alone}/24, A+B {with_both}/24, "
+          f"after undo of A {after_undo}/24")
+    assert after_undo >= b_alone - 1  # back to "as if A was never taught", within one question of 24

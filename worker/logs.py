@@ -38,6 +38,7 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per client request is noise
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines go through the same handler
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

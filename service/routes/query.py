@@ -55,7 +55,7 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, pro
     total = (time.perf_counter() - start) * 1000
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
-                                         total_ms=total))
+                                         total_ms=total, batch_size=answer.batch_size))
 
 
 def _answer(engine: Engine, req: QueryRequest, min_version: int, wait_s: float):

@@ -1,0 +1,86 @@
+"""Dynamic batching of queries: questions that arrive together are answered in one generation.
+
+One thread owns generation. It takes the first waiting question, gathers whatever else arrives
+within a short window (up to `max_batch`), and answers them all in one batched greedy pass under
+the replica's lock, so every answer in a batch comes from the same memory version. Under load,
+questions that arrive while a batch runs form the next batch, so throughput grows with
+concurrency while a lone question waits at most the window.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from model.evaluation import generate_answers
+from worker.replica import MemoryReplica, NotReadyError
+
+
+@dataclass
+class _Request:
+    question: str
+    max_new_tokens: int
+    done: threading.Event = field(default_factory=threading.Event)
+    text: str = ""
+    version: int = -1
+    generate_s: float = 0.0
+    batch_size: int = 0
+    error: BaseException | None = None
+
+
+class QueryBatcher:
+    def __init__(self, replica: MemoryReplica, window_ms: float = 5.0, max_batch: int = 8) -> None:
+        self.replica, self.window_s, self.max_batch = replica, window_ms / 1000, max_batch
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+        self._thread.start()
+
+    def answer(self, question: str, max_new_tokens: int) -> _Request:
+        """Block until the question is answered; returns the filled request (text, version, timings)."""
+        request = _Request(question, max_new_tokens)
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _gather(self, first: _Request) -> list[_Request] | None:
+        batch = [first]
+        deadline = time.monotonic() + self.window_s
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # let the loop see the stop after this batch
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = self._gather(first)
+            start = time.perf_counter()
+            try:
+                with self.replica.lock:
+                    if self.replica.lm is None:
+                        raise NotReadyError("model not loaded yet")
+                    version = self.replica.version
+                    texts = generate_answers(self.replica.lm, [r.question for r in batch],
+                                             [r.max_new_tokens for r in batch])
+                for request, text in zip(batch, texts, strict=True):
+                    request.text, request.version = text, version
+            except BaseException as exc:  # every waiter gets the error; the loop goes on
+                for request in batch:
+                    request.error = exc
+            elapsed = time.perf_counter() - start
+            for request in batch:
+                request.generate_s, request.batch_size = elapsed, len(batch)
+                request.done.set()
