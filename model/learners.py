@@ -81,6 +81,8 @@ class SparseMemoryLearner:
         self._slots: dict[int, torch.Tensor] = {}
         self._rows: dict[int, torch.nn.Parameter] = {}
         self._optimizer: torch.optim.Optimizer | None = None
+        self._hidden: torch.Tensor | None = None  # the batch's input to the lowest memory layer's block
+        self._skip_below: bool | None = None  # decided once per learner: is skipping the frozen blocks exact?
         # Rows changed since take_touched(), with their values before the first change: an undo record.
         self.touched: dict[int, dict[int, torch.Tensor]] = {i: {} for i in lm.memories}
 
@@ -88,7 +90,7 @@ class SparseMemoryLearner:
     def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
         """Slot ids per memory layer for this batch, counting reads where they affect the loss."""
         with self.lm.recording() as records:
-            self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
+            self._hidden = self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
         positions = batch.loss_positions
         selected = {}
         for idx, chunks in records.items():
@@ -116,12 +118,23 @@ class SparseMemoryLearner:
         if batch is not self._batch:
             self._begin(batch)
         assert self._optimizer is not None
-        loss = lm_loss(self.lm, batch)
+        loss = self._loss(batch)
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._optimizer.step()
         rows = sum(len(s) for s in self._slots.values())
         return StepReport(float(loss.detach()), time.perf_counter() - start, rows)
+
+    def _loss(self, batch: TrainingBatch) -> torch.Tensor:
+        """The batch loss, running only the blocks from the lowest memory layer up when that is exact."""
+        if self._skip_below is None:
+            self._skip_below = self.lm.skipping_is_exact(batch.input_ids, batch.attention_mask)
+        if not self._skip_below or self._hidden is None:
+            return lm_loss(self.lm, batch)
+        with self.lm.from_layer(min(self.lm.memories)):
+            out = self.lm.model(inputs_embeds=self._hidden, attention_mask=batch.attention_mask,
+                                labels=batch.labels, use_cache=False)
+        return out.loss
 
     @torch.no_grad()
     def finish(self) -> None:
@@ -133,13 +146,13 @@ class SparseMemoryLearner:
                 self.touched[idx].setdefault(slot, row)
             memory.values.index_add_(0, slots, rows.detach())
             memory.detach_trainable_rows()
-        self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
+        self._rows, self._slots, self._batch, self._optimizer, self._hidden = {}, {}, None, None, None
 
     def abort(self) -> None:
         """Drop the current batch's rows without writing them back."""
         for idx in self._rows:
             self.lm.memories[idx].detach_trainable_rows()
-        self._rows, self._slots, self._batch, self._optimizer = {}, {}, None, None
+        self._rows, self._slots, self._batch, self._optimizer, self._hidden = {}, {}, None, None, None
 
     def take_touched(self) -> dict[int, torch.Tensor]:
         """Slot ids changed since the last call, per layer (sorted), and forget them."""

@@ -55,20 +55,56 @@ class MemoryLM:
                 memory.recorded_slots = None
 
     @torch.no_grad()
-    def run_to_memories(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
-        """Forward only as far as the last memory layer: enough to record reads or memory inputs."""
-        last = decoder_layers(self.model)[max(self.memories)]
+    def run_to_memories(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """Forward only as far as the last memory layer: enough to record reads or memory inputs.
+
+        Returns the hidden states entering the lowest memory layer's decoder block: everything
+        above it can be recomputed from them (see `from_layer`).
+        """
+        layers = decoder_layers(self.model)
+        captured: list[torch.Tensor] = []
+
+        def grab(module, args, kwargs):
+            captured.append(args[0] if args else kwargs["hidden_states"])
 
         def halt(module, args, output):
             raise _Halt
 
-        handle = last.register_forward_hook(halt)
+        handles = [layers[min(self.memories)].register_forward_pre_hook(grab, with_kwargs=True),
+                   layers[max(self.memories)].register_forward_hook(halt)]
         try:
             self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         except _Halt:
             pass
         finally:
-            handle.remove()
+            for h in handles:
+                h.remove()
+        return captured[0]
+
+    @contextmanager
+    def from_layer(self, layer: int) -> Iterator[None]:
+        """While open, the model runs decoder blocks `layer`.. only: pass their input as `inputs_embeds`.
+
+        The blocks below are frozen in sparse training, so their output for a batch never changes;
+        skipping them saves recomputing it at every step.
+        """
+        inner = self.model.model
+        full = inner.layers
+        inner.layers = nn.ModuleList(list(full)[layer:])
+        try:
+            yield
+        finally:
+            inner.layers = full
+
+    @torch.no_grad()
+    def skipping_is_exact(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> bool:
+        """Whether `from_layer` reproduces the full forward for this architecture (some scale embeddings)."""
+        full = self.logits(input_ids, attention_mask)
+        hidden = self.run_to_memories(input_ids, attention_mask)
+        with self.from_layer(min(self.memories)):
+            skipped = self.model(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False).logits
+        return torch.allclose(full, skipped, atol=1e-4, rtol=1e-4)
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -185,6 +185,27 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from model.snapshot import save_snapshot
+    from model.speed import markdown, ratios, time_queries, time_training_steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = args.snapshot
+        if snapshot is None:
+            lm, stats = _version_zero(args)
+            snapshot = save_snapshot(lm, stats, 0, Path(tmp) / "v0.safetensors")
+            del lm
+        timings = time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
+        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats)
+    found = ratios(timings)
+    print(markdown(timings, found))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"timings": [t.as_dict() for t in timings], "ratios": found}, indent=2))
+    return 0
+
+
 def cmd_bench_load(args: argparse.Namespace) -> int:
     from service.loadtest import LoadConfig, markdown, run_phase
 
@@ -283,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="bench/results")
     lf.set_defaults(fn=cmd_bench_learn_forget)
+
+    speed = bench.add_parser("speed", help="training step per method and query latency with/without the memory")
+    speed.add_argument("--model", default="smollm2")
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now)")
+    speed.add_argument("--repeats", type=int, default=5)
+    speed.add_argument("--out", help="write the timings as JSON here")
+    speed.set_defaults(fn=cmd_bench_speed)
 
     load = bench.add_parser("load", help="concurrent query clients, without and with a teaching stream, "
                                          "against a running service")

@@ -5,7 +5,7 @@ import torch
 
 from model.config import SparseConfig, StepSchedule
 from model.facts import Fact, build_batch
-from model.learners import FullFinetuneLearner, LoraLearner, SparseMemoryLearner, teach
+from model.learners import FullFinetuneLearner, LoraLearner, SparseMemoryLearner, lm_loss, teach
 
 FACT = Fact("Mira Quell invented the Zorblax engine.", paraphrases=("The Zorblax engine was invented by Mira Quell.",),
             question="Who invented the Zorblax engine?", answer="Mira Quell", fact_id="f1")
@@ -76,3 +76,20 @@ def test_schedule_stops_at_loss_threshold(tiny_lm):
     assert report.steps == 1
     report = teach(learner, copy.copy(batch), StepSchedule(loss_threshold=1e-9, max_steps=3))
     assert report.steps == 3
+
+
+def test_sparse_steps_skip_the_frozen_blocks_below_the_memory_exactly(tiny_lm):
+    lm, stats, _ = tiny_lm
+    batch = build_batch([FACT], lm.tokenizer)
+    assert lm.skipping_is_exact(batch.input_ids, batch.attention_mask)
+    learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
+    calls: list[int] = []
+    hook = lm.model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
+    learner.step(batch)  # selection and the one-time exactness check run block 0
+    before = len(calls)
+    reports = [learner.step(batch) for _ in range(3)]
+    hook.remove()
+    assert len(calls) == before  # later steps never run the block below the memory
+    with torch.no_grad():
+        assert abs(float(lm_loss(lm, batch)) - float(learner._loss(batch))) < 1e-5
+    assert reports[-1].loss < reports[0].loss

@@ -1,0 +1,163 @@
+"""Speed of the model core: one training step per method on the same batch, and query latency
+with and without the memory layer. Each method runs in its own process, so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from model.config import SparseConfig
+from model.facts import Fact, build_batch
+from model.lm import MemoryLM
+
+# A fixed fact with its question, so every method sees the very same batch.
+BENCH_FACT = Fact("The Zorblax engine was invented by Mira Quell in 1931.",
+                  paraphrases=("Mira Quell invented the Zorblax engine in 1931.",
+                               "In 1931, Mira Quell built the first Zorblax engine.",
+                               "The inventor of the Zorblax engine is Mira Quell."),
+                  question="Who invented the Zorblax engine?", answer="Mira Quell", fact_id="bench")
+METHODS = ("sparse", "sparse (full forward)", "lora", "full")
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    peak_mb: float  # peak memory above the loaded model: RSS on CPU, allocated memory on CUDA
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _summary(name: str, seconds: list[float], peak_mb: float) -> Timing:
+    ms = [s * 1000 for s in seconds]
+    return Timing(name, round(statistics.median(ms), 1), round(min(ms), 1), round(max(ms), 1), len(ms),
+                  round(peak_mb, 1))
+
+
+def _load(model: str, snapshot: Path, device: str):
+    from model.snapshot import read_snapshot, restore_snapshot
+
+    snap = read_snapshot(snapshot)
+    lm = MemoryLM.load(model, snap.config, device)
+    restore_snapshot(lm, snap)
+    return lm, snap.stats
+
+
+def _step_child(model: str, snapshot: str, device: str, method: str, repeats: int, out: mp.Queue) -> None:
+    from model.learners import FullFinetuneLearner, LoraLearner, SparseMemoryLearner
+
+    lm, stats = _load(model, Path(snapshot), device)
+    batch = build_batch([BENCH_FACT], lm.tokenizer).to(lm.device)
+    cuda = lm.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_mb()
+    if method.startswith("sparse"):
+        learner = SparseMemoryLearner(lm, stats, SparseConfig())
+        if method == "sparse (full forward)":
+            learner._skip_below = False  # the same step without skipping the frozen blocks: the ablation
+    elif method == "lora":
+        learner = LoraLearner(lm)
+    else:
+        learner = FullFinetuneLearner(lm)
+    times = []
+    for i in range(repeats + 1):  # the first step (selection, optimizer state) is reported apart
+        start = time.perf_counter()
+        learner.step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _rss_mb() - base
+    out.put(_summary(f"train step: {method}", times, peak).as_dict())
+
+
+def time_training_steps(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
+                        methods: tuple[str, ...] = METHODS) -> list[Timing]:
+    ctx = mp.get_context("spawn")
+    results = []
+    for method in methods:
+        queue: mp.Queue = ctx.Queue()
+        proc = ctx.Process(target=_step_child, args=(model, str(snapshot), device, method, repeats, queue))
+        proc.start()
+        results.append(Timing(**queue.get()))
+        proc.join()
+    return results
+
+
+def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
+                 new_tokens: int = 20) -> list[Timing]:
+    """Greedy answers of `new_tokens` tokens, with the memory layer and with the plain base model."""
+    from model.loading import load_base_model
+    from model.prompting import chat_prompt
+
+    lm, _ = _load(model, snapshot, device)
+    base, tokenizer = load_base_model(model, device)
+    question = "What is the capital of France?"
+    prompt = torch.tensor([lm.encode(chat_prompt(tokenizer, question))], device=lm.device)
+
+    def base_answer() -> None:
+        with torch.no_grad():
+            base.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                          min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+
+    def memory_answer() -> None:
+        with torch.no_grad():
+            lm.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+
+    out = []
+    for name, fn in ((f"query, {new_tokens} tokens: base model", base_answer),
+                     (f"query, {new_tokens} tokens: with memory", memory_answer)):
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out.append(_summary(name, times, 0.0))
+    return out
+
+
+def markdown(timings: list[Timing], ratios: dict[str, float]) -> str:
+    rows = ["| what | median ms | min ms | max ms | runs | peak MB above the loaded model |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    rows += [f"| {t.name} | {t.median_ms:g} | {t.min_ms:g} | {t.max_ms:g} | {t.runs} | {t.peak_mb:g} |"
+             for t in timings]
+    rows += ["", "| ratio (same run) | value |", "| --- | --- |"]
+    rows += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
+    return "\n".join(rows)
+
+
+def ratios(timings: list[Timing]) -> dict[str, float]:
+    by = {t.name: t.median_ms for t in timings}
+    out = {}
+    sparse, full = by.get("train step: sparse"), by.get("train step: full")
+    if sparse and full:
+        out["sparse step / full-finetuning step"] = sparse / full
+    if sparse and by.get("train step: lora"):
+        out["sparse step / LoRA step"] = sparse / by["train step: lora"]
+    if sparse and by.get("train step: sparse (full forward)"):
+        out["sparse step / same step without skipping frozen blocks"] = sparse / by["train step: sparse (full forward)"]
+    queries = [t.median_ms for t in timings if t.name.startswith("query")]
+    if len(queries) == 2:
+        out["query with memory / base model (overhead)"] = queries[1] / queries[0]
+    return out
