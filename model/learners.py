@@ -82,7 +82,7 @@ class SparseMemoryLearner:
         self._rows: dict[int, torch.nn.Parameter] = {}
         self._optimizer: torch.optim.Optimizer | None = None
         self._hidden: torch.Tensor | None = None  # the batch's input to the lowest memory layer's block
-        self._skip_below: bool | None = None  # decided once per learner: is skipping the frozen blocks exact?
+        self._fast: bool | None = None  # decided once per learner: is the fast loss (see _loss) exact here?
         # Rows changed since take_touched(), with their values before the first change: an undo record.
         self.touched: dict[int, dict[int, torch.Tensor]] = {i: {} for i in lm.memories}
 
@@ -126,15 +126,22 @@ class SparseMemoryLearner:
         return StepReport(float(loss.detach()), time.perf_counter() - start, rows)
 
     def _loss(self, batch: TrainingBatch) -> torch.Tensor:
-        """The batch loss, running only the blocks from the lowest memory layer up when that is exact."""
-        if self._skip_below is None:
-            self._skip_below = self.lm.skipping_is_exact(batch.input_ids, batch.attention_mask)
-        if not self._skip_below or self._hidden is None:
+        """The batch loss; from the lowest memory layer up, with logits only where labels are, when exact."""
+        if self._fast is None:
+            self._fast = self._fast_path_is_exact(batch)
+        if not self._fast or self._hidden is None:
             return lm_loss(self.lm, batch)
-        with self.lm.from_layer(min(self.lm.memories)):
-            out = self.lm.model(inputs_embeds=self._hidden, attention_mask=batch.attention_mask,
-                                labels=batch.labels, use_cache=False)
-        return out.loss
+        return self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask, batch.labels)
+
+    @torch.no_grad()
+    def _fast_path_is_exact(self, batch: TrainingBatch) -> bool:
+        """Checked once per learner: some architectures scale embeddings or transform logits."""
+        if self._hidden is None:
+            return False
+        reference = float(lm_loss(self.lm, batch))
+        fast = float(self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask,
+                                             batch.labels))
+        return abs(fast - reference) <= 1e-4 * max(1.0, abs(reference))
 
     @torch.no_grad()
     def finish(self) -> None:

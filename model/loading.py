@@ -58,22 +58,35 @@ def resolve_model_source(spec: str = DEFAULT_MODEL) -> ModelSource:
     )
 
 
-def load_base_model(spec: str = DEFAULT_MODEL, device: str = "cpu"):
-    """Returns (model, tokenizer), the model in float32 and eval mode, all weights frozen."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(spec: str = DEFAULT_MODEL):
+    """The model's tokenizer alone (seconds, not the weights), with a pad token."""
+    from transformers import AutoTokenizer
 
     source = resolve_model_source(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.directory, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot load the tokenizer of {source.name}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(spec: str = DEFAULT_MODEL, device: str = "cpu"):
+    """Returns (model, tokenizer), the model in float32 and eval mode, all weights frozen."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model_source(spec)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    tokenizer = load_tokenizer(spec)
+    try:
         model = AutoModelForCausalLM.from_pretrained(
             source.directory, dtype=torch.float32, local_files_only=True, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model from {source.name}: {exc}") from exc
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval().requires_grad_(False)
     log.info("loaded %s (%d layers, hidden %d) on %s", source.name, model.config.num_hidden_layers,
              model.config.hidden_size, device)

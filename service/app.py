@@ -70,8 +70,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail), exc.status_code), status_code=exc.status_code,
-                            headers=exc.headers)
+        message, code = str(exc.detail), exc.status_code
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body" says no more
+            bad = exc.__cause__
+            message, code = f"body: not valid UTF-8 (byte 0x{bad.object[bad.start]:02x} at offset {bad.start})", 422
+        return JSONResponse(error_body(message, code), status_code=code, headers=exc.headers)
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)

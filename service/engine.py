@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from model.generation import Completion, SamplingParams, complete
+from model.loading import load_tokenizer
 from model.prompting import conversation_prompt
 from service.batcher import QueryBatcher
 from worker.protocol import Keys, Protocol, delta_entry_id, version_of_entry
@@ -44,6 +45,8 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # last error of the follower thread, for /readyz
+        self.model_spec = settings.model
+        self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
 
     @property
     def loaded(self) -> bool:
@@ -65,10 +68,17 @@ class Engine:
         if self._thread:
             self._thread.join(timeout=5)
 
+    @property
+    def tokenizer(self):
+        """The model's tokenizer, or None while it is still loading."""
+        return self.replica.lm.tokenizer if self.replica.lm is not None else self._tokenizer
+
     def _follow(self) -> None:
         """Load, catch up, then apply deltas as they are published, forever."""
         while not self._stop.is_set():
             try:
+                if self._tokenizer is None:
+                    self._tokenizer = load_tokenizer(self.model_spec)
                 if self.replica.lm is None:
                     self.replica.load_snapshot()
                 self._applied(self.replica.catch_up())

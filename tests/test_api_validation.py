@@ -20,10 +20,12 @@ def service(module_service):
     ({"text": "bad \x00 byte"}, 422, "control"),
     ({"text": "A fact.", "colour": "red"}, 422, "colour"),
     ([], 422, "empty"),
+    (b'{"text": "caf\xe9 au lait is served in Paris."}', 422, "utf-8"),
+    (b'{"text": "A lone surrogate \\ud800 here."}', 422, "surrogate"),
 ])
 def test_bad_facts_get_a_4xx_that_says_what_is_wrong(service, body, code, words):
     _, api, _, _ = service
-    if isinstance(body, str):
+    if isinstance(body, str | bytes):
         kwargs = {"content": body, "headers": {"content-type": "application/json"}}
     else:
         kwargs = {"json": body}

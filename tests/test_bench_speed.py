@@ -15,6 +15,6 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
     assert all(t.runs == 2 and 0 < t.min_ms <= t.median_ms <= t.max_ms for t in timings)
     found = ratios(timings)
     assert set(found) == {"sparse step / full-finetuning step", "sparse step / LoRA step",
-                          "sparse step / same step without skipping frozen blocks",
+                          "sparse step / same step through the whole model",
                           "query with memory / base model (overhead)"}
     assert "| train step: sparse |" in markdown(timings, found)

@@ -81,7 +81,6 @@ def test_schedule_stops_at_loss_threshold(tiny_lm):
 def test_sparse_steps_skip_the_frozen_blocks_below_the_memory_exactly(tiny_lm):
     lm, stats, _ = tiny_lm
     batch = build_batch([FACT], lm.tokenizer)
-    assert lm.skipping_is_exact(batch.input_ids, batch.attention_mask)
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
     calls: list[int] = []
     hook = lm.model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
@@ -89,6 +88,7 @@ def test_sparse_steps_skip_the_frozen_blocks_below_the_memory_exactly(tiny_lm):
     before = len(calls)
     reports = [learner.step(batch) for _ in range(3)]
     hook.remove()
+    assert learner._fast  # exact on this architecture, so it is used
     assert len(calls) == before  # later steps never run the block below the memory
     with torch.no_grad():
         assert abs(float(lm_loss(lm, batch)) - float(learner._loss(batch))) < 1e-5

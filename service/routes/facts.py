@@ -51,12 +51,15 @@ def teach(
                             f"body: {len(items)} facts; at most {settings.max_facts_per_request} per request")
     facts = [_validate(item, f"facts[{i}]" if isinstance(body, list) else "body", settings)
              for i, item in enumerate(items)]
-    if engine.replica.lm is not None:  # refuse at the door what the worker could not train on
-        for i, fact in enumerate(facts):
-            try:
-                check_fact(fact, engine.replica.lm.tokenizer)
-            except FactError as exc:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
+    tokenizer = engine.tokenizer
+    if tokenizer is None:  # nothing is accepted unchecked
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the tokenizer is still loading: facts are "
+                            "checked before they are accepted; retry in a few seconds", headers={"Retry-After": "2"})
+    for i, fact in enumerate(facts):  # refuse at the door what the worker could not train on
+        try:
+            check_fact(fact, tokenizer)
+        except FactError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
     retry_after = limiter.take(client_of(request), len(facts))
     if retry_after is not None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
