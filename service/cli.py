@@ -201,8 +201,17 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         timings += time_queries(args.model, Path(snapshot), args.device, args.repeats)
     found = ratios(timings)
     print(markdown(timings, found))
+    result = {"timings": [t.as_dict() for t in timings], "ratios": found}
+    if args.service:
+        from service import bench_service
+
+        env = {"SMFT_MODEL": args.model, "SMFT_DEVICE": args.device}
+        config = bench_service.ServiceBenchConfig(facts=args.facts, every_s=args.every, env=env)
+        result["service"] = bench_service.run_service_bench(config)
+        print()
+        print(bench_service.markdown(result["service"]))
     if args.out:
-        Path(args.out).write_text(json.dumps({"timings": [t.as_dict() for t in timings], "ratios": found}, indent=2))
+        Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
 
 
@@ -310,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now)")
     speed.add_argument("--repeats", type=int, default=5)
+    speed.add_argument("--service", action="store_true",
+                       help="also the fact-to-answer path through Redis, the worker and two API replicas")
+    speed.add_argument("--facts", type=int, default=10, help="with --service: facts taught one by one")
+    speed.add_argument("--every", type=float, default=15.0, help="with --service: seconds between facts")
     speed.add_argument("--out", help="write the timings as JSON here")
     speed.set_defaults(fn=cmd_bench_speed)
 

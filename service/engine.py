@@ -46,6 +46,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # last error of the follower thread, for /readyz
         self.model_spec = settings.model
+        self.applied_at: float | None = None  # wall time this replica applied its current version
         self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
 
     @property
@@ -101,6 +102,7 @@ class Engine:
 
     def _applied(self, n: int) -> None:
         if n:
+            self.applied_at = time.time()
             with self._changed:
                 self._changed.notify_all()
 

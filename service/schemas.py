@@ -75,6 +75,7 @@ class QueryResponse(BaseModel):
 class Status(BaseModel):
     model: str
     memory_version: int = Field(description="version this replica answers from")
+    memory_applied_at: float | None = Field(None, description="when this replica applied it (unix time)")
     published_version: int = Field(description="newest version the worker published")
     snapshot_version: int | None
     queue_depth: int = Field(description="facts accepted but not yet learned or failed")

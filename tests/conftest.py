@@ -88,20 +88,15 @@ def tiny_env(tiny_model_dir, redis_url, background_file, tmp_path) -> dict[str, 
 @pytest.fixture(scope="module")
 def module_service(tiny_model_dir, redis_server, tmp_path_factory):
     """One worker and one API on the tiny model, shared by a module's tests: (env, api, worker, log)."""
-    from tests.processes import Api, start_worker, stop
+    from tests.processes import running_service
 
     tmp = tmp_path_factory.mktemp("service")
     background = tmp / "background.txt"
     background.write_text("\n\n".join(TINY_DOCS))
     redis_lib.Redis.from_url(redis_server).flushall()
     env = tiny_service_env(tiny_model_dir, redis_server, background, tmp / "data")
-    log = tmp / "service.log"
-    worker = start_worker(env, log)
-    api = Api(env, log)
-    api.wait_ready()
-    yield env, api, worker, log
-    api.stop()
-    stop(worker)
+    with running_service(env, tmp / "service.log") as service:
+        yield service
 
 
 # --- the real default model ---------------------------------------------------------------------

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -49,6 +51,19 @@ class Api:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+@contextmanager
+def running_service(env: dict[str, str], log: Path) -> Iterator[tuple[dict[str, str], Api, subprocess.Popen, Path]]:
+    """A worker and one ready API replica; (env, api, worker, log) while open, both stopped after."""
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    try:
+        api.wait_ready()
+        yield env, api, worker, log
+    finally:
+        api.stop()
+        stop(worker)
 
 
 def wait_status(api: Api, fact_id: str, status: str, timeout: float = 120) -> dict:

@@ -18,3 +18,19 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
                           "sparse step / same step through the whole model",
                           "query with memory / base model (overhead)"}
     assert "| train step: sparse |" in markdown(timings, found)
+
+
+def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, background_file, tmp_path):
+    from service.bench_service import ServiceBenchConfig, markdown, run_service_bench
+    from tests.conftest import tiny_service_env
+
+    env = tiny_service_env(tiny_model_dir, "unused", background_file, tmp_path / "data")
+    del env["SMFT_REDIS_URL"]  # the benchmark starts its own private Redis
+    result = run_service_bench(ServiceBenchConfig(facts=3, every_s=0.2, burst=2, env=env, ready_timeout_s=120))
+    for key in ("fact_to_learned_ms", "fact_to_answer_ms", "delta_propagation_ms"):
+        assert 0 < result[key]["p50"] <= result[key]["p95"], (key, result)
+    assert result["fact_to_learned_ms"]["p50"] <= result["fact_to_answer_ms"]["p95"]
+    assert result["delta_propagation_ms"]["n"] >= 1
+    assert result["burst"]["facts"] == 2 and result["burst"]["facts_per_min"] > 0
+    assert result["rss_mb"]["worker"] > 50 and result["rss_mb"]["api replica"] > 50
+    assert "202 to answer" in markdown(result)

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from model.snapshot import MemoryDelta
-from tests.processes import Api, start_worker, stop, wait_status
+from tests.processes import Api, running_service, start_worker, stop, wait_status
 from worker.protocol import Keys, Protocol
 
 
@@ -19,13 +19,8 @@ def teach(api: Api, text: str) -> str:
 
 @pytest.fixture
 def service(tiny_env, tmp_path):
-    log = tmp_path / "service.log"
-    worker = start_worker(tiny_env, log)
-    api = Api(tiny_env, log)
-    api.wait_ready()
-    yield tiny_env, api, worker, log
-    api.stop()
-    stop(worker)
+    with running_service(tiny_env, tmp_path / "service.log") as service:
+        yield service
 
 
 def test_teach_status_query_and_second_replica(service):
