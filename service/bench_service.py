@@ -24,6 +24,8 @@ import psutil
 from model.evaluation import contains_answer
 from model.synthetic_facts import generate_facts
 from service.launcher import free_port, start_redis, stop
+from service.loadtest import LoadConfig, PhaseReport, run_phase
+from service.loadtest import markdown as load_markdown
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class ServiceBenchConfig:
     facts: int = 10
     every_s: float = 15.0  # slower than learning, so latency is not queueing
     burst: int = 8
+    load_clients: int = 8
+    load_seconds: float = 30.0  # per phase: queries alone, then with a teaching stream (0: skip)
     env: dict[str, str] = field(default_factory=dict)  # SMFT_* for worker and replicas
     ready_timeout_s: float = 900.0
 
@@ -124,6 +128,12 @@ def _measure(config: ServiceBenchConfig, urls: list[str], worker: subprocess.Pop
     burst_s = time.perf_counter() - start
     rss = {name: round(psutil.Process(p.pid).memory_info().rss / 2**20, 1)
            for name, p in (("worker", worker), ("api replica", apis[0]))}
+    load = []
+    if config.load_seconds > 0:  # single client, then concurrent clients; alone, then while learning
+        for clients in sorted({1, config.load_clients}):
+            for name, teach_every in (("queries", None), ("queries + teaching", 2.0)):
+                phase = LoadConfig(clients, config.load_seconds, 20, teach_every)
+                load.append(run_phase(urls[0], f"{name}, {clients} client(s)", phase).as_dict())
     return {
         "facts": config.facts, "every_s": config.every_s,
         "fact_to_learned_ms": {"p50": _pct(to_learned, 0.5), "p95": _pct(to_learned, 0.95)},
@@ -134,6 +144,7 @@ def _measure(config: ServiceBenchConfig, urls: list[str], worker: subprocess.Pop
         "burst": {"facts": len(ids), "seconds": round(burst_s, 1),
                   "facts_per_min": round(len(ids) / burst_s * 60, 1) if ids else 0.0},
         "rss_mb": rss,
+        "load": load,
     }
 
 
@@ -149,5 +160,7 @@ def markdown(result: dict) -> str:
              f"| burst of {burst['facts']} facts: all learned in | {burst['seconds']:g} s "
              f"({burst['facts_per_min']:g} facts/min) |"]
     rows += [f"| resident memory, {name} | {mb:g} MB |" for name, mb in result["rss_mb"].items()]
+    if result["load"]:
+        rows += ["", load_markdown([PhaseReport(**r) for r in result["load"]])]
     return "\n".join(rows)
 

@@ -206,7 +206,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         from service import bench_service
 
         env = {"SMFT_MODEL": args.model, "SMFT_DEVICE": args.device}
-        config = bench_service.ServiceBenchConfig(facts=args.facts, every_s=args.every, env=env)
+        config = bench_service.ServiceBenchConfig(facts=args.facts, every_s=args.every, env=env,
+                                                  load_seconds=args.load_seconds)
         result["service"] = bench_service.run_service_bench(config)
         print()
         print(bench_service.markdown(result["service"]))
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also the fact-to-answer path through Redis, the worker and two API replicas")
     speed.add_argument("--facts", type=int, default=10, help="with --service: facts taught one by one")
     speed.add_argument("--every", type=float, default=15.0, help="with --service: seconds between facts")
+    speed.add_argument("--load-seconds", dest="load_seconds", type=float, default=30.0,
+                       help="with --service: seconds per query-load phase (1 and 8 clients, without and with "
+                            "teaching; 0 skips them)")
     speed.add_argument("--out", help="write the timings as JSON here")
     speed.set_defaults(fn=cmd_bench_speed)
 

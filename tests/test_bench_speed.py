@@ -26,11 +26,16 @@ def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, back
 
     env = tiny_service_env(tiny_model_dir, "unused", background_file, tmp_path / "data")
     del env["SMFT_REDIS_URL"]  # the benchmark starts its own private Redis
-    result = run_service_bench(ServiceBenchConfig(facts=3, every_s=0.2, burst=2, env=env, ready_timeout_s=120))
+    result = run_service_bench(ServiceBenchConfig(facts=3, every_s=0.2, burst=2, env=env, ready_timeout_s=120,
+                                                   load_clients=4, load_seconds=1.5))
     for key in ("fact_to_learned_ms", "fact_to_answer_ms", "delta_propagation_ms"):
         assert 0 < result[key]["p50"] <= result[key]["p95"], (key, result)
     assert result["fact_to_learned_ms"]["p50"] <= result["fact_to_answer_ms"]["p95"]
     assert result["delta_propagation_ms"]["n"] >= 1
     assert result["burst"]["facts"] == 2 and result["burst"]["facts_per_min"] > 0
     assert result["rss_mb"]["worker"] > 50 and result["rss_mb"]["api replica"] > 50
-    assert "202 to answer" in markdown(result)
+    assert [r["name"] for r in result["load"]] == [
+        "queries, 1 client(s)", "queries + teaching, 1 client(s)", "queries, 4 client(s)",
+        "queries + teaching, 4 client(s)"]
+    assert all(r["queries"] > 0 and r["query_errors"] == 0 and r["teach_errors"] == 0 for r in result["load"])
+    assert "202 to answer" in markdown(result) and "queries + teaching, 4 client(s)" in markdown(result)
