@@ -58,6 +58,12 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready within {timeout:g}s")
 
 
+def _wait_drained(client: httpx.Client, timeout: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/v1/status").json()["queue_depth"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def _status(client: httpx.Client, fact_id: str) -> dict:
     return client.get(f"/v1/facts/{fact_id}").json()
 
@@ -129,9 +135,10 @@ def _measure(config: ServiceBenchConfig, urls: list[str], worker: subprocess.Pop
     rss = {name: round(psutil.Process(p.pid).memory_info().rss / 2**20, 1)
            for name, p in (("worker", worker), ("api replica", apis[0]))}
     load = []
-    if config.load_seconds > 0:  # single client, then concurrent clients; alone, then while learning
-        for clients in sorted({1, config.load_clients}):
-            for name, teach_every in (("queries", None), ("queries + teaching", 2.0)):
+    if config.load_seconds > 0:  # alone, then while learning; single client, then concurrent clients
+        for name, teach_every in (("queries", None), ("queries + teaching", 2.0)):
+            for clients in sorted({1, config.load_clients}):
+                _wait_drained(a)  # "alone" must not overlap the previous phase's learning
                 phase = LoadConfig(clients, config.load_seconds, 20, teach_every)
                 load.append(run_phase(urls[0], f"{name}, {clients} client(s)", phase).as_dict())
     return {

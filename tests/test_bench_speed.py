@@ -35,7 +35,7 @@ def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, back
     assert result["burst"]["facts"] == 2 and result["burst"]["facts_per_min"] > 0
     assert result["rss_mb"]["worker"] > 50 and result["rss_mb"]["api replica"] > 50
     assert [r["name"] for r in result["load"]] == [
-        "queries, 1 client(s)", "queries + teaching, 1 client(s)", "queries, 4 client(s)",
+        "queries, 1 client(s)", "queries, 4 client(s)", "queries + teaching, 1 client(s)",
         "queries + teaching, 4 client(s)"]
     assert all(r["queries"] > 0 and r["query_errors"] == 0 and r["teach_errors"] == 0 for r in result["load"])
     assert "202 to answer" in markdown(result) and "queries + teaching, 4 client(s)" in markdown(result)
