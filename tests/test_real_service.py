@@ -10,7 +10,7 @@ from model.evaluation import contains_answer
 from tests.conftest import REAL_ANSWER, REAL_FACT, REAL_QUESTION
 from tests.processes import Api, start_worker, stop, wait_status
 from worker.protocol import Keys, Protocol
-from worker.replica import snapshot_path
+from worker.replica import version_path
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +19,8 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
     _, _, _, v0_path = real_v0
     data = tmp_path / "data"
     # Start from the prepared version 0 (as after a first run) to spare the two-minute preparation.
-    snapshot_path(data / "snapshots", 0).parent.mkdir(parents=True)
-    shutil.copy(v0_path, snapshot_path(data / "snapshots", 0))
+    version_path(data / "snapshots", 0).parent.mkdir(parents=True)
+    shutil.copy(v0_path, version_path(data / "snapshots", 0))
     p = Protocol(redis.Redis.from_url(redis_url), Keys())
     p.r.set(p.keys.version, 0)
     p.set_snapshot(0)

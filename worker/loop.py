@@ -26,7 +26,7 @@ from model.undo import UndoRecord, revert
 from worker.lease import Lease
 from worker.monitor import Monitor
 from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
-from worker.replica import MemoryReplica, write_snapshot
+from worker.replica import MemoryReplica, version_path, write_snapshot
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ class Claimed:
     entry_id: str
     fact: Fact
     undo: bool = False  # take the fact back instead of teaching it
-
-
-def journal_path(directory, version: int):
-    return directory / f"v{version:08d}.safetensors"
 
 
 class Worker:
@@ -243,7 +239,7 @@ class Worker:
         lm, version = self.replica.lm, self.replica.version + 1
         touched = self.learner.take_touched_with_before()
         record = UndoRecord.capture(lm, version, [f for f, _, _ in learned], touched)
-        record.save(journal_path(self.settings.journal_dir, version))
+        record.save(version_path(self.settings.journal_dir, version))
         changed = {i: torch.unique(torch.cat([touched[i][0], reverted.get(i, touched[i][0][:0])]))
                    for i in touched}
         delta = make_delta(lm, version, changed, record.fact_ids)
@@ -260,7 +256,7 @@ class Worker:
         fact_id = claimed.fact.fact_id
         record = self.protocol.fact_record(fact_id) or {}
         taught_in = int(record.get("version", -1))
-        path = journal_path(self.settings.journal_dir, taught_in)
+        path = version_path(self.settings.journal_dir, taught_in)
         if not path.exists():
             reason = f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir}"
             log.error("fact %s: %s", fact_id, reason)

@@ -22,13 +22,14 @@ class NotReadyError(RuntimeError):
     """No snapshot has been published yet (the worker is still preparing version 0)."""
 
 
-def snapshot_path(directory: Path, version: int) -> Path:
+def version_path(directory: Path, version: int) -> Path:
+    """The file of one version in a directory: its snapshot, or its undo record."""
     return directory / f"v{version:08d}.safetensors"
 
 
 def write_snapshot(lm: MemoryLM, stats: SlotStats, version: int, directory: Path) -> Path:
     """Save atomically and keep only the newest few snapshot files."""
-    path = save_snapshot(lm, stats, version, snapshot_path(directory, version))
+    path = save_snapshot(lm, stats, version, version_path(directory, version))
     for old in sorted(directory.glob("v*.safetensors"))[:-KEEP_SNAPSHOTS]:
         old.unlink(missing_ok=True)
     return path
@@ -47,7 +48,7 @@ class MemoryReplica:
         snap_version = self.protocol.snapshot_version()
         if snap_version is None:
             raise NotReadyError("no snapshot published yet")
-        snap = read_snapshot(snapshot_path(self.snapshot_dir, snap_version))
+        snap = read_snapshot(version_path(self.snapshot_dir, snap_version))
         with self.lock:
             if self.lm is None:
                 self.lm = MemoryLM.load(self.model_spec, snap.config, self.device)
