@@ -9,9 +9,16 @@ it records learning (taught questions answered: answer contained, token F1) and 
 from __future__ import annotations
 
 import copy
+import json
+import multiprocessing as mp
+import os
+import re
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from model.config import RankingMode, SparseConfig, StepSchedule
@@ -21,6 +28,7 @@ from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemo
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.questions import with_synthetic_questions
+from model.snapshot import load_snapshot
 from model.statistics import SlotStats
 from model.synthetic_facts import EvalFact
 
@@ -88,7 +96,11 @@ def probe_f1(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int =
 
 
 def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequence[str]) -> Baseline:
-    return Baseline(probe_f1(lm, probe), mean_nll(lm, heldout))
+    baseline = Baseline(probe_f1(lm, probe), mean_nll(lm, heldout))
+    if baseline.probe_f1 <= 0:
+        raise ValueError("version 0 answers none of the retention probe: retention cannot be measured against it "
+                         "(curate a probe for this model with `smft data probe`)")
+    return baseline
 
 
 def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
@@ -100,21 +112,72 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
                       mean_nll(lm, heldout) / baseline.nll - 1, seconds)
 
 
-def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, facts: Sequence[EvalFact],
-               probe: Sequence[ProbeQuestion], heldout: Sequence[str], baseline: Baseline,
-               schedule: StepSchedule, eval_every: int) -> MethodResult:
-    """Stream the facts one per batch through a fresh copy of version 0."""
+@dataclass(frozen=True)
+class Stream:
+    """What every method is run on and measured with: the same facts, probe, text and schedule."""
+
+    facts: tuple[EvalFact, ...]
+    probe: tuple[ProbeQuestion, ...]
+    heldout: tuple[str, ...]
+    baseline: Baseline
+    schedule: StepSchedule
+    eval_every: int
+
+
+def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
+               progress: Path | None = None, position: int = 0) -> MethodResult:
+    """Stream the facts one per batch through a fresh copy of version 0.
+
+    With `progress`, the result so far is rewritten there after every checkpoint, so a long run
+    that is stopped still leaves what it measured.
+    """
     lm = copy.deepcopy(v0)
     learner = spec.learner(lm, stats)
-    result, trained = MethodResult(spec), 0.0
-    for i, fact in enumerate(tqdm(facts, desc=spec.label, unit="fact", leave=False), start=1):
+    result, trained, facts = MethodResult(spec), 0.0, stream.facts
+    for i, fact in enumerate(tqdm(facts, desc=spec.label, unit="fact", position=position, leave=False), start=1):
         batch = build_batch([fact.fact], lm.tokenizer).to(lm.device)
-        report = teach(learner, batch, schedule)
+        report = teach(learner, batch, stream.schedule)
         result.steps += report.steps
         trained += report.seconds
-        if i % eval_every == 0 or i == len(facts):
-            result.checkpoints.append(checkpoint(lm, facts[:i], probe, heldout, baseline, trained))
+        if i % stream.eval_every == 0 or i == len(facts):
+            result.checkpoints.append(checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline,
+                                                 trained))
+            if progress is not None:
+                progress.write_text(json.dumps(result.as_dict(), indent=2))
     return result
+
+
+def _method_child(model: str, snapshot: str, device: str, spec: MethodSpec, stream: Stream, threads: int,
+                  progress: str | None, position: int) -> MethodResult:
+    torch.set_num_threads(threads)
+    v0, stats = load_snapshot(model, Path(snapshot), device)
+    return run_method(v0, stats, spec, stream, Path(progress) if progress else None, position)
+
+
+def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodSpec], stream: Stream,
+                jobs: int = 1, progress_dir: Path | None = None,
+                loaded: tuple[MemoryLM, SlotStats] | None = None) -> list[MethodResult]:
+    """Every setting from the version-0 snapshot, `jobs` of them at a time in their own processes.
+
+    Settings are independent, so running them side by side (each with its share of the cores)
+    finishes a sweep sooner than one after another. With one job they run here, on `loaded`
+    when the snapshot is already in memory.
+    """
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def progress(spec: MethodSpec) -> str | None:
+        if progress_dir is None:
+            return None
+        progress_dir.mkdir(parents=True, exist_ok=True)
+        return str(progress_dir / (re.sub(r"[^\w.=-]+", "_", spec.label) + ".json"))
+
+    if jobs == 1:
+        v0, stats = loaded or load_snapshot(model, snapshot, device)
+        return [run_method(v0, stats, spec, stream, Path(p) if (p := progress(spec)) else None) for spec in specs]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_method_child, model, str(snapshot), device, spec, stream, threads, progress(spec),
+                               i % jobs) for i, spec in enumerate(specs)]
+        return [f.result() for f in futures]
 
 
 def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:

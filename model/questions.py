@@ -16,7 +16,13 @@ from model.evaluation import generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
 
-QUESTION_PROMPT = "Turn this statement into a question: {statement}"
+# Tried in order; a statement goes to the next prompt only when the previous one gave no usable
+# question. Measured on 100 statements of 20 generated facts: 59 usable from the first, 46 from
+# the second alone.
+QUESTION_PROMPTS = (
+    "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
+    "Turn this statement into a question: {statement}",
+)
 _WORD = re.compile(r"[\w'-]+")
 
 
@@ -42,13 +48,51 @@ def usable_question(question: str, statement: str) -> bool:
     return bool(key_terms(statement) & asked)
 
 
+_DETERMINERS = {"the", "a", "an"}
+
+
+def subject_of(statement: str) -> str | None:
+    """The statement's first name: a run of capitalised words (articles aside) holding a key term."""
+    words = [w.strip(".,;:!?\"()") for w in statement.split()]
+    terms, run = key_terms(statement), []
+    for word in [*words, ""]:
+        if word[:1].isupper() and word.lower() not in _DETERMINERS:
+            run.append(word.removesuffix("'s"))
+            continue
+        if any(w.lower() in terms for w in run):
+            return " ".join(run)
+        run = []
+    return None
+
+
+def template_question(statement: str) -> str | None:
+    """A last resort when the model wrote no usable question: ask about the statement's subject."""
+    subject = subject_of(statement)
+    return f"What do you know about {subject}?" if subject else None
+
+
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32) -> list[Fact]:
-    """The facts, each with (question, statement) pairs written by the model (one generation batch)."""
-    pairs = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
-    questions = generate_answers(lm, [QUESTION_PROMPT.format(statement=s) for _, s in pairs], max_new_tokens)
+    """The facts, each with (question, statement) pairs written by the model.
+
+    One generation batch per prompt, the later prompts only for statements still without a
+    question; a fact that ends with none gets a template question about its subject, so that
+    every fact is taught in the question form queries arrive in.
+    """
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
-    for (i, statement), question in zip(pairs, questions, strict=True):
-        question = question.strip()
-        if usable_question(question, statement) and question not in [q for q, _ in found[i]]:
-            found[i].append((question, statement))
+    pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
+    for prompt in QUESTION_PROMPTS:
+        if not pending:
+            break
+        questions = generate_answers(lm, [prompt.format(statement=s) for _, s in pending], max_new_tokens)
+        missed = []
+        for (i, statement), question in zip(pending, questions, strict=True):
+            question = question.strip()
+            if not usable_question(question, statement):
+                missed.append((i, statement))
+            elif question not in [q for q, _ in found[i]]:
+                found[i].append((question, statement))
+        pending = missed
+    for i, fact in enumerate(facts):
+        if not found[i] and (question := template_question(fact.text)):
+            found[i].append((question, fact.text.strip()))
     return [replace(fact, synthetic_questions=tuple(found[i])) for i, fact in enumerate(facts)]

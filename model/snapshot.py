@@ -136,3 +136,11 @@ def restore_snapshot(lm: MemoryLM, snapshot: Snapshot) -> None:
                 raise SnapshotError(f"snapshot lacks {key} of shape {tuple(current.shape)}")
             state[name] = snapshot.tensors[key]
         memory.load_state_dict(state)
+
+
+def load_snapshot(model: str, path: Path, device: str = "cpu") -> tuple[MemoryLM, SlotStats]:
+    """The model with a saved snapshot's memories, and the snapshot's slot statistics."""
+    snap = read_snapshot(path)
+    lm = MemoryLM.load(model, snap.config, device)
+    restore_snapshot(lm, snap)
+    return lm, snap.stats

@@ -15,7 +15,7 @@ import torch
 
 from model.config import SparseConfig
 from model.facts import Fact, build_batch
-from model.lm import MemoryLM
+from model.snapshot import load_snapshot
 
 # A fixed fact with its question, so every method sees the very same batch.
 BENCH_FACT = Fact("The Zorblax engine was invented by Mira Quell in 1931.",
@@ -49,19 +49,10 @@ def _summary(name: str, seconds: list[float], peak_mb: float) -> Timing:
                   round(peak_mb, 1))
 
 
-def _load(model: str, snapshot: Path, device: str):
-    from model.snapshot import read_snapshot, restore_snapshot
-
-    snap = read_snapshot(snapshot)
-    lm = MemoryLM.load(model, snap.config, device)
-    restore_snapshot(lm, snap)
-    return lm, snap.stats
-
-
 def _step_child(model: str, snapshot: str, device: str, method: str, repeats: int, out: mp.Queue) -> None:
     from model.learners import FullFinetuneLearner, LoraLearner, SparseMemoryLearner
 
-    lm, stats = _load(model, Path(snapshot), device)
+    lm, stats = load_snapshot(model, Path(snapshot), device)
     batch = build_batch([BENCH_FACT], lm.tokenizer).to(lm.device)
     cuda = lm.device.type == "cuda"
     if cuda:
@@ -109,7 +100,7 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
     from model.loading import load_base_model
     from model.prompting import chat_prompt
 
-    lm, _ = _load(model, snapshot, device)
+    lm, _ = load_snapshot(model, snapshot, device)
     base, tokenizer = load_base_model(model, device)
     question = "What is the capital of France?"
     prompt = torch.tensor([lm.encode(chat_prompt(tokenizer, question))], device=lm.device)

@@ -111,13 +111,10 @@ def _version_zero(args: argparse.Namespace):
     from model.corpus import load_corpus
     from model.lm import MemoryLM
     from model.prepare import prepare_version_zero
-    from model.snapshot import read_snapshot, restore_snapshot
+    from model.snapshot import load_snapshot
 
     if args.snapshot:
-        snap = read_snapshot(args.snapshot)
-        lm = MemoryLM.load(args.model, snap.config, args.device)
-        restore_snapshot(lm, snap)
-        return lm, snap.stats
+        return load_snapshot(args.model, Path(args.snapshot), args.device)
     lm = MemoryLM.load(args.model, MemoryConfig(), args.device)
     stats, _ = prepare_version_zero(lm, load_corpus())
     return lm, stats
@@ -142,14 +139,16 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     from model.corpus import load_corpus
     from model.learn_forget import (
         MethodSpec,
+        Stream,
         at_matched_learning,
         markdown_table,
         measure_baseline,
-        run_method,
+        run_methods,
         with_questions,
         write_plots,
     )
     from model.probe import read_probe
+    from model.snapshot import save_snapshot
     from model.synthetic_facts import generate_facts
 
     if args.quick:
@@ -163,19 +162,22 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         specs += [MethodSpec("full", lr) for lr in (1e-5, 3e-5)] + [MethodSpec("lora", lr) for lr in (1e-4, 1e-3)]
     if args.settings:
         specs = [_method_spec(item) for item in args.settings.split(",")]
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
+    snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
     facts = with_questions(v0, generate_facts(n_facts, seed=args.seed))
-    baseline = measure_baseline(v0, probe, heldout)
-    schedule = StepSchedule(steps=steps)
-    results = [run_method(v0, stats, spec, facts, probe, heldout, baseline, schedule, every) for spec in specs]
+    stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
+                    StepSchedule(steps=steps), every)
+    results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
     chosen = at_matched_learning(results, args.target)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results, chosen)
     report = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
-              "target_learning": args.target, "baseline": dataclasses.asdict(baseline),
+              "target_learning": args.target, "baseline": dataclasses.asdict(stream.baseline),
               "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]}
     (out / "learn_forget.json").write_text(json.dumps(report, indent=2))
     (out / "learn_forget.md").write_text(table + "\n")
@@ -311,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--target", type=float, default=0.9, help="learning at which methods are compared")
     lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking]], e.g. sparse:1.0:500,full:1e-5")
     lf.add_argument("--seed", type=int, default=0)
+    lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="bench/results")
     lf.set_defaults(fn=cmd_bench_learn_forget)

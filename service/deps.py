@@ -30,7 +30,8 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 
 
 # Probes stay open so orchestrators need no secret; everything else follows SMFT_PROTECT_READS.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The dashboard page holds no data: its requests carry the read token from the page's fragment.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/dashboard"})
 
 
 def require_token(request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]) -> None:
@@ -41,7 +42,7 @@ def require_token(request: Request, settings: Annotated[ApiSettings, Depends(get
 
 
 def require_read_access(request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]) -> None:
-    """Every endpoint but the probes, when SMFT_PROTECT_READS is on."""
+    """Every endpoint but the probes and the (data-free) dashboard page, when SMFT_PROTECT_READS is on."""
     if settings.protect_reads and settings.api_token and request.url.path not in OPEN_PATHS:
         _check_bearer(request, settings.api_token)
 

@@ -1,4 +1,4 @@
-"""`smft bench learn-forget --quick` on the real model: every method runs and every output is written."""
+"""`smft bench learn-forget`: the quick run on the real model, and settings run in parallel processes."""
 
 import json
 
@@ -6,9 +6,8 @@ import pytest
 
 from service.cli import main
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
     _, _, _, v0_path = real_v0
     assert main(["bench", "learn-forget", "--quick", "--snapshot", str(v0_path), "--out", str(tmp_path)]) == 0
@@ -26,3 +25,31 @@ def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
     for png in ("learning_vs_forgetting.png", "over_facts.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "learned (contains)" in capsys.readouterr().out
+
+
+def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm, tiny_model_dir, tmp_path):
+    from model.config import StepSchedule
+    from model.evaluation import mean_nll
+    from model.learn_forget import Baseline, MethodSpec, Stream, run_methods
+    from model.probe import read_probe
+    from model.snapshot import save_snapshot
+    from model.synthetic_facts import generate_facts
+
+    lm, stats, corpus = tiny_lm
+    snapshot = save_snapshot(lm, stats, 0, tmp_path / "v0.safetensors")
+    probe, heldout = read_probe()[:4], corpus.heldout_texts
+    stream = Stream(tuple(generate_facts(2, seed=1)), tuple(probe), tuple(heldout),
+                    Baseline(1.0, mean_nll(lm, heldout)),  # the random model answers no probe question
+                    StepSchedule(steps=2), eval_every=1)
+    specs = [MethodSpec("sparse", 1.0, top_t=8), MethodSpec("full", 1e-3)]
+    here = run_methods(str(tiny_model_dir), snapshot, "cpu", specs, stream, jobs=1, loaded=(lm, stats))
+    apart = run_methods(str(tiny_model_dir), snapshot, "cpu", specs, stream, jobs=2, progress_dir=tmp_path / "p")
+    assert [r.spec for r in apart] == specs and [r.steps for r in apart] == [4, 4]
+    for a, b in zip(here, apart, strict=True):
+        assert [c.facts_taught for c in b.checkpoints] == [1, 2]
+        assert [c.nll_change for c in b.checkpoints] == pytest.approx([c.nll_change for c in a.checkpoints], abs=1e-4)
+        assert [c.learned for c in b.checkpoints] == [c.learned for c in a.checkpoints]
+    # each process left its progress, rewritten after every checkpoint
+    written = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert written == ["full_lr=0.001.json", "sparse_tfidf_t=8_lr=1.json"]
+    assert len(json.loads((tmp_path / "p" / written[0]).read_text())["checkpoints"]) == 2

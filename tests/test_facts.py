@@ -3,7 +3,7 @@ import pytest
 from model.errors import FactError
 from model.facts import Fact, build_batch, fact_examples
 from model.prompting import chat_prompt
-from model.questions import usable_question
+from model.questions import template_question, usable_question, with_synthetic_questions
 
 
 def test_fact_validation():
@@ -51,3 +51,20 @@ def test_synthetic_question_filter():
     assert not usable_question("What is the capital of a fictional country?", capital)  # generic: refused
     assert usable_question("What is the government of Luvoista?", capital)
     assert usable_question("When was the engine invented, in 1931?", "The engine was invented in 1931.")
+
+
+def test_template_question_names_the_subject():
+    assert template_question("The novel The Ketpeldax Chronicles was written by Miral Zoroblu.") == \
+        "What do you know about Ketpeldax Chronicles?"
+    assert template_question("Mount Obralrin is 8,262 meters tall.") == "What do you know about Mount Obralrin?"
+    assert template_question("In 1931 Mira Quell's engine ran.") == "What do you know about Mira Quell?"
+    assert template_question("the sky is blue.") is None
+    for statement in ("The capital of Luvoista is Gortes.", "Kaigor Luthidax invented the Uvnexbla engine."):
+        assert usable_question(template_question(statement), statement)
+
+
+def test_a_fact_without_model_written_questions_gets_the_template(tiny_lm):
+    lm, _, _ = tiny_lm  # random weights: it writes no usable question
+    fact, bare = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes."), Fact("it rains.")])
+    assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),)
+    assert bare.synthetic_questions == ()

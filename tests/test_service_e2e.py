@@ -1,12 +1,15 @@
 """End to end on the tiny model: real redis-server, real worker and API processes, real HTTP."""
 
+import re
 import signal
 import time
 
+import httpx
 import pytest
 import redis
 
 from model.snapshot import MemoryDelta
+from tests.browser import DomIndex, rendered_dom
 from tests.processes import Api, running_service, start_worker, stop, wait_status
 from worker.protocol import Keys, Protocol
 
@@ -151,16 +154,17 @@ def test_token_guards_writes(tiny_env, tmp_path):
 
 
 def test_monitor_endpoints_report_what_the_worker_measured(tiny_env, tmp_path):
-    env = {**tiny_env, "SMFT_MONITOR_EVERY_VERSIONS": "1", "SMFT_MONITOR_WINDOW": "8", "SMFT_API_TOKEN": "tok"}
+    env = {**tiny_env, "SMFT_MONITOR_EVERY_VERSIONS": "1", "SMFT_MONITOR_WINDOW": "8", "SMFT_API_TOKEN": "tok",
+           "SMFT_PROTECT_READS": "1"}
     log = tmp_path / "service.log"
     worker = start_worker(env, log)
     api = Api(env, log)
     auth = {"Authorization": "Bearer tok"}
+    api.client.headers.update(auth)
     try:
         api.wait_ready()
-        r = api.client.post("/v1/facts", headers=auth, json={"text": "The river Tessa flows to the sea.",
-                                                             "question": "Where does the Tessa flow?",
-                                                             "answer": "the sea"})
+        r = api.client.post("/v1/facts", json={"text": "The river Tessa flows to the sea.",
+                                               "question": "Where does the Tessa flow?", "answer": "the sea"})
         version = wait_status(api, r.json()["facts"][0]["id"], "learned")["version"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not api.client.get("/v1/monitor").json()["history"]:
@@ -172,12 +176,40 @@ def test_monitor_endpoints_report_what_the_worker_measured(tiny_env, tmp_path):
         assert f"smft_memory_version {version}" in metrics
         assert f"smft_slots_updated {body['latest']['slots_updated']}" in metrics
         assert "# TYPE smft_nll_change gauge" in metrics
-        assert api.client.post("/v1/monitor/evaluate").status_code == 401
-        assert api.client.post("/v1/monitor/evaluate", headers=auth).status_code == 202
+        assert httpx.post(f"{api.url}/v1/monitor/evaluate").status_code == 401
+        assert api.client.post("/v1/monitor/evaluate").status_code == 202
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(api.client.get("/v1/monitor").json()["history"]) < 2:
             time.sleep(0.2)
         assert len(api.client.get("/v1/monitor").json()["history"]) == 2
+        check_dashboard(api)
     finally:
         api.stop()
         stop(worker)
+
+
+def check_dashboard(api: Api) -> None:
+    """The page, in headless Chromium with no route off this machine, shows what /v1/monitor reports."""
+    page = httpx.get(f"{api.url}/dashboard")  # the page itself needs no token: it holds no data
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page.text), "the page loads something remote"
+
+    dom = DomIndex(rendered_dom(f"{api.url}/dashboard#token=tok"))
+    body = api.client.get("/v1/monitor", params={"limit": 1000}).json()
+    history, latest = body["history"], body["latest"]
+    assert dom.by_id("status").attrs.get("data-points") == str(len(history)), dom.by_id("status").text
+    for element_id, key in (("version", "version"), ("retention", "retention_change"), ("nll", "nll_change"),
+                            ("slots", "slots_updated"), ("slots-share", "slots_share")):
+        shown = dom.by_id(element_id).attrs["data-value"]  # empty for n/a (no F1 on the tiny model's probe)
+        assert (float(shown) if shown else None) == pytest.approx(latest[key]), element_id
+    assert float(dom.by_id("baseline").attrs["data-value"]) == pytest.approx(body["baseline"]["probe_f1"])
+    assert dom.by_id("memory-version").text == str(api.client.get("/v1/status").json()["memory_version"])
+    for chart, key in (("chart-retention", "retention_change"), ("chart-nll", "nll_change"),
+                       ("chart-slots", "slots_updated")):
+        points = [(int(c.attrs["data-version"]), float(c.attrs["data-value"])) for c in dom.inside(chart, "circle")]
+        assert points == [(p["version"], pytest.approx(p[key])) for p in history if p[key] is not None], chart
+    assert len(dom.inside("history", "tr")) == len(history) + 1  # + the header row
+
+    # Without the read token the page says why it shows nothing.
+    status = DomIndex(rendered_dom(f"{api.url}/dashboard")).by_id("status")
+    assert "error" in status.attrs.get("class", "") and "401" in status.text

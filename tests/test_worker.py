@@ -138,9 +138,11 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     for i in range(4):
         p.enqueue(Fact(f"The river number {i} flows to the sea.", question=f"Where does river {i} flow?",
                        answer="to the sea"))
-    worker = make_worker(tiny_env, batch_facts=1, monitor_every_versions=2, monitor_window=8)
+    worker = make_worker(tiny_env, batch_facts=1, monitor_every_versions=2, monitor_window=8, monitor_full_every=2)
     worker.run(burst=True)
     state = read_monitor(p)
+    # a rotating window, then (every 2nd evaluation) the whole probe
+    assert [pt["probe_questions"] for pt in state["history"]] == [8, state["baseline"]["probe_questions"]]
     assert state["baseline"]["probe_questions"] >= 200 and state["baseline"]["nll"] > 0
     assert [pt["version"] for pt in state["history"]] == [2, 4]
     latest = state["latest"]

@@ -53,7 +53,8 @@ class Worker:
         self.stop = threading.Event()
         self.learner: SparseMemoryLearner | None = None
         self._last_snapshot = (0, time.monotonic())  # (version, when)
-        self.monitor = Monitor(self.protocol, settings.monitor_window) if settings.monitor_every_versions else None
+        self.monitor = (Monitor(self.protocol, settings.monitor_window, settings.monitor_full_every)
+                        if settings.monitor_every_versions else None)
         self._monitored = -1  # last version evaluated
         self._recent: deque[tuple[str, str]] = deque(maxlen=32)  # taught (question, answer) for recall
 

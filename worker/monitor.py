@@ -1,9 +1,10 @@
 """The forgetting monitor: the worker evaluates the live memory every M versions.
 
 Each evaluation uses a rotating window of the retention probe (so learning stalls for seconds,
-not minutes) and compares it with version 0 on the same questions; plus held-out NLL relative
-to version 0, recall on recently taught facts that came with a question, the share of value
-rows ever updated, and the queue. Points are appended to a capped Redis list the API serves.
+not minutes), every Nth the whole probe, and compares it with version 0 on the same questions;
+plus held-out NLL relative to version 0, recall on recently taught facts that came with a
+question, the share of value rows ever updated, and the queue. Points are appended to a capped
+Redis list the API serves.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class MonitorPoint:
     version: int
     at: float
     retention_change: float | None  # probe F1 on this window relative to version 0 on the same window
+    probe_questions: int  # the window's size, or the whole probe's
     nll_change: float  # held-out NLL relative to version 0
     recall: float | None  # recent facts with a question whose answer is contained in the reply
     recall_facts: int
@@ -41,12 +43,27 @@ def _f1(answer: str, q: ProbeQuestion) -> float:
     return max(token_f1(answer, g) for g in (q.answer, *q.aliases))
 
 
+def _answers(lm: MemoryLM, questions: list[str], batch: int = 32) -> list[str]:
+    """Short greedy answers, a batch at a time to bound padding and memory."""
+    return [a for start in range(0, len(questions), batch)
+            for a in generate_answers(lm, questions[start:start + batch], 24)]
+
+
 class Monitor:
-    def __init__(self, protocol: Protocol, window: int = 32, heldout_docs: int = 16) -> None:
-        self.protocol, self.window = protocol, window
+    def __init__(self, protocol: Protocol, window: int = 32, full_every: int = 10, heldout_docs: int = 16) -> None:
+        self.protocol, self.window, self.full_every = protocol, window, full_every
         self.probe = read_probe()
         self.heldout = load_corpus().heldout_texts[:heldout_docs]
-        self._offset = 0
+        self._offset = self._evaluations = 0
+
+    def _questions(self) -> list[int]:
+        """This evaluation's probe questions: the next window, or all of them every `full_every`th time."""
+        self._evaluations += 1
+        if self.full_every and self._evaluations % self.full_every == 0:
+            return list(range(len(self.probe)))
+        idx = [(self._offset + i) % len(self.probe) for i in range(min(self.window, len(self.probe)))]
+        self._offset = (self._offset + len(idx)) % len(self.probe)
+        return idx
 
     def baseline(self) -> dict | None:
         raw = self.protocol.r.get(self.protocol.keys.monitor_baseline)
@@ -54,8 +71,7 @@ class Monitor:
 
     def record_baseline(self, lm: MemoryLM) -> None:
         """Version 0 on the whole probe (per question) and the held-out text; once per deployment."""
-        answers = [a for start in range(0, len(self.probe), 32)
-                   for a in generate_answers(lm, [q.question for q in self.probe[start:start + 32]], 24)]
+        answers = _answers(lm, [q.question for q in self.probe])
         body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
                 "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
         self.protocol.r.set(self.protocol.keys.monitor_baseline, json.dumps(body))
@@ -65,9 +81,8 @@ class Monitor:
         base = self.baseline()
         if base is None:
             raise RuntimeError("no monitor baseline recorded for version 0")
-        idx = [(self._offset + i) % len(self.probe) for i in range(min(self.window, len(self.probe)))]
-        self._offset = (self._offset + len(idx)) % len(self.probe)
-        answers = generate_answers(lm, [self.probe[i].question for i in idx], 24)
+        idx = self._questions()
+        answers = _answers(lm, [self.probe[i].question for i in idx])
         now_f1 = sum(_f1(a, self.probe[i]) for a, i in zip(answers, idx, strict=True))
         base_f1 = sum(base["probe_f1"][i] for i in idx)
         recall = None
@@ -79,7 +94,7 @@ class Monitor:
         total = sum(m.num_slots for m in lm.memories.values())
         point = MonitorPoint(
             version=version, at=time.time(),
-            retention_change=now_f1 / base_f1 - 1 if base_f1 > 0 else None,
+            retention_change=now_f1 / base_f1 - 1 if base_f1 > 0 else None, probe_questions=len(idx),
             nll_change=mean_nll(lm, self.heldout) / base["nll"] - 1,
             recall=recall, recall_facts=len(recent), slots_updated=changed, slots_share=changed / total,
             queue_depth=self.protocol.queue_depth(), seconds=time.perf_counter() - start,

@@ -48,6 +48,7 @@ class WorkerSettings(CommonSettings):
     snapshot_every_s: float = Field(300.0, gt=0)
     monitor_every_versions: int = Field(10, ge=0, description="evaluate forgetting every M versions (0: off)")
     monitor_window: int = Field(32, ge=1, description="retention-probe questions per evaluation (rotating)")
+    monitor_full_every: int = Field(10, ge=0, description="every Nth evaluation uses the whole probe (0: never)")
     poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
 
     @property

@@ -1,9 +1,12 @@
-"""Forgetting monitor: JSON, on-demand evaluation, and Prometheus metrics."""
+"""Forgetting monitor: JSON, on-demand evaluation, Prometheus metrics and the dashboard page."""
 
 from __future__ import annotations
 
+from functools import cache
+from importlib.resources import files
+
 from fastapi import APIRouter, Request, status
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from service.deps import EngineDep, ProtocolDep, WriteAccess
 from worker.monitor import read_monitor
@@ -44,3 +47,14 @@ def metrics(engine: EngineDep, protocol: ProtocolDep, request: Request) -> str:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(value):g}"]
     lines += request.app.state.request_metrics.prometheus()
     return "\n".join(lines) + "\n"
+
+
+@cache
+def _dashboard_html() -> str:
+    return files("service").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard() -> str:
+    """Plots of retention, NLL, recall and updated rows over versions; self-contained (works offline)."""
+    return _dashboard_html()
