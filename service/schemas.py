@@ -79,4 +79,5 @@ class Status(BaseModel):
     published_version: int = Field(description="newest version the worker published")
     snapshot_version: int | None
     queue_depth: int = Field(description="facts accepted but not yet learned or failed")
+    queue_age_s: float = Field(description="how long the oldest fact not yet learned has waited (0: none)")
     dead_letters: int

@@ -203,7 +203,9 @@ def check_dashboard(api: Api) -> None:
         shown = dom.by_id(element_id).attrs["data-value"]  # empty for n/a (no F1 on the tiny model's probe)
         assert (float(shown) if shown else None) == pytest.approx(latest[key]), element_id
     assert float(dom.by_id("baseline").attrs["data-value"]) == pytest.approx(body["baseline"]["probe_f1"])
-    assert dom.by_id("memory-version").text == str(api.client.get("/v1/status").json()["memory_version"])
+    status = api.client.get("/v1/status").json()
+    assert dom.by_id("memory-version").text == str(status["memory_version"])
+    assert float(dom.by_id("queue-age").attrs["data-value"]) == status["queue_age_s"] == 0  # all learned
     for chart, key in (("chart-retention", "retention_change"), ("chart-nll", "nll_change"),
                        ("chart-slots", "slots_updated")):
         points = [(int(c.attrs["data-version"]), float(c.attrs["data-value"])) for c in dom.inside(chart, "circle")]

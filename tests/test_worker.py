@@ -1,8 +1,10 @@
 """The worker against a real redis-server, in-process, on the tiny model."""
 
 import os
+import time
 from unittest import mock
 
+import pytest
 import redis
 import torch
 
@@ -40,6 +42,21 @@ def test_burst_learns_every_fact_once_and_publishes_versions_in_order(tiny_env):
     deltas = [MemoryDelta.from_bytes(d) for _, d in p.deltas_after(0)]
     assert [d.version for d in deltas] == [1, 2]
     assert sorted(f for d in deltas for f in d.fact_ids) == sorted(ids)
+
+
+def test_queue_age_is_the_wait_of_the_oldest_fact_not_yet_learned(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    assert p.queue_age_s() == 0.0
+    p.enqueue(FACTS[0])
+    time.sleep(0.3)
+    p.enqueue(FACTS[1])
+    waiting = p.queue_age_s()
+    assert 0.3 <= waiting < 5
+    p.r.xreadgroup(p.keys.group, "someone", {p.keys.facts: ">"}, count=1)  # delivered, not acknowledged
+    assert p.queue_age_s() >= waiting  # still the oldest, now pending
+    make_worker(tiny_env).run(burst=True)
+    assert p.queue_depth() == 0 and p.queue_age_s() == 0.0
 
 
 def test_replica_converges_to_the_worker(tiny_env):
@@ -101,8 +118,6 @@ def test_idempotent_enqueue(tiny_env):
 
 
 def test_publish_is_fenced_by_the_lease_and_the_version(tiny_env):
-    import pytest
-
     p = protocol(tiny_env)
     p.r.set(p.keys.version, 0)
     assert p.acquire_lease("me", 5)

@@ -36,6 +36,7 @@ class MonitorPoint:
     slots_updated: int  # value rows changed since version 0 (all memory layers)
     slots_share: float
     queue_depth: int
+    queue_age_s: float  # how long the oldest fact not yet learned has waited
     seconds: float  # how long this evaluation held up learning
 
 
@@ -97,7 +98,8 @@ class Monitor:
             retention_change=now_f1 / base_f1 - 1 if base_f1 > 0 else None, probe_questions=len(idx),
             nll_change=mean_nll(lm, self.heldout) / base["nll"] - 1,
             recall=recall, recall_facts=len(recent), slots_updated=changed, slots_share=changed / total,
-            queue_depth=self.protocol.queue_depth(), seconds=time.perf_counter() - start,
+            queue_depth=self.protocol.queue_depth(), queue_age_s=self.protocol.queue_age_s(),
+            seconds=time.perf_counter() - start,
         )
         pipe = self.protocol.r.pipeline()
         pipe.rpush(self.protocol.keys.monitor_history, json.dumps(asdict(point)))

@@ -93,8 +93,12 @@ def delta_entry_id(version: int) -> str:
     return f"{version}-1"
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def version_of_entry(entry_id: bytes | str) -> int:
-    return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0])
+    return int(_text(entry_id).split("-")[0])
 
 
 def fact_to_json(fact: Fact) -> str:
@@ -195,7 +199,7 @@ class Protocol:
             keys=[self.keys.facts, self.keys.fact(fact_id), self.keys.client(client_id or "")],
             args=[fact_id, fact_to_json(fact), f"{time.time():.3f}", client_id or ""],
         )
-        return (stored_id.decode() if isinstance(stored_id, bytes) else stored_id), bool(created)
+        return _text(stored_id), bool(created)
 
     def fact_record(self, fact_id: str) -> dict[str, Any] | None:
         record = self.r.hgetall(self.keys.fact(fact_id))
@@ -205,7 +209,7 @@ class Protocol:
         """Queue taking back a fact; returns its status then, or None for an unknown id. Idempotent."""
         status = self._request_undo(keys=[self.keys.fact(fact_id), self.keys.facts],
                                     args=[fact_id, f"{time.time():.3f}"])
-        status = status.decode() if isinstance(status, bytes) else status
+        status = _text(status)
         return None if status == "missing" else status
 
     def published_version(self) -> int:
@@ -216,16 +220,37 @@ class Protocol:
         v = self.r.get(self.keys.snapshot)
         return int(v) if v is not None else None
 
-    def queue_depth(self) -> int:
-        """Facts not yet acknowledged: waiting in the stream plus pending with a worker."""
+    def _group_info(self) -> dict | None:
         try:
             groups = self.r.xinfo_groups(self.keys.facts)
-        except redis.ResponseError:
-            return 0
-        for g in groups:
-            if g["name"] in (self.keys.group, self.keys.group.encode()):
-                return int(g.get("lag") or 0) + int(g.get("pending") or 0)
-        return 0
+        except redis.ResponseError:  # no stream yet
+            return None
+        return next((g for g in groups if g["name"] in (self.keys.group, self.keys.group.encode())), None)
+
+    def queue_depth(self) -> int:
+        """Facts not yet acknowledged: waiting in the stream plus pending with a worker."""
+        group = self._group_info()
+        return int(group.get("lag") or 0) + int(group.get("pending") or 0) if group else 0
+
+    def queue_age_s(self) -> float:
+        """How long the oldest entry not yet acknowledged has waited (0 when none): the queue's lag in time.
+
+        Stream ids begin with the Redis clock in ms at XADD, so the age needs no stored timestamps.
+        """
+        group = self._group_info()
+        if group is None:
+            return 0.0
+        oldest = []
+        if int(group.get("pending") or 0):
+            oldest.append(self.r.xpending(self.keys.facts, self.keys.group)["min"])
+        waiting = self.r.xrange(self.keys.facts, min=f"({_text(group['last-delivered-id'])}", count=1)
+        if waiting:
+            oldest.append(waiting[0][0])
+        if not oldest:
+            return 0.0
+        seconds, micros = self.r.time()
+        first_ms = min(version_of_entry(entry_id) for entry_id in oldest)  # the id's ms part
+        return max(0.0, seconds + micros / 1e6 - first_ms / 1000)
 
     # --- worker side ----------------------------------------------------------------------------
     def acquire_lease(self, owner: str, ttl_s: float) -> bool:

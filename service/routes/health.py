@@ -40,4 +40,5 @@ def readyz(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> J
 def status_summary(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> Status:
     return Status(model=settings.model, memory_version=engine.version, memory_applied_at=engine.applied_at,
                   published_version=protocol.published_version(), snapshot_version=protocol.snapshot_version(),
-                  queue_depth=protocol.queue_depth(), dead_letters=protocol.r.llen(protocol.keys.deadletter))
+                  queue_depth=protocol.queue_depth(), queue_age_s=protocol.queue_age_s(),
+                  dead_letters=protocol.r.llen(protocol.keys.deadletter))

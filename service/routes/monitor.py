@@ -35,6 +35,7 @@ def metrics(engine: EngineDep, protocol: ProtocolDep, request: Request) -> str:
         "smft_memory_version": (engine.version, "memory version this replica answers from"),
         "smft_published_version": (protocol.published_version(), "newest version the worker published"),
         "smft_queue_depth": (protocol.queue_depth(), "facts accepted and not yet learned or failed"),
+        "smft_queue_age_seconds": (protocol.queue_age_s(), "how long the oldest fact not yet learned has waited"),
         "smft_retention_change": (latest.get("retention_change"), "retention-probe F1 relative to version 0"),
         "smft_nll_change": (latest.get("nll_change"), "held-out NLL relative to version 0"),
         "smft_recall": (latest.get("recall"), "recent facts with a question answered correctly"),
