@@ -207,6 +207,24 @@ def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
     assert MemoryDelta.from_bytes(p.deltas_after(1)[0][1]).fact_ids == (b,)
 
 
+def test_undo_records_beyond_the_kept_window_are_pruned_and_say_so(tiny_env):
+    p = protocol(tiny_env)
+    p.ensure_group()
+    ids = [p.enqueue(f)[0] for f in FACTS]
+    worker = make_worker(tiny_env, batch_facts=1, undo_keep_versions=2)
+    worker.run(burst=True)
+    assert sorted(f.name for f in worker.settings.journal_dir.iterdir()) == ["v00000002.safetensors",
+                                                                             "v00000003.safetensors"]
+    p.request_undo(ids[0])  # taught in version 1: its record is gone
+    worker.run(burst=True)
+    record = p.fact_record(ids[0])
+    assert record["status"] == "learned" and "SMFT_UNDO_KEEP_VERSIONS" in record["reason"]
+    assert p.queue_depth() == 0 and p.published_version() == 3
+    p.request_undo(ids[2])  # still in the window
+    worker.run(burst=True)
+    assert p.fact_record(ids[2])["status"] == "undone"
+
+
 def test_undo_before_learning_cancels_the_fact(tiny_env):
     p = protocol(tiny_env)
     p.ensure_group()

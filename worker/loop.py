@@ -26,7 +26,7 @@ from model.undo import UndoRecord, revert
 from worker.lease import Lease
 from worker.monitor import Monitor
 from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
-from worker.replica import MemoryReplica, version_path, write_snapshot
+from worker.replica import MemoryReplica, keep_newest, version_path, write_snapshot
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,8 @@ class Worker:
         touched = self.learner.take_touched_with_before()
         record = UndoRecord.capture(lm, version, [f for f, _, _ in learned], touched)
         record.save(version_path(self.settings.journal_dir, version))
+        if self.settings.undo_keep_versions:
+            keep_newest(self.settings.journal_dir, self.settings.undo_keep_versions)
         changed = {i: torch.unique(torch.cat([touched[i][0], reverted.get(i, touched[i][0][:0])]))
                    for i in touched}
         delta = make_delta(lm, version, changed, record.fact_ids)
@@ -259,7 +261,8 @@ class Worker:
         taught_in = int(record.get("version", -1))
         path = version_path(self.settings.journal_dir, taught_in)
         if not path.exists():
-            reason = f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir}"
+            reason = (f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir} "
+                      f"(the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)")
             log.error("fact %s: %s", fact_id, reason)
             self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", reason)
             self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, claimed.entry_id)

@@ -27,11 +27,16 @@ def version_path(directory: Path, version: int) -> Path:
     return directory / f"v{version:08d}.safetensors"
 
 
+def keep_newest(directory: Path, count: int) -> None:
+    """Delete all but the newest `count` version files (names sort by version)."""
+    for old in sorted(directory.glob("v*.safetensors"))[:-count]:
+        old.unlink(missing_ok=True)
+
+
 def write_snapshot(lm: MemoryLM, stats: SlotStats, version: int, directory: Path) -> Path:
     """Save atomically and keep only the newest few snapshot files."""
     path = save_snapshot(lm, stats, version, version_path(directory, version))
-    for old in sorted(directory.glob("v*.safetensors"))[:-KEEP_SNAPSHOTS]:
-        old.unlink(missing_ok=True)
+    keep_newest(directory, KEEP_SNAPSHOTS)
     return path
 
 

@@ -49,6 +49,8 @@ class WorkerSettings(CommonSettings):
     monitor_every_versions: int = Field(10, ge=0, description="evaluate forgetting every M versions (0: off)")
     monitor_window: int = Field(32, ge=1, description="retention-probe questions per evaluation (rotating)")
     monitor_full_every: int = Field(10, ge=0, description="every Nth evaluation uses the whole probe (0: never)")
+    undo_keep_versions: int = Field(500, ge=0, description="undo records kept on disk, newest first (0: all); a "
+                                    "fact taught in an older version can no longer be undone")
     poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
 
     @property
