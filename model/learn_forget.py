@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -72,13 +72,14 @@ class Checkpoint:
     retention_change: float  # probe F1 relative to version 0 (-0.05 = 5% lower)
     nll_change: float  # held-out NLL relative to version 0
     seconds: float  # training time so far
+    steps: int | None = None  # optimisation steps so far (None in files written before it was recorded)
 
 
 @dataclass
 class MethodResult:
     spec: MethodSpec
     checkpoints: list[Checkpoint] = field(default_factory=list)
-    steps: int = 0
+    steps: int | None = 0
 
     @property
     def final(self) -> Checkpoint:
@@ -87,6 +88,32 @@ class MethodResult:
     def as_dict(self) -> dict:
         return {"label": self.spec.label, "settings": asdict(self.spec), "steps": self.steps,
                 "checkpoints": [asdict(c) for c in self.checkpoints]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MethodResult:
+        return cls(MethodSpec(**data["settings"]), [Checkpoint(**c) for c in data["checkpoints"]], data["steps"])
+
+    def up_to(self, facts: int) -> MethodResult:
+        """The result as it stood after `facts` facts (its last checkpoint at or before that)."""
+        kept = [c for c in self.checkpoints if c.facts_taught <= facts]
+        if not kept:
+            raise ValueError(f"{self.spec.label}: no checkpoint at or before {facts} facts")
+        return MethodResult(self.spec, kept, self.steps if kept[-1] == self.final else kept[-1].steps)
+
+
+def read_results(directories: Sequence[Path]) -> list[MethodResult]:
+    """What earlier runs measured, from the progress files they rewrite after every checkpoint.
+
+    Finished or stopped, every run leaves them, so settings run separately (or a run cut short)
+    can still be compared in one table.
+    """
+    results = []
+    for directory in directories:
+        files = sorted((Path(directory) / "progress").glob("*.json"))
+        if not files:
+            raise FileNotFoundError(f"no progress files in {Path(directory) / 'progress'}")
+        results += [MethodResult.from_dict(json.loads(f.read_text())) for f in files]
+    return [r for r in results if r.checkpoints]
 
 
 def probe_f1(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> float:
@@ -140,8 +167,8 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
         result.steps += report.steps
         trained += report.seconds
         if i % stream.eval_every == 0 or i == len(facts):
-            result.checkpoints.append(checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline,
-                                                 trained))
+            point = checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline, trained)
+            result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
                 progress.write_text(json.dumps(result.as_dict(), indent=2))
     return result
@@ -204,7 +231,8 @@ def markdown_table(results: Sequence[MethodResult], chosen: dict[str, MethodResu
         c = r.final
         mark = "yes" if chosen.get(r.spec.method) is r else ""
         rows.append(f"| {r.spec.label} | {c.facts_taught} | {c.learned:.0%} | {c.learned_f1:.2f} | "
-                    f"{c.retention_change:+.1%} | {c.nll_change:+.1%} | {r.steps} | {c.seconds:.0f} | {mark} |")
+                    f"{c.retention_change:+.1%} | {c.nll_change:+.1%} | {'n/a' if r.steps is None else r.steps} | "
+                    f"{c.seconds:.0f} | {mark} |")
     return "\n".join(rows)
 
 

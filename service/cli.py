@@ -133,23 +133,23 @@ def _method_spec(text: str):
 
 def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     import dataclasses
-    from pathlib import Path
 
     from model.config import StepSchedule
     from model.corpus import load_corpus
-    from model.learn_forget import (
-        MethodSpec,
-        Stream,
-        at_matched_learning,
-        markdown_table,
-        measure_baseline,
-        run_methods,
-        with_questions,
-        write_plots,
-    )
+    from model.learn_forget import MethodSpec, Stream, measure_baseline, read_results, run_methods, with_questions
     from model.probe import read_probe
     from model.snapshot import save_snapshot
     from model.synthetic_facts import generate_facts
+
+    out = Path(args.out)
+    if args.report:
+        try:
+            results = read_results([Path(d) for d in args.report])
+            if args.at_facts is not None:
+                results = [r.up_to(args.at_facts) for r in results]
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--report: {exc}") from exc
+        return _write_learn_forget(results, out, {"from": args.report, "at_facts": args.at_facts}, args.target)
 
     if args.quick:
         n_facts, every, steps, probe_n, heldout_n = 3, 3, 3, 16, 8
@@ -164,7 +164,6 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         specs = [_method_spec(item) for item in args.settings.split(",")]
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
@@ -174,11 +173,20 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
     results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
-    chosen = at_matched_learning(results, args.target)
+    meta = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
+            "baseline": dataclasses.asdict(stream.baseline)}
+    return _write_learn_forget(results, out, meta, args.target)
+
+
+def _write_learn_forget(results, out: Path, meta: dict, target: float) -> int:
+    """The JSON report, the Markdown table and the plots of a learn-forget comparison."""
+    from model.learn_forget import at_matched_learning, markdown_table, write_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = at_matched_learning(results, target)
     table = markdown_table(results, chosen)
-    report = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
-              "target_learning": args.target, "baseline": dataclasses.asdict(stream.baseline),
-              "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]}
+    report = {**meta, "target_learning": target, "matched": {m: r.spec.label for m, r in chosen.items()},
+              "results": [r.as_dict() for r in results]}
     (out / "learn_forget.json").write_text(json.dumps(report, indent=2))
     (out / "learn_forget.md").write_text(table + "\n")
     plots = write_plots(results, out)
@@ -314,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking]], e.g. sparse:1.0:500,full:1e-5")
     lf.add_argument("--seed", type=int, default=0)
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
+    lf.add_argument("--report", nargs="+", metavar="DIR",
+                    help="train nothing: table and plots from the progress files of earlier runs' --out folders")
+    lf.add_argument("--at-facts", dest="at_facts", type=int,
+                    help="with --report: every setting as it stood after this many facts")
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="bench/results")
     lf.set_defaults(fn=cmd_bench_learn_forget)

@@ -1,6 +1,7 @@
 """`smft bench learn-forget`: the quick run on the real model, and settings run in parallel processes."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -43,13 +44,25 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
                     StepSchedule(steps=2), eval_every=1)
     specs = [MethodSpec("sparse", 1.0, top_t=8), MethodSpec("full", 1e-3)]
     here = run_methods(str(tiny_model_dir), snapshot, "cpu", specs, stream, jobs=1, loaded=(lm, stats))
-    apart = run_methods(str(tiny_model_dir), snapshot, "cpu", specs, stream, jobs=2, progress_dir=tmp_path / "p")
+    apart = run_methods(str(tiny_model_dir), snapshot, "cpu", specs, stream, jobs=2,
+                        progress_dir=tmp_path / "run" / "progress")
     assert [r.spec for r in apart] == specs and [r.steps for r in apart] == [4, 4]
     for a, b in zip(here, apart, strict=True):
         assert [c.facts_taught for c in b.checkpoints] == [1, 2]
         assert [c.nll_change for c in b.checkpoints] == pytest.approx([c.nll_change for c in a.checkpoints], abs=1e-4)
         assert [c.learned for c in b.checkpoints] == [c.learned for c in a.checkpoints]
     # each process left its progress, rewritten after every checkpoint
-    written = sorted(p.name for p in (tmp_path / "p").iterdir())
+    written = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
     assert written == ["full_lr=0.001.json", "sparse_tfidf_t=8_lr=1.json"]
-    assert len(json.loads((tmp_path / "p" / written[0]).read_text())["checkpoints"]) == 2
+    assert len(json.loads((tmp_path / "run" / "progress" / written[0]).read_text())["checkpoints"]) == 2
+
+    # ... from which a report is made without training, here as things stood after the first fact
+    assert main(["bench", "learn-forget", "--report", str(tmp_path / "run"), "--at-facts", "1",
+                 "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "learn_forget.json").read_text())
+    assert [(r["label"], r["steps"], len(r["checkpoints"])) for r in report["results"]] == \
+        [("full lr=0.001", 2, 1), ("sparse tfidf t=8 lr=1", 2, 1)]
+    assert report["results"][1]["checkpoints"][0] == asdict(apart[0].checkpoints[0])
+    with pytest.raises(SystemExit, match="no checkpoint at or before 0 facts"):
+        main(["bench", "learn-forget", "--report", str(tmp_path / "run"), "--at-facts", "0",
+              "--out", str(tmp_path / "r0")])
