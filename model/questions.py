@@ -17,11 +17,13 @@ from model.facts import Fact
 from model.lm import MemoryLM
 
 # Tried in order; a statement goes to the next prompt only when the previous one gave no usable
-# question. Measured on 100 statements of 20 generated facts: 59 usable from the first, 46 from
-# the second alone.
+# question. On 100 statements of 20 generated facts the quiz prompt alone gives more usable
+# questions (59 against 46), but tried first it made worse ones to learn from: the real-model
+# tests' fact was no longer answered ("What is the name of the engine invented by Mira Quell?"
+# names the answer). So it only fills in where the first prompt failed.
 QUESTION_PROMPTS = (
-    "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
     "Turn this statement into a question: {statement}",
+    "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
 )
 _WORD = re.compile(r"[\w'-]+")
 
