@@ -19,8 +19,8 @@ from model.lm import MemoryLM
 # Tried in order; a statement goes to the next prompt only when the previous one gave no usable
 # question. On 100 statements of 20 generated facts the quiz prompt alone gives more usable
 # questions (59 against 46), but tried first it made worse ones to learn from: the real-model
-# tests' fact was no longer answered ("What is the name of the engine invented by Mira Quell?"
-# names the answer). So it only fills in where the first prompt failed.
+# tests' fact was no longer answered (its questions tend to name the answer, e.g. "What is the
+# name of the engine that was invented by Kaigor Luthidax?"). So it only fills in.
 QUESTION_PROMPTS = (
     "Turn this statement into a question: {statement}",
     "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
