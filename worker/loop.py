@@ -261,8 +261,9 @@ class Worker:
         taught_in = int(record.get("version", -1))
         path = version_path(self.settings.journal_dir, taught_in)
         if not path.exists():
-            reason = (f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir} "
-                      f"(the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)")
+            reason = f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir}"
+            if self.settings.undo_keep_versions:
+                reason += f" (the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)"
             log.error("fact %s: %s", fact_id, reason)
             self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", reason)
             self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, claimed.entry_id)
