@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.config import RankingMode, SparseConfig, StepSchedule
+from model.config import MemoryConfig, RankingMode, SparseConfig, StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
 from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner, teach
@@ -39,6 +39,7 @@ class MethodSpec:
     lr: float
     top_t: int = 500
     ranking: RankingMode = "tfidf"
+    memory: str = ""  # sparse only: the memory's shape when it is not the default, e.g. "layer 24"
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora"):
@@ -47,7 +48,8 @@ class MethodSpec:
     @property
     def label(self) -> str:
         if self.method == "sparse":
-            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}"
+            shape = f" [{self.memory}]" if self.memory else ""
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{shape}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
@@ -58,10 +60,22 @@ class MethodSpec:
         return LoraLearner(lm, lr=self.lr)
 
 
+def memory_tag(config: MemoryConfig) -> str:
+    """How a memory differs from the default shape, for labels ('' when it does not)."""
+    default = MemoryConfig()
+    parts = []
+    if config.layers != default.layers:
+        parts.append("layers " + ",".join(map(str, config.layers or ())))
+    if config.num_slots != default.num_slots:
+        parts.append(f"{config.num_slots:,} slots")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Baseline:
     probe_f1: float  # version 0's mean F1 on the retention probe
     nll: float  # version 0's held-out NLL
+    probe_answered: float = 1.0  # version 0's share of probe questions answered (contains); 1 on a curated probe
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,9 @@ class Checkpoint:
     nll_change: float  # held-out NLL relative to version 0
     seconds: float  # training time so far
     steps: int | None = None  # optimisation steps so far (None in files written before it was recorded)
+    # Share of probe questions still answered (answer contained). F1 scores whole sentences and moves
+    # with their wording; this counts what is still known. None in files written before it was recorded.
+    probe_answered: float | None = None
 
 
 @dataclass
@@ -116,14 +133,17 @@ def read_results(directories: Sequence[Path]) -> list[MethodResult]:
     return [r for r in results if r.checkpoints]
 
 
-def probe_f1(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> float:
+def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> tuple[float, float]:
+    """(mean F1, share answered) on the retention probe, from one generation."""
     answers = generate_answers(lm, [q.question for q in probe], max_new_tokens)
     scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
-    return sum(scores) / len(scores)
+    answered = sum(q.correct(a) for q, a in zip(probe, answers, strict=True))
+    return sum(scores) / len(scores), answered / len(probe)
 
 
 def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequence[str]) -> Baseline:
-    baseline = Baseline(probe_f1(lm, probe), mean_nll(lm, heldout))
+    f1, answered = probe_scores(lm, probe)
+    baseline = Baseline(f1, mean_nll(lm, heldout), answered)
     if baseline.probe_f1 <= 0:
         raise ValueError("version 0 answers none of the retention probe: retention cannot be measured against it "
                          "(curate a probe for this model with `smft data probe`)")
@@ -135,8 +155,10 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
     answers = generate_answers(lm, [f.question for f in taught], 32)
     learned = sum(contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
-    return Checkpoint(len(taught), learned, f1, probe_f1(lm, probe) / baseline.probe_f1 - 1,
-                      mean_nll(lm, heldout) / baseline.nll - 1, seconds)
+    kept_f1, answered = probe_scores(lm, probe)
+    nll_change = mean_nll(lm, heldout) / baseline.nll - 1
+    return Checkpoint(len(taught), learned, f1, kept_f1 / baseline.probe_f1 - 1, nll_change, seconds,
+                      probe_answered=answered)
 
 
 @dataclass(frozen=True)
@@ -225,14 +247,16 @@ def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[
 
 
 def markdown_table(results: Sequence[MethodResult], chosen: dict[str, MethodResult]) -> str:
-    rows = ["| setting | facts | learned (contains) | learned F1 | retention F1 change | held-out NLL change | "
-            "steps | train seconds | matched |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| setting | facts | learned (contains) | learned F1 | retention F1 change | probe still answered | "
+            "held-out NLL change | steps | train seconds | matched |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         c = r.final
         mark = "yes" if chosen.get(r.spec.method) is r else ""
+        answered = "n/a" if c.probe_answered is None else f"{c.probe_answered:.0%}"
         rows.append(f"| {r.spec.label} | {c.facts_taught} | {c.learned:.0%} | {c.learned_f1:.2f} | "
-                    f"{c.retention_change:+.1%} | {c.nll_change:+.1%} | {'n/a' if r.steps is None else r.steps} | "
-                    f"{c.seconds:.0f} | {mark} |")
+                    f"{c.retention_change:+.1%} | {answered} | {c.nll_change:+.1%} | "
+                    f"{'n/a' if r.steps is None else r.steps} | {c.seconds:.0f} | {mark} |")
     return "\n".join(rows)
 
 

@@ -105,9 +105,20 @@ def cmd_data_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory_config(args: argparse.Namespace):
+    """The memory shape the command line asks for (--layers, --n-keys where the command has them)."""
+    from model.config import MemoryConfig
+
+    layers = getattr(args, "layers", None)
+    try:
+        return MemoryConfig(n_keys=getattr(args, "n_keys", None) or MemoryConfig.n_keys,
+                            layers=tuple(int(i) for i in layers.split(",")) if layers else None)
+    except ValueError as exc:
+        raise SystemExit(f"memory: {exc}") from exc
+
+
 def _version_zero(args: argparse.Namespace):
     """The version-0 model and its statistics: from a saved snapshot, or prepared now."""
-    from model.config import MemoryConfig
     from model.corpus import load_corpus
     from model.lm import MemoryLM
     from model.prepare import prepare_version_zero
@@ -115,7 +126,7 @@ def _version_zero(args: argparse.Namespace):
 
     if args.snapshot:
         return load_snapshot(args.model, Path(args.snapshot), args.device)
-    lm = MemoryLM.load(args.model, MemoryConfig(), args.device)
+    lm = MemoryLM.load(args.model, _memory_config(args), args.device)
     stats, _ = prepare_version_zero(lm, load_corpus())
     return lm, stats
 
@@ -136,7 +147,15 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
 
     from model.config import StepSchedule
     from model.corpus import load_corpus
-    from model.learn_forget import MethodSpec, Stream, measure_baseline, read_results, run_methods, with_questions
+    from model.learn_forget import (
+        MethodSpec,
+        Stream,
+        measure_baseline,
+        memory_tag,
+        read_results,
+        run_methods,
+        with_questions,
+    )
     from model.probe import read_probe
     from model.snapshot import save_snapshot
     from model.synthetic_facts import generate_facts
@@ -166,6 +185,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
+    specs = [dataclasses.replace(s, memory=memory_tag(v0.config)) if s.method == "sparse" else s for s in specs]
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
@@ -244,12 +264,13 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 
 
 def cmd_addressing(args: argparse.Namespace) -> int:
-    from model.config import MemoryConfig
+    from model.answer_addressing import answer_overlap
     from model.corpus import load_corpus
     from model.lm import MemoryLM
     from model.prepare import prepare_version_zero
+    from model.synthetic_facts import generate_facts
 
-    lm = MemoryLM.load(args.model, MemoryConfig(n_keys=args.n_keys), device=args.device)
+    lm = MemoryLM.load(args.model, _memory_config(args), device=args.device)
     _, report = prepare_version_zero(lm, load_corpus(args.background or None), measure_uncentred=True)
     print("| layer | addressing | slots read | reads by top 1% of slots | usage entropy |")
     print("| --- | --- | --- | --- | --- |")
@@ -257,6 +278,12 @@ def cmd_addressing(args: argparse.Namespace) -> int:
         assert report.uncentred is not None
         print(f"| {layer} | raw hidden states | {report.uncentred[layer].as_row()} |")
         print(f"| {layer} | centred (version 0) | {centred.as_row()} |")
+    overlap = answer_overlap(lm, generate_facts(args.facts))
+    print(f"\nSlots read where the answer is predicted, Jaccard overlap over {args.facts} generated facts:\n")
+    print("| layer | same fact, two phrasings | same phrasing, other fact of the relation | other relation |")
+    print("| --- | --- | --- | --- |")
+    for layer, row in overlap.items():
+        print(f"| {layer} | {row.as_row()} |")
     return 0
 
 
@@ -315,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--model", default="smollm2")
     lf.add_argument("--device", default="cpu")
     lf.add_argument("--snapshot", help="a version-0 snapshot to start from (default: prepare one now)")
+    lf.add_argument("--layers", help="without --snapshot: comma-separated decoder layers to give a memory")
+    lf.add_argument("--n-keys", dest="n_keys", type=int, help="without --snapshot: sub-keys per half (n_keys^2 slots)")
     lf.add_argument("--facts", type=int, default=100)
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
@@ -356,11 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--out", help="write the reports as JSON here")
     load.set_defaults(fn=cmd_bench_load)
 
-    addr = sub.add_parser("addressing", help="print slot-usage figures of version 0, raw vs centred addressing")
+    addr = sub.add_parser("addressing", help="slot usage of version 0 (raw vs centred), and what the memory "
+                                             "keys on where answers are predicted")
     addr.add_argument("--model", default="smollm2")
     addr.add_argument("--device", default="cpu")
     addr.add_argument("--n-keys", dest="n_keys", type=int, default=256)
     addr.add_argument("--background", nargs="*")
+    addr.add_argument("--layers", help="comma-separated decoder layers to give a memory (default: the middle one)")
+    addr.add_argument("--facts", type=int, default=48, help="generated facts for the answer-position overlaps")
     addr.set_defaults(fn=cmd_addressing)
     return p
 

@@ -19,10 +19,10 @@ def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
     for result in report["results"]:
         final = result["checkpoints"][-1]
         assert final["facts_taught"] == 3 and result["steps"] == 9
-        assert 0 <= final["learned"] <= 1 and final["nll_change"] > -0.5
+        assert 0 <= final["learned"] <= 1 and final["nll_change"] > -0.5 and 0 <= final["probe_answered"] <= 1
     assert set(report["matched"]) == {"sparse", "full", "lora"}
     table = (tmp_path / "learn_forget.md").read_text()
-    assert table.count("\n") == len(labels) + 2 and "retention F1 change" in table
+    assert table.count("\n") == len(labels) + 2 and "probe still answered" in table
     for png in ("learning_vs_forgetting.png", "over_facts.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "learned (contains)" in capsys.readouterr().out
@@ -51,6 +51,7 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
         assert [c.facts_taught for c in b.checkpoints] == [1, 2]
         assert [c.nll_change for c in b.checkpoints] == pytest.approx([c.nll_change for c in a.checkpoints], abs=1e-4)
         assert [c.learned for c in b.checkpoints] == [c.learned for c in a.checkpoints]
+        assert [c.probe_answered for c in b.checkpoints] == [0.0, 0.0]  # recorded; the random model knows none
     # each process left its progress, rewritten after every checkpoint
     written = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
     assert written == ["full_lr=0.001.json", "sparse_tfidf_t=8_lr=1.json"]
@@ -66,3 +67,13 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
     with pytest.raises(SystemExit, match="no checkpoint at or before 0 facts"):
         main(["bench", "learn-forget", "--report", str(tmp_path / "run"), "--at-facts", "0",
               "--out", str(tmp_path / "r0")])
+
+
+def test_sparse_labels_name_a_memory_that_is_not_the_default():
+    from model.config import MemoryConfig
+    from model.learn_forget import MethodSpec, memory_tag
+
+    assert memory_tag(MemoryConfig()) == ""
+    assert memory_tag(MemoryConfig(layers=(24,), n_keys=512)) == "layers 24, 262,144 slots"
+    assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
+    assert MethodSpec("sparse", 1.0).label == "sparse tfidf t=500 lr=1"

@@ -48,6 +48,8 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
         assert monitor["baseline"]["probe_f1"] > 0 and monitor["latest"]["version"] == learned["version"]
         latest = monitor["latest"]
         assert latest["retention_change"] is not None and abs(latest["nll_change"]) < 0.05
+        # the curated probe is what version 0 answers; one fact leaves most of it answered
+        assert monitor["baseline"]["probe_answered"] > 0.9 and latest["probe_answered"] > 0.5
         assert 0 < latest["slots_updated"] <= 500
     finally:
         api.stop()

@@ -199,7 +199,7 @@ def check_dashboard(api: Api) -> None:
     history, latest = body["history"], body["latest"]
     assert dom.by_id("status").attrs.get("data-points") == str(len(history)), dom.by_id("status").text
     for element_id, key in (("version", "version"), ("retention", "retention_change"), ("nll", "nll_change"),
-                            ("slots", "slots_updated"), ("slots-share", "slots_share")):
+                            ("answered", "probe_answered"), ("slots", "slots_updated"), ("slots-share", "slots_share")):
         shown = dom.by_id(element_id).attrs["data-value"]  # empty for n/a (no F1 on the tiny model's probe)
         assert (float(shown) if shown else None) == pytest.approx(latest[key]), element_id
     assert float(dom.by_id("baseline").attrs["data-value"]) == pytest.approx(body["baseline"]["probe_f1"])

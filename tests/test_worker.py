@@ -162,6 +162,8 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     assert [pt["version"] for pt in state["history"]] == [2, 4]
     latest = state["latest"]
     assert latest["recall_facts"] == 4 and 0 <= latest["recall"] <= 1
+    # the random model answers no probe question, so there is nothing it could still answer
+    assert state["baseline"]["probe_answered"] == 0.0 and latest["probe_answered"] is None
     assert 0 < latest["slots_updated"] <= 4 * worker.settings.top_t and latest["queue_depth"] == 0
     p.r.set(f"{p.keys.ns}:monitor:requested", 1)  # on demand, even with nothing to learn
     make_worker(tiny_env, monitor_every_versions=2, monitor_window=8).run(burst=True)

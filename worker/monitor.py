@@ -30,6 +30,9 @@ class MonitorPoint:
     at: float
     retention_change: float | None  # probe F1 on this window relative to version 0 on the same window
     probe_questions: int  # the window's size, or the whole probe's
+    # Of the window's questions version 0 answered, the share still answered (answer contained): F1 on
+    # whole sentences moves with their wording, this counts what is still known.
+    probe_answered: float | None
     nll_change: float  # held-out NLL relative to version 0
     recall: float | None  # recent facts with a question whose answer is contained in the reply
     recall_facts: int
@@ -74,6 +77,7 @@ class Monitor:
         """Version 0 on the whole probe (per question) and the held-out text; once per deployment."""
         answers = _answers(lm, [q.question for q in self.probe])
         body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
+                "probe_correct": [q.correct(a) for a, q in zip(answers, self.probe, strict=True)],
                 "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
         self.protocol.r.set(self.protocol.keys.monitor_baseline, json.dumps(body))
 
@@ -86,6 +90,9 @@ class Monitor:
         answers = _answers(lm, [self.probe[i].question for i in idx])
         now_f1 = sum(_f1(a, self.probe[i]) for a, i in zip(answers, idx, strict=True))
         base_f1 = sum(base["probe_f1"][i] for i in idx)
+        known_before = base.get("probe_correct")  # absent in baselines recorded before it was
+        known = [] if known_before is None else [(a, i) for a, i in zip(answers, idx, strict=True) if known_before[i]]
+        answered = sum(self.probe[i].correct(a) for a, i in known) / len(known) if known else None
         recall = None
         if recent:
             replies = generate_answers(lm, [q for q, _ in recent], 32)
@@ -96,6 +103,7 @@ class Monitor:
         point = MonitorPoint(
             version=version, at=time.time(),
             retention_change=now_f1 / base_f1 - 1 if base_f1 > 0 else None, probe_questions=len(idx),
+            probe_answered=answered,
             nll_change=mean_nll(lm, self.heldout) / base["nll"] - 1,
             recall=recall, recall_facts=len(recent), slots_updated=changed, slots_share=changed / total,
             queue_depth=self.protocol.queue_depth(), queue_age_s=self.protocol.queue_age_s(),
@@ -126,6 +134,8 @@ def read_monitor(protocol: Protocol, limit: int = 200) -> dict:
     baseline = None
     if base:
         probe_f1 = base["probe_f1"]
+        correct = base.get("probe_correct")  # absent in baselines recorded before it was
         baseline = {"version": 0, "probe_f1": sum(probe_f1) / max(len(probe_f1), 1), "nll": base["nll"],
-                    "probe_questions": base["probe_questions"]}
+                    "probe_questions": base["probe_questions"],
+                    "probe_answered": sum(correct) / max(len(correct), 1) if correct is not None else None}
     return {"baseline": baseline, "latest": history[-1] if history else None, "history": history}

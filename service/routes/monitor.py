@@ -37,6 +37,8 @@ def metrics(engine: EngineDep, protocol: ProtocolDep, request: Request) -> str:
         "smft_queue_depth": (protocol.queue_depth(), "facts accepted and not yet learned or failed"),
         "smft_queue_age_seconds": (protocol.queue_age_s(), "how long the oldest fact not yet learned has waited"),
         "smft_retention_change": (latest.get("retention_change"), "retention-probe F1 relative to version 0"),
+        "smft_probe_answered": (latest.get("probe_answered"),
+                                "share of the probe questions version 0 answered that are still answered"),
         "smft_nll_change": (latest.get("nll_change"), "held-out NLL relative to version 0"),
         "smft_recall": (latest.get("recall"), "recent facts with a question answered correctly"),
         "smft_slots_updated": (latest.get("slots_updated"), "value rows changed since version 0"),
