@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import multiprocessing as mp
 import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from model.questions import with_synthetic_questions
 from model.snapshot import load_snapshot
 from model.statistics import SlotStats
 from model.synthetic_facts import EvalFact
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,31 @@ def _method_child(model: str, snapshot: str, device: str, spec: MethodSpec, stre
     return run_method(v0, stats, spec, stream, Path(progress) if progress else None, position)
 
 
+def in_own_process(fn: Callable, *args):
+    """fn(*args) in a fresh spawned process of its own.
+
+    A child that dies (the kernel's OOM killer) raises BrokenProcessPool here and takes no other
+    call down with it, as it would in a pool shared by several settings.
+    """
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def result_or_progress(spec: MethodSpec, future: Future, progress: str | None) -> MethodResult | None:
+    """A setting's result; if its process died, what its progress file recorded (None if nothing)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        saved = Path(progress) if progress else None
+        if saved is None or not saved.exists():
+            log.warning("%s: its process died before the first checkpoint; left out", spec.label)
+            return None
+        result = MethodResult.from_dict(json.loads(saved.read_text()))
+        log.warning("%s: its process died; reporting its last checkpoint (%d facts)", spec.label,
+                    result.final.facts_taught)
+        return result
+
+
 def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodSpec], stream: Stream,
                 jobs: int = 1, progress_dir: Path | None = None,
                 loaded: tuple[MemoryLM, SlotStats] | None = None) -> list[MethodResult]:
@@ -210,7 +239,8 @@ def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodS
 
     Settings are independent, so running them side by side (each with its share of the cores)
     finishes a sweep sooner than one after another. With one job they run here, on `loaded`
-    when the snapshot is already in memory.
+    when the snapshot is already in memory. A setting whose process dies is reported as far as
+    its progress file goes.
     """
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
@@ -223,10 +253,11 @@ def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodS
     if jobs == 1:
         v0, stats = loaded or load_snapshot(model, snapshot, device)
         return [run_method(v0, stats, spec, stream, Path(p) if (p := progress(spec)) else None) for spec in specs]
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_method_child, model, str(snapshot), device, spec, stream, threads, progress(spec),
-                               i % jobs) for i, spec in enumerate(specs)]
-        return [f.result() for f in futures]
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(in_own_process, _method_child, model, str(snapshot), device, spec, stream, threads,
+                               progress(spec), i % jobs) for i, spec in enumerate(specs)]
+    results = [result_or_progress(spec, f, progress(spec)) for spec, f in zip(specs, futures, strict=True)]
+    return [r for r in results if r is not None]
 
 
 def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:

@@ -193,6 +193,8 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
     results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
+    if not results:
+        raise SystemExit("no setting reached its first checkpoint: every process died (out of memory?)")
     meta = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
             "baseline": dataclasses.asdict(stream.baseline)}
     return _write_learn_forget(results, out, meta, args.target)

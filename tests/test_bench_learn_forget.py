@@ -1,6 +1,8 @@
 """`smft bench learn-forget`: the quick run on the real model, and settings run in parallel processes."""
 
 import json
+import os
+import signal
 from dataclasses import asdict
 
 import pytest
@@ -77,3 +79,30 @@ def test_sparse_labels_name_a_memory_that_is_not_the_default():
     assert memory_tag(MemoryConfig(layers=(24,), n_keys=512)) == "layers 24, 262,144 slots"
     assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
     assert MethodSpec("sparse", 1.0).label == "sparse tfidf t=500 lr=1"
+
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_setting_ends_only_its_own_process_and_reports_its_progress(tmp_path):
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, in_own_process, result_or_progress
+
+    with ThreadPoolExecutor(2) as pool:
+        killed, alive = pool.submit(in_own_process, _die), pool.submit(in_own_process, os.getppid)
+    with pytest.raises(BrokenProcessPool):
+        killed.result()
+    assert alive.result() == os.getpid()  # the sibling ran to its end in its own process
+
+    spec = MethodSpec("full", 1e-4)
+    saved = MethodResult(spec, [Checkpoint(10, 0.3, 0.1, -0.5, 0.4, 99.0, 100, 0.5)], 100)
+    progress = tmp_path / "full.json"
+    progress.write_text(json.dumps(saved.as_dict()))
+    assert result_or_progress(spec, killed, str(progress)).as_dict() == saved.as_dict()
+    assert result_or_progress(spec, killed, str(tmp_path / "none.json")) is None  # died before a checkpoint
+    done: Future = Future()
+    done.set_result(saved)
+    assert result_or_progress(spec, done, None) is saved
