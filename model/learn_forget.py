@@ -43,7 +43,7 @@ class MethodSpec:
     lr: float
     top_t: int = 500
     ranking: RankingMode = "tfidf"
-    memory: str = ""  # sparse only: the memory's shape when it is not the default, e.g. "layer 24"
+    memory: str = ""  # sparse only: how the memory differs from the default (memory_tag), e.g. "layers 24"
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora"):
