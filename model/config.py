@@ -22,6 +22,9 @@ class MemoryConfig:
     memory_plus: bool = False  # SiLU gate and output projection (Berges et al. 2024)
     layers: tuple[int, ...] | None = None  # decoder layers that get a memory; None = the middle one
     center_inputs: bool = True  # subtract the mean background hidden state before the query projection
+    # Weight of the context query (IDF-weighted mean of the tokens seen so far, see model/context.py)
+    # against the hidden state's query; 0 addresses by the hidden state alone.
+    context_weight: float = 0.0
     seed: int = 0  # keys and query projection are random; the seed makes them reproducible
 
     def __post_init__(self) -> None:
@@ -35,6 +38,8 @@ class MemoryConfig:
             raise ValueError(f"key_dim must be an even number >= 2, got {self.key_dim}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.context_weight < 0:
+            raise ValueError(f"context_weight must be >= 0, got {self.context_weight}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
             if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):

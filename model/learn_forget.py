@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.config import MemoryConfig, RankingMode, SparseConfig, StepSchedule
+from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig, StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
 from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner, teach
@@ -43,22 +43,27 @@ class MethodSpec:
     lr: float
     top_t: int = 500
     ranking: RankingMode = "tfidf"
+    optimizer: OptimizerName = "adam"  # sparse only
     memory: str = ""  # sparse only: how the memory differs from the default (memory_tag), e.g. "layers 24"
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora"):
             raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
 
     @property
     def label(self) -> str:
         if self.method == "sparse":
             shape = f" [{self.memory}]" if self.memory else ""
-            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{shape}"
+            optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{shape}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "sparse":
-            return SparseMemoryLearner(lm, stats, SparseConfig(top_t=self.top_t, ranking=self.ranking, lr=self.lr))
+            config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr)
+            return SparseMemoryLearner(lm, stats, config)
         if self.method == "full":
             return FullFinetuneLearner(lm, lr=self.lr)
         return LoraLearner(lm, lr=self.lr)
@@ -72,6 +77,8 @@ def memory_tag(config: MemoryConfig) -> str:
         parts.append("layers " + ",".join(map(str, config.layers or ())))
     if config.num_slots != default.num_slots:
         parts.append(f"{config.num_slots:,} slots")
+    if config.context_weight != default.context_weight:
+        parts.append(f"context {config.context_weight:g}")
     return ", ".join(parts)
 
 

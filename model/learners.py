@@ -131,7 +131,8 @@ class SparseMemoryLearner:
             self._fast = self._fast_path_is_exact(batch)
         if not self._fast or self._hidden is None:
             return lm_loss(self.lm, batch)
-        return self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask, batch.labels)
+        return self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask, batch.labels,
+                                       batch.input_ids)
 
     @torch.no_grad()
     def _fast_path_is_exact(self, batch: TrainingBatch) -> bool:
@@ -140,7 +141,7 @@ class SparseMemoryLearner:
             return False
         reference = float(lm_loss(self.lm, batch))
         fast = float(self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask,
-                                             batch.labels))
+                                             batch.labels, batch.input_ids))
         return abs(fast - reference) <= 1e-4 * max(1.0, abs(reference))
 
     @torch.no_grad()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 
 from model.config import MemoryConfig
+from model.context import ContextPooler
 from model.loading import DEFAULT_MODEL, load_base_model
 from model.memory import ProductKeyMemory
 from model.retrofit import attach_memories, decoder_layers
@@ -25,6 +26,9 @@ class MemoryLM:
         self.config = config
         self.model_name = model_name
         self.memories: dict[int, ProductKeyMemory] = attach_memories(model, config)
+        self.context: ContextPooler | None = None
+        if config.context_weight > 0:
+            self.context = ContextPooler(model.model, list(self.memories.values()))
 
     @classmethod
     def load(cls, spec: str = DEFAULT_MODEL, config: MemoryConfig | None = None, device: str = "cpu") -> MemoryLM:
@@ -98,14 +102,15 @@ class MemoryLM:
             inner.layers = full
 
     def loss_from_layer(self, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                        labels: torch.Tensor) -> torch.Tensor:
+                        labels: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """The causal-LM loss computed from block `layer`'s input, with the output head applied only
         where a label is set: the head's vocabulary-wide logits are the largest activations there are.
 
         Equals the full forward's loss for decoders that pass `inputs_embeds` through unchanged and
         apply no logit transform; learners check that once before relying on it.
         """
-        with self.from_layer(layer):
+        pinned = self.context.pinned(input_ids) if self.context is not None else nullcontext()
+        with self.from_layer(layer), pinned:
             body = self.model.model(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False)
         targets = labels[:, 1:]
         keep = targets != -100

@@ -15,7 +15,7 @@ from model.config import MemoryConfig
 
 
 class ProductKeyMemory(nn.Module):
-    def __init__(self, config: MemoryConfig, hidden_size: int) -> None:
+    def __init__(self, config: MemoryConfig, hidden_size: int, vocab_size: int | None = None) -> None:
         super().__init__()
         self.config = config
         half = config.key_dim // 2
@@ -29,12 +29,27 @@ class ProductKeyMemory(nn.Module):
         self.values = nn.Parameter(torch.zeros(config.num_slots, hidden_size))
         # Mean background input; subtracting it spreads reads over the table (DESIGN.md section 5).
         self.register_buffer("input_mean", torch.zeros(hidden_size))
+        if config.context_weight > 0:
+            if vocab_size is None:
+                raise ValueError("a memory addressed by context needs the vocabulary size")
+            # Drawn after the keys, so a config that differs only in context_weight has the same keys.
+            self.context_query = nn.Linear(hidden_size, config.heads * config.key_dim, bias=False)
+            with torch.no_grad():
+                self.context_query.weight.copy_(
+                    torch.randn(self.context_query.weight.shape, generator=gen) / hidden_size**0.5)
+            # Per-token weight in the context (background IDF; 0 for the prompt scaffolding), and the
+            # mean background context: both fitted in prepare_version_zero.
+            self.register_buffer("token_weight", torch.zeros(vocab_size))
+            self.register_buffer("context_mean", torch.zeros(hidden_size))
         if config.memory_plus:
             self.gate = nn.Linear(hidden_size, hidden_size, bias=False)
             self.out_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         # Set by learners and statistics collectors, never saved:
         self.recorded_slots: list[torch.Tensor] | None = None  # each [batch, seq, heads, topk]
         self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index, rows)
+        # Set by model.context for each forward when context_weight > 0: [*x.shape[:-1], hidden] pooled
+        # token embeddings and whether any weighted token was seen yet.
+        self.context: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def num_slots(self) -> int:
@@ -46,6 +61,8 @@ class ProductKeyMemory(nn.Module):
         h = x - self.input_mean if cfg.center_inputs else x
         q = self.query(h).view(*x.shape[:-1], cfg.heads, 2, cfg.key_dim // 2)  # [..., heads, 2, half]
         q = F.normalize(q, dim=-1)
+        if cfg.context_weight > 0:
+            q = F.normalize(q + cfg.context_weight * self._context_query(x.shape[:-1]), dim=-1)
         keys = F.normalize(self.sub_keys, dim=-1)  # [heads, 2, n, half]
         scores = torch.einsum("...hsd,hsnd->...hsn", q, keys)  # [..., heads, 2, n]
         half_scores, half_idx = scores.topk(cfg.topk, dim=-1)  # [..., heads, 2, k]
@@ -56,6 +73,15 @@ class ProductKeyMemory(nn.Module):
         slots = pair_slots.flatten(-2).gather(-1, pos)
         weights = torch.softmax(best * cfg.temperature, dim=-1)
         return slots, weights
+
+    def _context_query(self, shape: torch.Size) -> torch.Tensor:
+        """The unit-norm query halves of the pooled context; zero where no weighted token was seen yet."""
+        if self.context is None or self.context[0].shape[:-1] != shape:
+            raise RuntimeError("this memory is addressed by context: run it inside its MemoryLM, which "
+                               "pools the token ids of each forward (model/context.py)")
+        pooled, seen = self.context
+        c = self.context_query((pooled - self.context_mean) * seen[..., None])
+        return F.normalize(c.view(*shape, self.config.heads, 2, -1), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         slots, weights = self.lookup(x)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from model.context import fit_token_weights
 from model.corpus import Corpus
 from model.lm import MemoryLM
+from model.prompting import chat_prompt, end_of_answer
 from model.statistics import SlotStats, UsageReport, collect_slot_stats, fit_input_means, usage_report
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,10 @@ def prepare_version_zero(lm: MemoryLM, corpus: Corpus, measure_uncentred: bool =
                          max_tokens: int = 128) -> tuple[SlotStats, AddressingReport]:
     """Fit input centring and background statistics in place; returns them with usage figures."""
     docs = corpus.rendered_train(lm.tokenizer)
+    if lm.context is not None:
+        tok = lm.tokenizer
+        scaffolding = [*lm.encode(chat_prompt(tok, "")), *lm.encode(end_of_answer(tok)), *tok.all_special_ids]
+        fit_token_weights(list(lm.memories.values()), [lm.encode(d)[:max_tokens] for d in docs], scaffolding)
     uncentred = None
     if measure_uncentred:
         for memory in lm.memories.values():

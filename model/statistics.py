@@ -59,8 +59,11 @@ def _batches(lm: MemoryLM, docs: Sequence[str], batch_size: int, max_tokens: int
 
 @torch.no_grad()
 def fit_input_means(lm: MemoryLM, docs: Sequence[str], batch_size: int = 8, max_tokens: int = 128) -> None:
-    """Set each memory's input_mean to the mean of its inputs over the documents."""
+    """Set each memory's input_mean to the mean of its inputs over the documents, and for memories
+    addressed by context, context_mean to the mean pooled context where it is defined."""
     sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
+    context_sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
+    context_counts = dict.fromkeys(lm.memories, 0)
     count = 0
     hooks = []
     masks: list[torch.Tensor] = []
@@ -69,6 +72,11 @@ def fit_input_means(lm: MemoryLM, docs: Sequence[str], batch_size: int = 8, max_
         def hook(module, args):
             x = args[0]
             sums[idx] += x[masks[-1].bool()].double().sum(0)
+            if module.context is not None:
+                pooled, seen = module.context
+                where = masks[-1].bool() & seen.bool()
+                context_sums[idx] += pooled[where].double().sum(0)
+                context_counts[idx] += int(where.sum())
         return hook
 
     for idx, memory in lm.memories.items():
@@ -83,6 +91,8 @@ def fit_input_means(lm: MemoryLM, docs: Sequence[str], batch_size: int = 8, max_
             h.remove()
     for idx, memory in lm.memories.items():
         memory.input_mean.copy_((sums[idx] / max(count, 1)).to(memory.input_mean.dtype))
+        if hasattr(memory, "context_mean"):
+            memory.context_mean.copy_((context_sums[idx] / max(context_counts[idx], 1)).to(memory.context_mean.dtype))
 
 
 @torch.no_grad()

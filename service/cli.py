@@ -106,13 +106,14 @@ def cmd_data_probe(args: argparse.Namespace) -> int:
 
 
 def _memory_config(args: argparse.Namespace):
-    """The memory shape the command line asks for (--layers, --n-keys where the command has them)."""
+    """The memory the command line asks for (--layers, --n-keys, --context-weight where the command has them)."""
     from model.config import MemoryConfig
 
     layers = getattr(args, "layers", None)
     try:
         return MemoryConfig(n_keys=getattr(args, "n_keys", None) or MemoryConfig.n_keys,
-                            layers=tuple(int(i) for i in layers.split(",")) if layers else None)
+                            layers=tuple(int(i) for i in layers.split(",")) if layers else None,
+                            context_weight=getattr(args, "context_weight", None) or MemoryConfig.context_weight)
     except ValueError as exc:
         raise SystemExit(f"memory: {exc}") from exc
 
@@ -132,13 +133,15 @@ def _version_zero(args: argparse.Namespace):
 
 
 def _method_spec(text: str):
-    """'sparse:1.0:500:tfidf', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
+    """'sparse:1.0:500:tfidf[:sgd]', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
     from model.learn_forget import MethodSpec
 
     method, lr, *rest = text.strip().split(":")
     extra = {"top_t": int(rest[0])} if rest else {}
     if len(rest) > 1:
         extra["ranking"] = rest[1]
+    if len(rest) > 2:
+        extra["optimizer"] = rest[2]
     return MethodSpec(method, float(lr), **extra)
 
 
@@ -346,11 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--snapshot", help="a version-0 snapshot to start from (default: prepare one now)")
     lf.add_argument("--layers", help="without --snapshot: comma-separated decoder layers to give a memory")
     lf.add_argument("--n-keys", dest="n_keys", type=int, help="without --snapshot: sub-keys per half (n_keys^2 slots)")
+    lf.add_argument("--context-weight", dest="context_weight", type=float,
+                    help="without --snapshot: weight of context-keyed addressing (model/context.py)")
     lf.add_argument("--facts", type=int, default=100)
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
     lf.add_argument("--target", type=float, default=0.9, help="learning at which methods are compared")
-    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking]], e.g. sparse:1.0:500,full:1e-5")
+    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer]]], e.g. "
+                    "sparse:1.0:500,sparse:1e4:500:tfidf:sgd,full:1e-5")
     lf.add_argument("--seed", type=int, default=0)
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--report", nargs="+", metavar="DIR",
@@ -394,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     addr.add_argument("--n-keys", dest="n_keys", type=int, default=256)
     addr.add_argument("--background", nargs="*")
     addr.add_argument("--layers", help="comma-separated decoder layers to give a memory (default: the middle one)")
+    addr.add_argument("--context-weight", dest="context_weight", type=float,
+                      help="weight of context-keyed addressing (model/context.py; default 0: hidden state only)")
     addr.add_argument("--facts", type=int, default=48, help="generated facts for the answer-position overlaps")
     addr.set_defaults(fn=cmd_addressing)
     return p

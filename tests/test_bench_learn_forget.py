@@ -79,6 +79,19 @@ def test_sparse_labels_name_a_memory_that_is_not_the_default():
     assert memory_tag(MemoryConfig(layers=(24,), n_keys=512)) == "layers 24, 262,144 slots"
     assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
     assert MethodSpec("sparse", 1.0).label == "sparse tfidf t=500 lr=1"
+    assert memory_tag(MemoryConfig(context_weight=4.0)) == "context 4"
+    assert MethodSpec("sparse", 1e4, optimizer="sgd", memory="context 4").label == \
+        "sparse tfidf t=500 lr=10000 sgd [context 4]"
+
+
+def test_settings_on_the_command_line_parse_into_method_specs():
+    from model.learn_forget import MethodSpec
+    from service.cli import _method_spec
+
+    assert _method_spec("sparse:1e4:50:tf:sgd") == MethodSpec("sparse", 1e4, 50, "tf", "sgd")
+    assert _method_spec("full:1e-5") == MethodSpec("full", 1e-5)
+    with pytest.raises(ValueError, match="optimizer"):
+        _method_spec("sparse:1:50:tfidf:rmsprop")
 
 
 def _die():

@@ -41,6 +41,8 @@ class WorkerSettings(CommonSettings):
     heads: int = Field(4, ge=1)
     topk: int = Field(32, ge=1)
     memory_layers: str | None = Field(None, description="comma-separated decoder layers; default: the middle one")
+    memory_context_weight: float = Field(MemoryConfig.context_weight, ge=0, description="weight of context-keyed "
+                                         "addressing (IDF-weighted tokens read so far); 0: hidden state only")
     background: list[Path] = Field(default_factory=list, description="background text files (default: shipped corpus)")
     lease_ttl_s: float = Field(15.0, gt=0, description="leader lease; a standby takes over after it expires")
     max_attempts: int = Field(3, ge=1, description="tries before a fact goes to the dead-letter list")
@@ -60,7 +62,8 @@ class WorkerSettings(CommonSettings):
 
     def memory_config(self) -> MemoryConfig:
         layers = tuple(int(x) for x in self.memory_layers.split(",")) if self.memory_layers else None
-        return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers)
+        return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers,
+                            context_weight=self.memory_context_weight)
 
     def sparse_config(self) -> SparseConfig:
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)

@@ -1,0 +1,107 @@
+"""Context-keyed addressing: each memory also sees an IDF-weighted mean of the tokens read so far.
+
+Where a fact's answer is predicted, the hidden state says mostly which sentence shape it is in
+(`smft addressing`: "The capital of X is" reads the same slots whatever X is), so facts of one
+kind overwrite each other and the questions of that kind. The rare tokens seen so far (the
+subject's name) say which fact it is. Pooling token embeddings weighted by their background IDF,
+with the prompt scaffolding weighted zero, gives a query that moves with the subject.
+
+The pooling runs in hooks on the decoder, so every caller (training, statistics, `generate`) gets
+it. With a KV cache a forward sees only the new tokens: the running sums ride on the cache object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from model.memory import ProductKeyMemory
+
+_SUMS = "_smft_context_sums"  # on a KV cache, per memory: (weighted embedding sum [B, H], weight sum [B])
+
+
+def _cache_of(kwargs: dict) -> object | None:
+    return kwargs["cache"] if "cache" in kwargs else kwargs.get("past_key_values")  # renamed in transformers 5
+
+
+def _cached_tokens(cache: object | None) -> int:
+    return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+
+
+class ContextPooler:
+    """Feeds every context-addressed memory of a decoder the pooled context of each forward pass."""
+
+    def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory]) -> None:
+        self.decoder, self.memories = decoder, list(memories)
+        self.embed = decoder.get_input_embeddings()
+        self._pinned: torch.Tensor | None = None  # token ids of a forward that passes inputs_embeds
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        # The hooks live as long as the decoder: a context-addressed memory cannot run without them.
+        decoder.register_forward_pre_hook(self._before, with_kwargs=True)
+        decoder.register_forward_hook(self._after, with_kwargs=True)
+
+    @contextmanager
+    def pinned(self, input_ids: torch.Tensor) -> Iterator[None]:
+        """The token ids behind a forward that starts from hidden states (MemoryLM.loss_from_layer)."""
+        self._pinned = input_ids
+        try:
+            yield
+        finally:
+            self._pinned = None
+
+    @torch.no_grad()
+    def _before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = self._pinned
+        if ids is None:
+            raise RuntimeError("a context-addressed memory needs the token ids of every forward pass")
+        cache = _cache_of(kwargs)
+        past = getattr(cache, _SUMS, None) if _cached_tokens(cache) else None
+        if _cached_tokens(cache) and past is None:
+            raise RuntimeError("this KV cache was filled without the memory's context sums")
+        mask = kwargs.get("attention_mask")
+        embeds = self.embed(ids).float()
+        sums = []
+        for i, memory in enumerate(self.memories):
+            weight = memory.token_weight[ids].float()
+            if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+                weight = weight * mask[:, -ids.shape[1]:].float()  # left padding weighs nothing
+            total = (weight[..., None] * embeds).cumsum(1)
+            mass = weight.cumsum(1)
+            if past is not None:
+                total, mass = total + past[i][0][:, None], mass + past[i][1][:, None]
+            seen = mass > 0
+            pooled = total / mass.clamp_min(1e-9)[..., None]
+            memory.context = (pooled.to(memory.input_mean.dtype), seen.to(memory.input_mean.dtype))
+            sums.append((total[:, -1], mass[:, -1]))
+        if cache is not None:
+            setattr(cache, _SUMS, sums)
+        self._pending = sums
+
+    def _after(self, module: nn.Module, args: tuple, kwargs: dict, output) -> None:
+        # A cache the decoder made itself (use_cache without one passed in) gets the sums here.
+        cache = output.cache if hasattr(output, "cache") else getattr(output, "past_key_values", None)
+        if cache is not None and self._pending is not None:
+            setattr(cache, _SUMS, self._pending)
+        self._pending = None
+        for memory in self.memories:
+            memory.context = None
+
+
+@torch.no_grad()
+def fit_token_weights(memories: Sequence[ProductKeyMemory], docs: Sequence[Sequence[int]],
+                      scaffolding: Sequence[int]) -> None:
+    """Each token's weight = its IDF over the documents (token id lists); scaffolding tokens (chat
+    template, special tokens), present in every prompt, weigh nothing."""
+    vocab = memories[0].token_weight.shape[0]
+    doc_freq = torch.zeros(vocab, dtype=torch.float64)
+    for doc in docs:
+        doc_freq[torch.tensor(sorted(set(doc)), dtype=torch.long)] += 1
+    weight = torch.log((len(docs) + 1) / (doc_freq + 1))
+    weight[torch.tensor(sorted(set(scaffolding)), dtype=torch.long)] = 0.0
+    for memory in memories:
+        memory.token_weight.copy_(weight.to(memory.token_weight.dtype))
