@@ -35,7 +35,7 @@ class ContextPooler:
     """Feeds every context-addressed memory of a decoder the pooled context of each forward pass."""
 
     def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory]) -> None:
-        self.decoder, self.memories = decoder, list(memories)
+        self.memories = list(memories)
         self.embed = decoder.get_input_embeddings()
         self._pinned: torch.Tensor | None = None  # token ids of a forward that passes inputs_embeds
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -60,8 +60,9 @@ class ContextPooler:
         if ids is None:
             raise RuntimeError("a context-addressed memory needs the token ids of every forward pass")
         cache = _cache_of(kwargs)
-        past = getattr(cache, _SUMS, None) if _cached_tokens(cache) else None
-        if _cached_tokens(cache) and past is None:
+        cached = _cached_tokens(cache)
+        past = getattr(cache, _SUMS, None) if cached else None  # None: a fresh sequence
+        if cached and past is None:
             raise RuntimeError("this KV cache was filled without the memory's context sums")
         mask = kwargs.get("attention_mask")
         embeds = self.embed(ids).float()
