@@ -96,6 +96,10 @@ class SparseConfig:
     ranking: RankingMode = "tfidf"  # tfidf | tf (no IDF) | all (every slot the batch reads)
     optimizer: OptimizerName = "adam"
     lr: float = 1.0  # Adam on the selected rows; plain SGD needs ~1e4 (tiny softmax-weighted gradients)
+    # Cap on a value row's L2 norm, enforced after every step (None: no cap). Adam moves every selected
+    # row about as far as the one that matters most, and any token may read it; the cap bounds what one
+    # row can add to an unrelated token's hidden state (at most heads * cap).
+    max_row_norm: float | None = None
     schedule: StepSchedule = field(default_factory=StepSchedule)
 
     def __post_init__(self) -> None:
@@ -107,3 +111,5 @@ class SparseConfig:
             raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.max_row_norm is not None and self.max_row_norm <= 0:
+            raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")

@@ -44,7 +44,11 @@ class MethodSpec:
     top_t: int = 500
     ranking: RankingMode = "tfidf"
     optimizer: OptimizerName = "adam"  # sparse only
-    memory: str = ""  # sparse only: how the memory differs from the default (memory_tag), e.g. "layers 24"
+    max_row_norm: float | None = None  # sparse only: SparseConfig.max_row_norm
+    # Sparse only: the memory's shape (memory_tag), e.g. "layers 24, 262,144 slots, context 4". Files
+    # written before every part was named say how it differed from that time's default (layer 15,
+    # 65,536 slots, context 0): "layers 24", or "" for that default itself.
+    memory: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora"):
@@ -57,29 +61,24 @@ class MethodSpec:
         if self.method == "sparse":
             shape = f" [{self.memory}]" if self.memory else ""
             optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"
-            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{shape}"
+            cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{shape}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "sparse":
-            config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr)
+            config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
+                                  max_row_norm=self.max_row_norm)
             return SparseMemoryLearner(lm, stats, config)
         if self.method == "full":
             return FullFinetuneLearner(lm, lr=self.lr)
         return LoraLearner(lm, lr=self.lr)
 
 
-def memory_tag(config: MemoryConfig) -> str:
-    """How a memory differs from the default shape, for labels ('' when it does not)."""
-    default = MemoryConfig()
-    parts = []
-    if config.layers != default.layers:
-        parts.append("layers " + ",".join(map(str, config.layers or ())))
-    if config.num_slots != default.num_slots:
-        parts.append(f"{config.num_slots:,} slots")
-    if config.context_weight != default.context_weight:
-        parts.append(f"context {config.context_weight:g}")
-    return ", ".join(parts)
+def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
+    """The memory's shape, for labels: the defaults change over time, so every part is named."""
+    return (f"layers {','.join(map(str, layers))}, {config.num_slots:,} slots, "
+            f"context {config.context_weight:g}")
 
 
 @dataclass(frozen=True)

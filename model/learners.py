@@ -122,8 +122,19 @@ class SparseMemoryLearner:
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._optimizer.step()
+        if self.config.max_row_norm is not None:
+            self._cap_row_norms(self.config.max_row_norm)
         rows = sum(len(s) for s in self._slots.values())
         return StepReport(float(loss.detach()), time.perf_counter() - start, rows)
+
+    @torch.no_grad()
+    def _cap_row_norms(self, cap: float) -> None:
+        """Project each selected row (table + trained delta) back onto the ball of radius `cap`."""
+        for idx, rows in self._rows.items():
+            base = self.lm.memories[idx].values[self._slots[idx]]
+            total = base + rows
+            scale = (cap / total.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+            rows.copy_(total * scale - base)
 
     def _loss(self, batch: TrainingBatch) -> torch.Tensor:
         """The batch loss; from the lowest memory layer up, with logits only where labels are, when exact."""

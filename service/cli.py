@@ -109,11 +109,11 @@ def _memory_config(args: argparse.Namespace):
     """The memory the command line asks for (--layers, --n-keys, --context-weight where the command has them)."""
     from model.config import MemoryConfig
 
-    layers = getattr(args, "layers", None)
+    layers, n_keys, weight = (getattr(args, name, None) for name in ("layers", "n_keys", "context_weight"))
     try:
-        return MemoryConfig(n_keys=getattr(args, "n_keys", None) or MemoryConfig.n_keys,
+        return MemoryConfig(n_keys=MemoryConfig.n_keys if n_keys is None else n_keys,
                             layers=tuple(int(i) for i in layers.split(",")) if layers else None,
-                            context_weight=getattr(args, "context_weight", None) or MemoryConfig.context_weight)
+                            context_weight=MemoryConfig.context_weight if weight is None else weight)
     except ValueError as exc:
         raise SystemExit(f"memory: {exc}") from exc
 
@@ -133,7 +133,7 @@ def _version_zero(args: argparse.Namespace):
 
 
 def _method_spec(text: str):
-    """'sparse:1.0:500:tfidf[:sgd]', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
+    """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM]]]]', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
     from model.learn_forget import MethodSpec
 
     method, lr, *rest = text.strip().split(":")
@@ -142,6 +142,8 @@ def _method_spec(text: str):
         extra["ranking"] = rest[1]
     if len(rest) > 2:
         extra["optimizer"] = rest[2]
+    if len(rest) > 3:
+        extra["max_row_norm"] = float(rest[3])
     return MethodSpec(method, float(lr), **extra)
 
 
@@ -188,7 +190,8 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
-    specs = [dataclasses.replace(s, memory=memory_tag(v0.config)) if s.method == "sparse" else s for s in specs]
+    tag = memory_tag(v0.config, sorted(v0.memories))
+    specs = [dataclasses.replace(s, memory=tag) if s.method == "sparse" else s for s in specs]
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
@@ -355,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
     lf.add_argument("--target", type=float, default=0.9, help="learning at which methods are compared")
-    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer]]], e.g. "
-                    "sparse:1.0:500,sparse:1e4:500:tfidf:sgd,full:1e-5")
+    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer[:max_row_norm]]]], "
+                    "e.g. sparse:1.0:500,sparse:1e4:500:tfidf:sgd,sparse:1.0:500:tfidf:adam:30,full:1e-5")
     lf.add_argument("--seed", type=int, default=0)
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--report", nargs="+", metavar="DIR",
@@ -397,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "keys on where answers are predicted")
     addr.add_argument("--model", default="smollm2")
     addr.add_argument("--device", default="cpu")
-    addr.add_argument("--n-keys", dest="n_keys", type=int, default=256)
+    addr.add_argument("--n-keys", dest="n_keys", type=int, help="sub-keys per half (default: the service's)")
     addr.add_argument("--background", nargs="*")
     addr.add_argument("--layers", help="comma-separated decoder layers to give a memory (default: the middle one)")
     addr.add_argument("--context-weight", dest="context_weight", type=float,

@@ -71,17 +71,18 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
               "--out", str(tmp_path / "r0")])
 
 
-def test_sparse_labels_name_a_memory_that_is_not_the_default():
+def test_sparse_labels_name_the_memory_shape():
     from model.config import MemoryConfig
     from model.learn_forget import MethodSpec, memory_tag
 
-    assert memory_tag(MemoryConfig()) == ""
-    assert memory_tag(MemoryConfig(layers=(24,), n_keys=512)) == "layers 24, 262,144 slots"
+    assert memory_tag(MemoryConfig(), [15]) == "layers 15, 65,536 slots, context 0"
+    assert memory_tag(MemoryConfig(n_keys=512, context_weight=4.0), [15, 24]) == \
+        "layers 15,24, 262,144 slots, context 4"
     assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
     assert MethodSpec("sparse", 1.0).label == "sparse tfidf t=500 lr=1"
-    assert memory_tag(MemoryConfig(context_weight=4.0)) == "context 4"
     assert MethodSpec("sparse", 1e4, optimizer="sgd", memory="context 4").label == \
         "sparse tfidf t=500 lr=10000 sgd [context 4]"
+    assert MethodSpec("sparse", 1.0, max_row_norm=30.0).label == "sparse tfidf t=500 lr=1 cap=30"
 
 
 def test_settings_on_the_command_line_parse_into_method_specs():
@@ -90,6 +91,7 @@ def test_settings_on_the_command_line_parse_into_method_specs():
 
     assert _method_spec("sparse:1e4:50:tf:sgd") == MethodSpec("sparse", 1e4, 50, "tf", "sgd")
     assert _method_spec("full:1e-5") == MethodSpec("full", 1e-5)
+    assert _method_spec("sparse:1:500:tfidf:adam:30") == MethodSpec("sparse", 1.0, max_row_norm=30.0)
     with pytest.raises(ValueError, match="optimizer"):
         _method_spec("sparse:1:50:tfidf:rmsprop")
 

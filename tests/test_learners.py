@@ -93,3 +93,26 @@ def test_sparse_steps_skip_the_frozen_blocks_below_the_memory_exactly(tiny_lm):
     with torch.no_grad():
         assert abs(float(lm_loss(lm, batch)) - float(learner._loss(batch))) < 1e-5
     assert reports[-1].loss < reports[0].loss
+
+
+def _max_row_norm(lm) -> float:
+    return float(lm.memories[1].values.norm(dim=1).max())
+
+
+def test_max_row_norm_caps_every_row_the_learner_writes(tiny_lm, monkeypatch):
+    lm, stats, _ = tiny_lm
+    batch = build_batch([FACT], lm.tokenizer)
+    free = copy.deepcopy(lm)
+    teach(SparseMemoryLearner(free, stats, SparseConfig(top_t=7, lr=1.0)), batch, StepSchedule(steps=5))
+    assert _max_row_norm(free) > 1.0  # uncapped, the same steps go past the cap below
+    capped = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, max_row_norm=1.0))
+    report = teach(capped, batch, StepSchedule(steps=5))
+    teach(capped, build_batch([FACT], lm.tokenizer), StepSchedule(steps=5))  # rows that start non-zero
+    assert report.last_loss < report.first_loss
+    assert _max_row_norm(lm) == pytest.approx(1.0, abs=1e-5)  # reached, never passed
+
+    monkeypatch.setenv("SMFT_MAX_ROW_NORM", "30")
+    from worker.settings import WorkerSettings
+    assert WorkerSettings().sparse_config().max_row_norm == 30.0
+    with pytest.raises(ValueError, match="max_row_norm"):
+        SparseConfig(max_row_norm=0.0)

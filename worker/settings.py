@@ -36,10 +36,12 @@ class WorkerSettings(CommonSettings):
     ranking: str = Field("tfidf", pattern="^(tfidf|tf|all)$")
     optimizer: str = Field("adam", pattern="^(adam|sgd)$")
     lr: float = Field(SparseConfig.lr, gt=0)
+    max_row_norm: float | None = Field(SparseConfig.max_row_norm, gt=0, description="cap on a value row's L2 "
+                                       "norm after every step (unset: no cap)")
     synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
-    n_keys: int = Field(256, ge=2, description="sub-keys per half: slots = n_keys^2")
-    heads: int = Field(4, ge=1)
-    topk: int = Field(32, ge=1)
+    n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")
+    heads: int = Field(MemoryConfig.heads, ge=1)
+    topk: int = Field(MemoryConfig.topk, ge=1)
     memory_layers: str | None = Field(None, description="comma-separated decoder layers; default: the middle one")
     memory_context_weight: float = Field(MemoryConfig.context_weight, ge=0, description="weight of context-keyed "
                                          "addressing (IDF-weighted tokens read so far); 0: hidden state only")
@@ -68,4 +70,4 @@ class WorkerSettings(CommonSettings):
     def sparse_config(self) -> SparseConfig:
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
         return SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer,  # type: ignore[arg-type]
-                            lr=self.lr, schedule=schedule)
+                            lr=self.lr, max_row_norm=self.max_row_norm, schedule=schedule)
