@@ -45,6 +45,7 @@ class MethodSpec:
     ranking: RankingMode = "tfidf"
     optimizer: OptimizerName = "adam"  # sparse only
     max_row_norm: float | None = None  # sparse only: SparseConfig.max_row_norm
+    trained_slot_weight: float = 1.0  # sparse only: SparseConfig.trained_slot_weight
     # Sparse only: the memory's shape (memory_tag), e.g. "layers 24, 262,144 slots, context 4". Files
     # written before every part was named say how it differed from that time's default (layer 15,
     # 65,536 slots, context 0): "layers 24", or "" for that default itself.
@@ -55,6 +56,10 @@ class MethodSpec:
             raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
+            raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")
+        if not 0 <= self.trained_slot_weight <= 1:
+            raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
 
     @property
     def label(self) -> str:
@@ -62,13 +67,14 @@ class MethodSpec:
             shape = f" [{self.memory}]" if self.memory else ""
             optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"
             cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
-            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{shape}"
+            reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "sparse":
             config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
-                                  max_row_norm=self.max_row_norm)
+                                  max_row_norm=self.max_row_norm, trained_slot_weight=self.trained_slot_weight)
             return SparseMemoryLearner(lm, stats, config)
         if self.method == "full":
             return FullFinetuneLearner(lm, lr=self.lr)
@@ -317,15 +323,17 @@ def write_plots(results: Sequence[MethodResult], directory) -> list[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(6, 8.5), sharex=True)
     for r in results:
         xs = [c.facts_taught for c in r.checkpoints]
         top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o", label=r.spec.label)
-        bottom.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")
+        middle.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")
+        bottom.plot(xs, [100 * c.nll_change for c in r.checkpoints], marker="o")
     top.set_ylabel("learned (%)")
-    bottom.set_ylabel("retention F1 change (%)")
+    middle.set_ylabel("retention F1 change (%)")
+    bottom.set_ylabel("held-out NLL change (%)")
     bottom.set_xlabel("facts taught")
-    top.legend(fontsize=7)
+    top.legend(fontsize=6)
     fig.tight_layout()
     paths.append(str(directory / "over_facts.png"))
     fig.savefig(paths[-1], dpi=120)

@@ -80,6 +80,7 @@ class SparseMemoryLearner:
         self._batch: TrainingBatch | None = None
         self._slots: dict[int, torch.Tensor] = {}
         self._rows: dict[int, torch.nn.Parameter] = {}
+        self._base: dict[int, torch.Tensor] = {}  # the selected rows of the table, read once per batch for the cap
         self._optimizer: torch.optim.Optimizer | None = None
         self._hidden: torch.Tensor | None = None  # the batch's input to the lowest memory layer's block
         self._fast: bool | None = None  # decided once per learner: is the fast loss (see _loss) exact here?
@@ -95,8 +96,17 @@ class SparseMemoryLearner:
         selected = {}
         for idx, chunks in records.items():
             reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
-            selected[idx] = rank_slots(reads, self.stats.idf(idx), self.config.top_t, self.config.ranking)
+            selected[idx] = rank_slots(reads, self.stats.idf(idx), self.config.top_t, self.config.ranking,
+                                       self._slot_weight(idx))
         return selected
+
+    def _slot_weight(self, idx: int) -> torch.Tensor | None:
+        """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""
+        weight = self.config.trained_slot_weight
+        if weight == 1.0:
+            return None
+        trained = self.lm.memories[idx].values.detach().ne(0).any(dim=1).cpu()
+        return torch.where(trained, weight, 1.0)
 
     def _begin(self, batch: TrainingBatch) -> None:
         self.finish()
@@ -107,6 +117,8 @@ class SparseMemoryLearner:
             rows = torch.nn.Parameter(torch.zeros(len(slots), memory.values.shape[1], device=self.lm.device))
             memory.attach_trainable_rows(slots, rows)
             self._rows[idx] = rows
+            if self.config.max_row_norm is not None:  # the table is written only in finish()
+                self._base[idx] = memory.values[slots].detach()  # indexing copies
         params = list(self._rows.values())
         if self.config.optimizer == "adam":
             self._optimizer = torch.optim.Adam(params, lr=self.config.lr)
@@ -131,7 +143,7 @@ class SparseMemoryLearner:
     def _cap_row_norms(self, cap: float) -> None:
         """Project each selected row (table + trained delta) back onto the ball of radius `cap`."""
         for idx, rows in self._rows.items():
-            base = self.lm.memories[idx].values[self._slots[idx]]
+            base = self._base[idx]
             total = base + rows
             scale = (cap / total.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
             rows.copy_(total * scale - base)
@@ -165,13 +177,16 @@ class SparseMemoryLearner:
                 self.touched[idx].setdefault(slot, row)
             memory.values.index_add_(0, slots, rows.detach())
             memory.detach_trainable_rows()
-        self._rows, self._slots, self._batch, self._optimizer, self._hidden = {}, {}, None, None, None
+        self._end_batch()
 
     def abort(self) -> None:
         """Drop the current batch's rows without writing them back."""
         for idx in self._rows:
             self.lm.memories[idx].detach_trainable_rows()
-        self._rows, self._slots, self._batch, self._optimizer, self._hidden = {}, {}, None, None, None
+        self._end_batch()
+
+    def _end_batch(self) -> None:
+        self._rows, self._slots, self._base, self._batch, self._optimizer, self._hidden = {}, {}, {}, None, None, None
 
     def take_touched(self) -> dict[int, torch.Tensor]:
         """Slot ids changed since the last call, per layer (sorted), and forget them."""

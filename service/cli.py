@@ -133,17 +133,16 @@ def _version_zero(args: argparse.Namespace):
 
 
 def _method_spec(text: str):
-    """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM]]]]', 'full:1e-5' or 'lora:1e-3' -> MethodSpec."""
+    """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM[:TRAINED_SLOT_WEIGHT]]]]]', 'full:1e-5' or 'lora:1e-3'
+    -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap."""
     from model.learn_forget import MethodSpec
 
     method, lr, *rest = text.strip().split(":")
-    extra = {"top_t": int(rest[0])} if rest else {}
-    if len(rest) > 1:
-        extra["ranking"] = rest[1]
-    if len(rest) > 2:
-        extra["optimizer"] = rest[2]
-    if len(rest) > 3:
-        extra["max_row_norm"] = float(rest[3])
+    fields = (("top_t", int), ("ranking", str), ("optimizer", str), ("max_row_norm", float),
+              ("trained_slot_weight", float))
+    if len(rest) > len(fields):
+        raise ValueError(f"{text!r}: at most {len(fields) + 2} fields")
+    extra = {name: parse(value) for (name, parse), value in zip(fields[:len(rest)], rest, strict=True) if value}
     return MethodSpec(method, float(lr), **extra)
 
 
@@ -185,7 +184,10 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         specs += [MethodSpec("sparse", 1.0, 500, "tf")]
         specs += [MethodSpec("full", lr) for lr in (1e-5, 3e-5)] + [MethodSpec("lora", lr) for lr in (1e-4, 1e-3)]
     if args.settings:
-        specs = [_method_spec(item) for item in args.settings.split(",")]
+        try:
+            specs = [_method_spec(item) for item in args.settings.split(",")]
+        except ValueError as exc:
+            raise SystemExit(f"--settings: {exc}") from exc
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     out.mkdir(parents=True, exist_ok=True)
@@ -358,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
     lf.add_argument("--target", type=float, default=0.9, help="learning at which methods are compared")
-    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer[:max_row_norm]]]], "
-                    "e.g. sparse:1.0:500,sparse:1e4:500:tfidf:sgd,sparse:1.0:500:tfidf:adam:30,full:1e-5")
+    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer[:max_row_norm"
+                    "[:trained_slot_weight]]]]], e.g. sparse:1.0:500,sparse:1e4:500:tfidf:sgd,"
+                    "sparse:1.0:500:tfidf:adam:30,sparse:1.0:500:tfidf:adam::0.1,full:1e-5")
     lf.add_argument("--seed", type=int, default=0)
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--report", nargs="+", metavar="DIR",
@@ -402,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     addr.add_argument("--device", default="cpu")
     addr.add_argument("--n-keys", dest="n_keys", type=int, help="sub-keys per half (default: the service's)")
     addr.add_argument("--background", nargs="*")
-    addr.add_argument("--layers", help="comma-separated decoder layers to give a memory (default: the middle one)")
+    addr.add_argument("--layers", help="comma-separated decoder layers to give a memory "
+                                       "(default: the service's, 80%% of the depth)")
     addr.add_argument("--context-weight", dest="context_weight", type=float,
-                      help="weight of context-keyed addressing (model/context.py; default 0: hidden state only)")
+                      help="weight of context-keyed addressing (model/context.py; default: the service's)")
     addr.add_argument("--facts", type=int, default=48, help="generated facts for the answer-position overlaps")
     addr.set_defaults(fn=cmd_addressing)
     return p

@@ -48,9 +48,7 @@ class Api:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
+        stop(self.proc, grace_s=20)
 
 
 @contextmanager
@@ -76,10 +74,16 @@ def wait_status(api: Api, fact_id: str, status: str, timeout: float = 120) -> di
     raise TimeoutError(f"fact {fact_id} not {status}: {body}")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it is still busy (a worker finishes what it computes first), so no test
+    leaves a process behind to slow the ones after it."""
     if proc.poll() is None:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class RedisServer:

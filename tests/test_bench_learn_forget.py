@@ -75,7 +75,8 @@ def test_sparse_labels_name_the_memory_shape():
     from model.config import MemoryConfig
     from model.learn_forget import MethodSpec, memory_tag
 
-    assert memory_tag(MemoryConfig(), [15]) == "layers 15, 65,536 slots, context 0"
+    assert memory_tag(MemoryConfig(), [24]) == "layers 24, 262,144 slots, context 1"
+    assert memory_tag(MemoryConfig(n_keys=256, context_weight=0.0), [15]) == "layers 15, 65,536 slots, context 0"
     assert memory_tag(MemoryConfig(n_keys=512, context_weight=4.0), [15, 24]) == \
         "layers 15,24, 262,144 slots, context 4"
     assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
@@ -83,6 +84,7 @@ def test_sparse_labels_name_the_memory_shape():
     assert MethodSpec("sparse", 1e4, optimizer="sgd", memory="context 4").label == \
         "sparse tfidf t=500 lr=10000 sgd [context 4]"
     assert MethodSpec("sparse", 1.0, max_row_norm=30.0).label == "sparse tfidf t=500 lr=1 cap=30"
+    assert MethodSpec("sparse", 1.0, trained_slot_weight=0.0).label == "sparse tfidf t=500 lr=1 reuse=0"
 
 
 def test_settings_on_the_command_line_parse_into_method_specs():
@@ -94,6 +96,11 @@ def test_settings_on_the_command_line_parse_into_method_specs():
     assert _method_spec("sparse:1:500:tfidf:adam:30") == MethodSpec("sparse", 1.0, max_row_norm=30.0)
     with pytest.raises(ValueError, match="optimizer"):
         _method_spec("sparse:1:50:tfidf:rmsprop")
+    with pytest.raises(ValueError, match="max_row_norm"):  # at parse time, before version 0 is prepared
+        _method_spec("sparse:1:500:tfidf:adam:-5")
+    assert _method_spec("sparse:1:500:tfidf:adam::0.1") == MethodSpec("sparse", 1.0, trained_slot_weight=0.1)
+    with pytest.raises(ValueError, match="at most 7 fields"):
+        _method_spec("sparse:1:500:tfidf:adam:30:0.1:9")
 
 
 def _die():

@@ -22,6 +22,7 @@ from model.snapshot import read_snapshot, restore_snapshot, save_snapshot
 from tests.conftest import TINY_DOCS, TINY_MEMORY
 
 CONTEXT_MEMORY = replace(TINY_MEMORY, context_weight=4.0)
+PLAIN_MEMORY = replace(TINY_MEMORY, context_weight=0.0)  # the same keys and projection, no context query
 FACT = Fact("Mira Quell invented the Zorblax engine.", question="Who invented the Zorblax engine?",
             answer="Mira Quell", fact_id="f1")
 
@@ -31,6 +32,13 @@ def _context_v0(tiny_model_dir):
     lm = MemoryLM.load(str(tiny_model_dir), CONTEXT_MEMORY)
     stats, _ = prepare_version_zero(lm, split_corpus(TINY_DOCS, heldout_fraction=0.25))
     return lm, stats
+
+
+@pytest.fixture(scope="module")
+def plain_lm(tiny_model_dir) -> MemoryLM:
+    lm = MemoryLM.load(str(tiny_model_dir), PLAIN_MEMORY)
+    prepare_version_zero(lm, split_corpus(TINY_DOCS, heldout_fraction=0.25))
+    return lm
 
 
 @pytest.fixture
@@ -105,7 +113,7 @@ def last_token_reads(lm: MemoryLM, texts: list[str]) -> list[set[int]]:
     return [set(records[1][0][i, len(r) - 1].flatten().tolist()) for i, r in enumerate(rows)]
 
 
-def test_the_subject_moves_the_address_of_the_same_final_words(context_lm, tiny_lm):
+def test_the_subject_moves_the_address_of_the_same_final_words(context_lm, plain_lm):
     """The point of it: sentences that end alike read apart when their subjects differ. Both models
     have the same keys and query projection; only the context query tells them apart."""
     texts = [f"{subject} invented the engine in the morning" for subject in ("Zorblax", "Mira Quell", "Paris")]
@@ -115,7 +123,7 @@ def test_the_subject_moves_the_address_of_the_same_final_words(context_lm, tiny_
         pairs = [(a, b) for i, a in enumerate(reads) for b in reads[i + 1:]]
         return sum(len(a & b) / len(a | b) for a, b in pairs) / len(pairs)
 
-    with_context, without = mean_overlap(context_lm[0]), mean_overlap(tiny_lm[0])
+    with_context, without = mean_overlap(context_lm[0]), mean_overlap(plain_lm)
     assert with_context < 0.5 * without
 
 

@@ -111,8 +111,40 @@ def test_max_row_norm_caps_every_row_the_learner_writes(tiny_lm, monkeypatch):
     assert report.last_loss < report.first_loss
     assert _max_row_norm(lm) == pytest.approx(1.0, abs=1e-5)  # reached, never passed
 
-    monkeypatch.setenv("SMFT_MAX_ROW_NORM", "30")
     from worker.settings import WorkerSettings
+    monkeypatch.delenv("SMFT_MAX_ROW_NORM", raising=False)
+    assert WorkerSettings().sparse_config().max_row_norm == 250.0  # the service caps; the paper's method does not
+    assert SparseConfig().max_row_norm is None
+    monkeypatch.setenv("SMFT_MAX_ROW_NORM", "30")
     assert WorkerSettings().sparse_config().max_row_norm == 30.0
+    monkeypatch.setenv("SMFT_MAX_ROW_NORM", "none")
+    assert WorkerSettings().sparse_config().max_row_norm is None
     with pytest.raises(ValueError, match="max_row_norm"):
         SparseConfig(max_row_norm=0.0)
+
+
+def test_trained_slot_weight_zero_keeps_a_later_batch_off_earlier_rows(tiny_lm, monkeypatch):
+    lm, stats, _ = tiny_lm
+    again = copy.deepcopy(lm)
+    first = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0))
+    teach(first, build_batch([FACT], lm.tokenizer), StepSchedule(steps=2))
+    trained = set(first.take_touched()[1].tolist())
+    assert len(trained) == 7
+    # The same fact again: ranked like any other slot, its rows are chosen again...
+    same = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0))
+    assert set(same.select(build_batch([FACT], lm.tokenizer))[1].tolist()) == trained
+    # ... at weight 0 never, yet the batch still gets rows to train, and at 0.5 fewer of them.
+    fresh = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.0))
+    picked = set(fresh.select(build_batch([FACT], lm.tokenizer))[1].tolist())
+    assert picked and not picked & trained
+    half = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.5))
+    assert len(set(half.select(build_batch([FACT], lm.tokenizer))[1].tolist()) & trained) < len(trained)
+    # On version 0 nothing is trained yet, so the weight changes nothing.
+    plain = SparseMemoryLearner(again, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.0))
+    assert set(plain.select(build_batch([FACT], again.tokenizer))[1].tolist()) == trained
+
+    monkeypatch.setenv("SMFT_TRAINED_SLOT_WEIGHT", "0.25")
+    from worker.settings import WorkerSettings
+    assert WorkerSettings().sparse_config().trained_slot_weight == 0.25
+    with pytest.raises(ValueError, match="trained_slot_weight"):
+        SparseConfig(trained_slot_weight=1.5)

@@ -29,7 +29,7 @@ def brute_force_lookup(memory: ProductKeyMemory, x: torch.Tensor):
 
 
 def test_product_key_lookup_equals_exhaustive_search():
-    cfg = MemoryConfig(n_keys=12, heads=3, topk=5, key_dim=8)
+    cfg = MemoryConfig(n_keys=12, heads=3, topk=5, key_dim=8, context_weight=0.0)
     memory = ProductKeyMemory(cfg, hidden_size=16)
     x = torch.randn(7, 16)
     slots, weights = memory.lookup(x)
@@ -40,7 +40,7 @@ def test_product_key_lookup_equals_exhaustive_search():
 
 
 def test_zero_values_read_nothing_and_reads_are_weighted_sums():
-    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4)
+    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0)
     memory = ProductKeyMemory(cfg, hidden_size=6)
     x = torch.randn(2, 5, 6)
     assert torch.count_nonzero(memory(x)) == 0
@@ -52,7 +52,7 @@ def test_zero_values_read_nothing_and_reads_are_weighted_sums():
 
 
 def test_trainable_rows_act_like_editing_the_table():
-    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4)
+    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0)
     memory = ProductKeyMemory(cfg, hidden_size=6)
     x = torch.randn(4, 6)
     slots = memory.lookup(x)[0].flatten().unique()[:5]
@@ -66,7 +66,7 @@ def test_trainable_rows_act_like_editing_the_table():
 
 
 def test_memory_plus_is_zero_at_init_and_records_reads():
-    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, memory_plus=True)
+    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, memory_plus=True, context_weight=0.0)
     memory = ProductKeyMemory(cfg, hidden_size=6)
     memory.recorded_slots = []
     out = memory(torch.randn(2, 3, 6))

@@ -25,6 +25,14 @@ def test_tfidf_prefers_rare_slots_over_frequent_common_ones():
     assert sorted(rank_slots(reads, idf, top_t=1, mode="all").tolist()) == [0, 1, 2]
 
 
+def test_slot_weight_reorders_and_weight_zero_excludes():
+    reads, idf = torch.tensor([4, 3, 2, 0]), torch.ones(4)
+    assert rank_slots(reads, idf, top_t=3).tolist() == [0, 1, 2]
+    assert rank_slots(reads, idf, top_t=3, slot_weight=torch.tensor([0.25, 1.0, 1.0, 1.0])).tolist() == [1, 2, 0]
+    assert rank_slots(reads, idf, top_t=3, slot_weight=torch.tensor([0.0, 1.0, 1.0, 1.0])).tolist() == [1, 2]
+    assert rank_slots(reads, idf, top_t=3, mode="tf", slot_weight=torch.tensor([0.0, 0.0, 1.0, 1.0])).tolist() == [2]
+
+
 def test_rank_slots_caps_at_top_t_and_ignores_unread():
     reads = slot_reads(torch.tensor([[3, 3, 5], [7, 3, 9]]), num_slots=12)
     assert reads[3] == 3 and reads.sum() == 6

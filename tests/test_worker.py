@@ -170,6 +170,30 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     assert [pt["version"] for pt in read_monitor(p)["history"]] == [2, 4, 4]
 
 
+def test_stop_during_the_monitor_baseline_leaves_it_and_the_queue_for_the_next_start(tiny_env):
+    import worker.monitor as monitor_module
+    from worker.monitor import read_monitor
+
+    p = protocol(tiny_env)
+    p.ensure_group()
+    fact_id = p.enqueue(FACTS[0])[0]
+    worker = make_worker(tiny_env, monitor_every_versions=1)
+    real, calls = monitor_module.generate_answers, []
+
+    def answers_then_stop(*args, **kwargs):  # SIGTERM arriving after the first batch of probe questions
+        calls.append(1)
+        worker.stop.set()
+        return real(*args, **kwargs)
+
+    with mock.patch.object(monitor_module, "generate_answers", answers_then_stop):
+        worker.run()  # not burst: without the stop check it would record the baseline, then serve forever
+    assert len(calls) == 1 and read_monitor(p)["baseline"] is None
+    assert p.fact_record(fact_id)["status"] == FactStatus.queued.value
+    make_worker(tiny_env, monitor_every_versions=1).run(burst=True)
+    assert read_monitor(p)["baseline"] is not None
+    assert p.fact_record(fact_id)["status"] == FactStatus.learned.value
+
+
 def test_undo_takes_back_one_version_and_every_replica_follows(tiny_env):
     p = protocol(tiny_env)
     p.ensure_group()

@@ -93,7 +93,9 @@ class Worker:
         if self.monitor and self.monitor.baseline() is None:
             if self.replica.version == 0:
                 log.info("recording the monitor baseline on version 0")
-                self.monitor.record_baseline(self.replica.lm)
+                if not self.monitor.record_baseline(self.replica.lm, self.stop):
+                    log.info("stopped before the monitor baseline was recorded; the next start records it")
+                    return
             else:
                 log.warning("no monitor baseline and version %d > 0: monitor off", self.replica.version)
                 self.monitor = None

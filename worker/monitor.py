@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -47,10 +48,15 @@ def _f1(answer: str, q: ProbeQuestion) -> float:
     return max(token_f1(answer, g) for g in (q.answer, *q.aliases))
 
 
-def _answers(lm: MemoryLM, questions: list[str], batch: int = 32) -> list[str]:
-    """Short greedy answers, a batch at a time to bound padding and memory."""
-    return [a for start in range(0, len(questions), batch)
-            for a in generate_answers(lm, questions[start:start + batch], 24)]
+def _answers(lm: MemoryLM, questions: list[str], batch: int = 32,
+             stop: threading.Event | None = None) -> list[str] | None:
+    """Short greedy answers, a batch at a time to bound padding and memory; None once `stop` is set."""
+    answers: list[str] = []
+    for start in range(0, len(questions), batch):
+        if stop is not None and stop.is_set():
+            return None
+        answers += generate_answers(lm, questions[start:start + batch], 24)
+    return answers
 
 
 class Monitor:
@@ -73,13 +79,20 @@ class Monitor:
         raw = self.protocol.r.get(self.protocol.keys.monitor_baseline)
         return json.loads(raw) if raw else None
 
-    def record_baseline(self, lm: MemoryLM) -> None:
-        """Version 0 on the whole probe (per question) and the held-out text; once per deployment."""
-        answers = _answers(lm, [q.question for q in self.probe])
+    def record_baseline(self, lm: MemoryLM, stop: threading.Event | None = None) -> bool:
+        """Version 0 on the whole probe (per question) and the held-out text; once per deployment.
+
+        It takes a minute or more on CPU, so it gives up (recording nothing, False) as soon as `stop`
+        is set: a worker asked to stop should not hold on until the baseline is done.
+        """
+        answers = _answers(lm, [q.question for q in self.probe], stop=stop)
+        if answers is None:
+            return False
         body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
                 "probe_correct": [q.correct(a) for a, q in zip(answers, self.probe, strict=True)],
                 "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
         self.protocol.r.set(self.protocol.keys.monitor_baseline, json.dumps(body))
+        return True
 
     def evaluate(self, lm: MemoryLM, version: int, recent: list[tuple[str, str]]) -> MonitorPoint:
         start = time.perf_counter()
@@ -87,7 +100,7 @@ class Monitor:
         if base is None:
             raise RuntimeError("no monitor baseline recorded for version 0")
         idx = self._questions()
-        answers = _answers(lm, [self.probe[i].question for i in idx])
+        answers = _answers(lm, [self.probe[i].question for i in idx]) or []
         now_f1 = sum(_f1(a, self.probe[i]) for a, i in zip(answers, idx, strict=True))
         base_f1 = sum(base["probe_f1"][i] for i in idx)
         known_before = base.get("probe_correct")  # absent in baselines recorded before it was
