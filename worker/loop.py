@@ -84,17 +84,15 @@ class Worker:
 
     def _synchronise(self) -> None:
         """Bring the model to the newest published version, preparing version 0 if none exists."""
-        if self.protocol.snapshot_version() is None:
-            self._prepare_version_zero()
+        if self.protocol.snapshot_version() is None and not self._prepare_version_zero():
+            return  # stopped while preparing: nothing was published, the next start prepares it again
         self.replica.load_snapshot()
         self.replica.catch_up()
         assert self.replica.lm is not None and self.replica.stats is not None
         self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
-        if self.monitor and self.monitor.baseline() is None:
+        if self.monitor and self.monitor.baseline() is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
-                log.info("recording the monitor baseline on version 0")
-                if not self.monitor.record_baseline(self.replica.lm, self.stop):
-                    log.info("stopped before the monitor baseline was recorded; the next start records it")
+                if not self._record_baseline(self.replica.lm):
                     return
             else:
                 log.warning("no monitor baseline and version %d > 0: monitor off", self.replica.version)
@@ -102,7 +100,8 @@ class Worker:
         self._last_snapshot = (self.replica.version, time.monotonic())
         log.info("worker %s leads from version %d", self.owner, self.replica.version)
 
-    def _prepare_version_zero(self) -> None:
+    def _prepare_version_zero(self) -> bool:
+        """Prepare and publish version 0 (and the monitor's baseline on it); False if stopped first."""
         if self.protocol.published_version() > 0:
             raise RuntimeError(f"Redis has published versions but no snapshot; is {self.settings.data_dir} the "
                                "data directory the worker used before?")
@@ -110,9 +109,22 @@ class Worker:
         lm = MemoryLM.load(self.settings.model, self.settings.memory_config(), self.settings.device)
         corpus = load_corpus(self.settings.background or None)
         stats, _ = prepare_version_zero(lm, corpus)
+        # The baseline comes before version 0 is published, so that the API is ready only once the first
+        # fact can be learned at once, rather than a minute later behind the baseline.
+        if self.monitor and self.monitor.baseline() is None and not self._record_baseline(lm):
+            return False
         write_snapshot(lm, stats, 0, self.settings.snapshot_dir)
         self.protocol.r.set(self.protocol.keys.version, 0, nx=True)
         self.protocol.set_snapshot(0)
+        return True
+
+    def _record_baseline(self, lm: MemoryLM) -> bool:
+        assert self.monitor is not None
+        log.info("recording the monitor baseline on version 0")
+        if self.monitor.record_baseline(lm, self.stop):
+            return True
+        log.info("stopped before the monitor baseline was recorded; the next start records it")
+        return False
 
     # --- leading --------------------------------------------------------------------------------
     def _lead(self, burst: bool) -> bool:
