@@ -186,7 +186,7 @@ def test_stop_during_the_monitor_baseline_leaves_it_and_the_queue_for_the_next_s
         return real(*args, **kwargs)
 
     with mock.patch.object(monitor_module, "generate_answers", answers_then_stop):
-        worker.run()  # not burst: without the stop check it would record the baseline, then serve forever
+        worker.run()  # not burst: only the stop ends it; without the check the whole probe would be answered
     assert len(calls) == 1 and read_monitor(p)["baseline"] is None
     assert p.snapshot_version() is None  # version 0 is published only with its baseline
     assert p.fact_record(fact_id)["status"] == FactStatus.queued.value

@@ -100,7 +100,8 @@ class Monitor:
         if base is None:
             raise RuntimeError("no monitor baseline recorded for version 0")
         idx = self._questions()
-        answers = _answers(lm, [self.probe[i].question for i in idx]) or []
+        answers = _answers(lm, [self.probe[i].question for i in idx])
+        assert answers is not None  # None only when stopped, and no stop is passed here
         now_f1 = sum(_f1(a, self.probe[i]) for a, i in zip(answers, idx, strict=True))
         base_f1 = sum(base["probe_f1"][i] for i in idx)
         known_before = base.get("probe_correct")  # absent in baselines recorded before it was
