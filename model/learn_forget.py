@@ -278,14 +278,28 @@ def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:
     return [EvalFact(t, f.question, f.answer, f.kind) for t, f in zip(taught, facts, strict=True)]
 
 
+def compared_at(results: Sequence[MethodResult]) -> int:
+    """The facts taught at which settings are compared: the fewest any of them reached.
+
+    Learning falls and forgetting grows as facts arrive, so a setting stopped early would look
+    better than one that ran on if each were judged at its own last checkpoint.
+    """
+    return min(r.final.facts_taught for r in results)
+
+
 def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[str, MethodResult]:
-    """Per method: the least-forgetting setting that reaches the target learning, else the best learner."""
+    """Per method: the least-forgetting setting that reaches the target learning, else the best learner.
+
+    Every setting is judged as it stood after `compared_at(results)` facts.
+    """
+    facts = compared_at(results)
+    at = {id(r): r.up_to(facts).final for r in results}
     chosen: dict[str, MethodResult] = {}
     for method in dict.fromkeys(r.spec.method for r in results):
         runs = [r for r in results if r.spec.method == method]
-        reached = [r for r in runs if r.final.learned >= target]
-        chosen[method] = (max(reached, key=lambda r: r.final.retention_change) if reached
-                          else max(runs, key=lambda r: r.final.learned))
+        reached = [r for r in runs if at[id(r)].learned >= target]
+        chosen[method] = (max(reached, key=lambda r: at[id(r)].retention_change) if reached
+                          else max(runs, key=lambda r: at[id(r)].learned))
     return chosen
 
 

@@ -210,13 +210,17 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
 
 def _write_learn_forget(results, out: Path, meta: dict, target: float) -> int:
     """The JSON report, the Markdown table and the plots of a learn-forget comparison."""
-    from model.learn_forget import at_matched_learning, markdown_table, write_plots
+    from model.learn_forget import at_matched_learning, compared_at, markdown_table, write_plots
 
     out.mkdir(parents=True, exist_ok=True)
     chosen = at_matched_learning(results, target)
     table = markdown_table(results, chosen)
-    report = {**meta, "target_learning": target, "matched": {m: r.spec.label for m, r in chosen.items()},
-              "results": [r.as_dict() for r in results]}
+    facts = compared_at(results)
+    if any(r.final.facts_taught != facts for r in results):
+        table += (f"\n\nThe settings stopped at different points; \"matched\" compares each as it stood after "
+                  f"{facts} facts (`--report ... --at-facts {facts}` shows every setting there).")
+    report = {**meta, "target_learning": target, "matched_at_facts": facts,
+              "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]}
     (out / "learn_forget.json").write_text(json.dumps(report, indent=2))
     (out / "learn_forget.md").write_text(table + "\n")
     plots = write_plots(results, out)

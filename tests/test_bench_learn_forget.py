@@ -128,3 +128,23 @@ def test_a_killed_setting_ends_only_its_own_process_and_reports_its_progress(tmp
     done: Future = Future()
     done.set_result(saved)
     assert result_or_progress(spec, done, None) is saved
+
+
+def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them_were():
+    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, at_matched_learning
+
+    def point(facts: int, learned: float, retention: float) -> Checkpoint:
+        return Checkpoint(facts, learned, learned, retention, 0.1, 1.0, 10 * facts, 0.9)
+
+    # lr 1e-3 learned more than lr 3e-3 after 5 facts; judged at its own last checkpoint (20
+    # facts, 5%) it would lose to 3e-3's (10 facts, 10%), which stopped before learning fell further.
+    ran_on = MethodResult(MethodSpec("lora", 1e-3), [point(5, 0.4, -0.6), point(10, 0.2, -0.9),
+                                                      point(20, 0.05, -0.8)], 200)
+    stopped = MethodResult(MethodSpec("lora", 3e-3), [point(5, 0.2, -0.9), point(10, 0.1, -1.0)], 100)
+    reached = MethodResult(MethodSpec("full", 1e-4), [point(5, 0.9, -0.6), point(10, 0.4, -0.7)], 100)
+    gentler = MethodResult(MethodSpec("full", 3e-5), [point(5, 0.9, -0.1), point(10, 0.95, -0.2)], 100)
+    chosen = at_matched_learning([ran_on, stopped, reached, gentler], target=0.9)
+    assert chosen["lora"] is ran_on  # the better learner after 10 facts (20% against 10%)
+    assert chosen["full"] is gentler  # after 10 facts only lr 3e-5 still answers 90%
+    assert at_matched_learning([ran_on, stopped], 0.9)["lora"] is ran_on
+    assert at_matched_learning([ran_on], 0.9)["lora"] is ran_on
