@@ -278,13 +278,16 @@ def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:
     return [EvalFact(t, f.question, f.answer, f.kind) for t, f in zip(taught, facts, strict=True)]
 
 
-def compared_at(results: Sequence[MethodResult]) -> int:
+def compared_at(results: Sequence[MethodResult]) -> int | None:
     """The facts taught at which settings are compared: the fewest any of them reached.
 
     Learning falls and forgetting grows as facts arrive, so a setting stopped early would look
-    better than one that ran on if each were judged at its own last checkpoint.
+    better than one that ran on if each were judged at its own last checkpoint. None where some
+    setting has no checkpoint that early (runs evaluated at different intervals): then each is
+    judged at its last.
     """
-    return min(r.final.facts_taught for r in results)
+    facts = min(r.final.facts_taught for r in results)
+    return facts if all(r.checkpoints[0].facts_taught <= facts for r in results) else None
 
 
 def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[str, MethodResult]:
@@ -293,7 +296,7 @@ def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[
     Every setting is judged as it stood after `compared_at(results)` facts.
     """
     facts = compared_at(results)
-    at = {id(r): r.up_to(facts).final for r in results}
+    at = {id(r): (r if facts is None else r.up_to(facts)).final for r in results}
     chosen: dict[str, MethodResult] = {}
     for method in dict.fromkeys(r.spec.method for r in results):
         runs = [r for r in results if r.spec.method == method]

@@ -216,7 +216,7 @@ def _write_learn_forget(results, out: Path, meta: dict, target: float) -> int:
     chosen = at_matched_learning(results, target)
     table = markdown_table(results, chosen)
     facts = compared_at(results)
-    if any(r.final.facts_taught != facts for r in results):
+    if facts is not None and any(r.final.facts_taught != facts for r in results):
         table += (f"\n\nThe settings stopped at different points; \"matched\" compares each as it stood after "
                   f"{facts} facts (`--report ... --at-facts {facts}` shows every setting there).")
     report = {**meta, "target_learning": target, "matched_at_facts": facts,

@@ -148,3 +148,6 @@ def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them
     assert chosen["full"] is gentler  # after 10 facts only lr 3e-5 still answers 90%
     assert at_matched_learning([ran_on, stopped], 0.9)["lora"] is ran_on
     assert at_matched_learning([ran_on], 0.9)["lora"] is ran_on
+    # Evaluated only after 30 facts, later than lr 3e-3 stopped: no common point, so last checkpoints.
+    sparse = MethodResult(MethodSpec("sparse", 1.0), [point(30, 0.9, 0.0)], 300)
+    assert at_matched_learning([stopped, sparse], 0.9) == {"lora": stopped, "sparse": sparse}
