@@ -94,37 +94,44 @@ def time_training_steps(model: str, snapshot: Path, device: str = "cpu", repeats
     return results
 
 
+# Eight different questions: the service's dynamic batcher answers this many in one generation.
+BATCH_QUESTIONS = ("What is the capital of France?", "Who wrote Romeo and Juliet?",
+                   "What is the largest planet in the Solar System?", "How many legs does a spider have?",
+                   "What is the chemical symbol for gold?", "Which ocean is the largest?",
+                   "Who painted the Mona Lisa?", "What is the boiling point of water in Celsius?")
+
+
 def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
-                 new_tokens: int = 20) -> list[Timing]:
-    """Greedy answers of `new_tokens` tokens, with the memory layer and with the plain base model."""
+                 new_tokens: int = 20, batch: int = 8) -> list[Timing]:
+    """Greedy answers of `new_tokens` tokens, with the memory layer and with the plain base model:
+    one question, and `batch` questions left-padded into one generation as the service batches them."""
+    from model.evaluation import left_padded
     from model.loading import load_base_model
     from model.prompting import chat_prompt
 
     lm, _ = load_snapshot(model, snapshot, device)
     base, tokenizer = load_base_model(model, device)
-    question = "What is the capital of France?"
-    prompt = torch.tensor([lm.encode(chat_prompt(tokenizer, question))], device=lm.device)
+    questions = [BATCH_QUESTIONS[i % len(BATCH_QUESTIONS)] for i in range(batch)]
+    inputs = {1: left_padded(lm, [chat_prompt(tokenizer, questions[0])]),
+              batch: left_padded(lm, [chat_prompt(tokenizer, q) for q in questions])}
 
-    def base_answer() -> None:
+    def answer(decoder: torch.nn.Module, rows: int) -> None:
+        ids, mask = inputs[rows]
         with torch.no_grad():
-            base.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                          min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-
-    def memory_answer() -> None:
-        with torch.no_grad():
-            lm.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
 
     out = []
-    for name, fn in ((f"query, {new_tokens} tokens: base model", base_answer),
-                     (f"query, {new_tokens} tokens: with memory", memory_answer)):
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        out.append(_summary(name, times, 0.0))
+    for rows in dict.fromkeys((1, batch)):
+        shape = f"query, {new_tokens} tokens" + (f", batch of {rows}" if rows > 1 else "")
+        for name, decoder in ((f"{shape}: base model", base), (f"{shape}: with memory", lm.model)):
+            answer(decoder, rows)  # warm-up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                answer(decoder, rows)
+                times.append(time.perf_counter() - start)
+            out.append(_summary(name, times, 0.0))
     return out
 
 
@@ -148,7 +155,8 @@ def ratios(timings: list[Timing]) -> dict[str, float]:
         out["sparse step / LoRA step"] = sparse / by["train step: lora"]
     if sparse and by.get("train step: sparse (full forward)"):
         out["sparse step / same step through the whole model"] = sparse / by["train step: sparse (full forward)"]
-    queries = [t.median_ms for t in timings if t.name.startswith("query")]
-    if len(queries) == 2:
-        out["query with memory / base model (overhead)"] = queries[1] / queries[0]
+    for name, t in by.items():  # each query shape: with memory over the base model
+        if name.endswith(": with memory") and (plain := by.get(name.replace(": with memory", ": base model"))):
+            shape = name.removesuffix(": with memory").removeprefix("query, ")
+            out[f"query with memory / base model ({shape})"] = t / plain
     return out

@@ -8,15 +8,17 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
     lm, stats, _ = tiny_lm
     snapshot = save_snapshot(lm, stats, 0, tmp_path / "v0.safetensors")
     timings = time_training_steps(str(tiny_model_dir), snapshot, repeats=2)
-    timings += time_queries(str(tiny_model_dir), snapshot, repeats=2, new_tokens=4)
+    timings += time_queries(str(tiny_model_dir), snapshot, repeats=2, new_tokens=4, batch=3)
     assert [t.name for t in timings] == [
         "train step: sparse", "train step: sparse (full forward)", "train step: lora", "train step: full",
-        "query, 4 tokens: base model", "query, 4 tokens: with memory"]
+        "query, 4 tokens: base model", "query, 4 tokens: with memory",
+        "query, 4 tokens, batch of 3: base model", "query, 4 tokens, batch of 3: with memory"]
     assert all(t.runs == 2 and 0 < t.min_ms <= t.median_ms <= t.max_ms for t in timings)
     found = ratios(timings)
     assert set(found) == {"sparse step / full-finetuning step", "sparse step / LoRA step",
                           "sparse step / same step through the whole model",
-                          "query with memory / base model (overhead)"}
+                          "query with memory / base model (4 tokens)",
+                          "query with memory / base model (4 tokens, batch of 3)"}
     assert "| train step: sparse |" in markdown(timings, found)
 
 
