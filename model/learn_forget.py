@@ -290,13 +290,32 @@ def compared_at(results: Sequence[MethodResult]) -> int | None:
     return facts if all(r.checkpoints[0].facts_taught <= facts for r in results) else None
 
 
+def _judged_at(results: Sequence[MethodResult]) -> dict[int, Checkpoint]:
+    """Each setting's checkpoint as it stood after `compared_at(results)` facts, by id of its result."""
+    facts = compared_at(results)
+    return {id(r): (r if facts is None else r.up_to(facts)).final for r in results}
+
+
+def common_learning(results: Sequence[MethodResult]) -> float:
+    """The most learning that every method reaches with one of its settings: where all can be matched.
+
+    The paper compares forgetting at the same learning. Where one method never learns as much as
+    another (full finetuning and LoRA on a one-fact-per-step stream), the level they share is the
+    weaker method's best, and the stronger method is matched there by a gentler setting.
+    """
+    at = _judged_at(results)
+    best: dict[str, float] = {}
+    for r in results:
+        best[r.spec.method] = max(best.get(r.spec.method, 0.0), at[id(r)].learned)
+    return min(best.values())
+
+
 def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[str, MethodResult]:
     """Per method: the least-forgetting setting that reaches the target learning, else the best learner.
 
     Every setting is judged as it stood after `compared_at(results)` facts.
     """
-    facts = compared_at(results)
-    at = {id(r): (r if facts is None else r.up_to(facts)).final for r in results}
+    at = _judged_at(results)
     chosen: dict[str, MethodResult] = {}
     for method in dict.fromkeys(r.spec.method for r in results):
         runs = [r for r in results if r.spec.method == method]

@@ -23,8 +23,16 @@ def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
         assert final["facts_taught"] == 3 and result["steps"] == 9
         assert 0 <= final["learned"] <= 1 and final["nll_change"] > -0.5 and 0 <= final["probe_answered"] <= 1
     assert set(report["matched"]) == {"sparse", "full", "lora"}
+    # matched where every method can be: the best learning of the method that learns least
+    best = {}
+    for result in report["results"]:
+        method = result["settings"]["method"]
+        best[method] = max(best.get(method, 0.0), result["checkpoints"][-1]["learned"])
+    assert report["target_learning"] == min(best.values())
     table = (tmp_path / "learn_forget.md").read_text()
-    assert table.count("\n") == len(labels) + 2 and "probe still answered" in table
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == len(labels) + 2 and "probe still answered" in rows[0]
+    assert f"answer at least {min(best.values()):.0%} of the taught facts" in table
     for png in ("learning_vs_forgetting.png", "over_facts.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "learned (contains)" in capsys.readouterr().out
@@ -151,3 +159,23 @@ def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them
     # Evaluated only after 30 facts, later than lr 3e-3 stopped: no common point, so last checkpoints.
     sparse = MethodResult(MethodSpec("sparse", 1.0), [point(30, 0.9, 0.0)], 300)
     assert at_matched_learning([stopped, sparse], 0.9) == {"lora": stopped, "sparse": sparse}
+
+
+def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
+    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, at_matched_learning, common_learning
+
+    def run(method: str, lr: float, learned: float, retention: float) -> MethodResult:
+        return MethodResult(MethodSpec(method, lr), [Checkpoint(100, learned, learned, retention, 0.1, 1.0)], 1000)
+
+    strong = run("sparse", 1.0, 0.9, -0.02)
+    gentle = run("sparse", 0.1, 0.35, -0.001)  # learns as much as full finetuning's best, forgets less
+    too_gentle = run("sparse", 0.01, 0.05, 0.0)  # forgets least, but learns less than the level
+    full_best, full_low = run("full", 3e-5, 0.3, -0.4), run("full", 1e-5, 0.1, -0.2)
+    results = [strong, gentle, too_gentle, full_best, full_low]
+    assert common_learning(results) == 0.3  # full finetuning never learns more than 30%
+    chosen = at_matched_learning(results, common_learning(results))
+    assert chosen == {"sparse": gentle, "full": full_best}
+    lora = run("lora", 1e-3, 0.05, -0.7)
+    assert common_learning([*results, lora]) == 0.05
+    assert at_matched_learning([*results, lora], 0.05)["sparse"] is too_gentle
+    assert common_learning([strong]) == 0.9  # one method: its own best
