@@ -210,7 +210,14 @@ def check_dashboard(api: Api) -> None:
                        ("chart-slots", "slots_updated")):
         points = [(int(c.attrs["data-version"]), float(c.attrs["data-value"])) for c in dom.inside(chart, "circle")]
         assert points == [(p["version"], pytest.approx(p[key])) for p in history if p[key] is not None], chart
-    assert len(dom.inside("history", "tr")) == len(history) + 1  # + the header row
+    rows = dom.inside("history", "tr")
+    assert len(rows) == len(history) + 1  # + the header row
+    # each evaluation's share of the probe still answered, which F1 can hide, newest first
+    headers = [th.text for th in dom.inside("history", "th")]
+    cells = [td.text for td in dom.inside("history", "td")]
+    column = [cells[i + headers.index("still answered")] for i in range(0, len(cells), len(headers))]
+    assert column == ["n/a" if p["probe_answered"] is None else f"{100 * p['probe_answered']:.0f}%"
+                      for p in reversed(history)]
 
     # Without the read token the page says why it shows nothing.
     status = DomIndex(rendered_dom(f"{api.url}/dashboard")).by_id("status")
