@@ -146,6 +146,25 @@ def _method_spec(text: str):
     return MethodSpec(method, float(lr), **extra)
 
 
+def _default_settings():
+    """The grid a plain `smft bench learn-forget` runs: the worker's sparse setting, a few t, lower
+    learning rates (to match the baselines' learning, which stays far below it on a one-fact-per-step
+    stream), the paper's uncapped step and TF-only as ablations; full finetuning and LoRA at the
+    learning rates that learned most in the 20-fact sweep and one gentler each."""
+    from dataclasses import replace
+
+    from model.learn_forget import MethodSpec
+    from worker.settings import WorkerSettings
+
+    worker = WorkerSettings().sparse_config()  # as the worker reads them, SMFT_* variables included
+    service = MethodSpec("sparse", worker.lr, worker.top_t, worker.ranking, worker.optimizer, worker.max_row_norm,
+                         worker.trained_slot_weight)
+    specs = [service, *(replace(service, top_t=t) for t in (250, 1000)),
+             *(replace(service, lr=lr) for lr in (0.3, 0.1)),
+             replace(service, max_row_norm=None), replace(service, ranking="tf")]
+    return specs + [MethodSpec("full", lr) for lr in (3e-5, 1e-4)] + [MethodSpec("lora", lr) for lr in (3e-4, 1e-3)]
+
+
 def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -180,9 +199,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
                  MethodSpec("lora", 1e-3)]
     else:
         n_facts, every, steps, probe_n, heldout_n = args.facts, args.every, args.steps, None, None
-        specs = [MethodSpec("sparse", lr, t) for t in (500, 2000) for lr in (0.5, 1.0)]
-        specs += [MethodSpec("sparse", 1.0, 500, "tf")]
-        specs += [MethodSpec("full", lr) for lr in (1e-5, 3e-5)] + [MethodSpec("lora", lr) for lr in (1e-4, 1e-3)]
+        specs = _default_settings()
     if args.settings:
         try:
             specs = [_method_spec(item) for item in args.settings.split(",")]

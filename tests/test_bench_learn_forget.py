@@ -179,3 +179,20 @@ def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
     assert common_learning([*results, lora]) == 0.05
     assert at_matched_learning([*results, lora], 0.05)["sparse"] is too_gentle
     assert common_learning([strong]) == 0.9  # one method: its own best
+
+
+def test_the_default_grid_starts_from_the_workers_setting_and_spans_what_matching_needs(monkeypatch):
+    from model.learn_forget import MethodSpec
+    from service.cli import _default_settings
+
+    specs = _default_settings()
+    assert specs[0] == MethodSpec("sparse", 1.0, 500, max_row_norm=250.0)  # what the worker trains with
+    sparse = [s for s in specs if s.method == "sparse"]
+    assert len({s.top_t for s in sparse}) >= 3 and {s.ranking for s in sparse} == {"tfidf", "tf"}
+    assert min(s.lr for s in sparse) <= 0.1  # low enough to match the baselines' learning
+    assert any(s.max_row_norm is None for s in sparse)  # the paper's uncapped step
+    assert {s.method for s in specs} == {"sparse", "full", "lora"}
+    assert all(len([s for s in specs if s.method == m]) >= 2 for m in ("full", "lora"))  # a sweep each
+    monkeypatch.setenv("SMFT_LR", "0.5")
+    monkeypatch.setenv("SMFT_MAX_ROW_NORM", "none")
+    assert _default_settings()[0] == MethodSpec("sparse", 0.5, 500)
