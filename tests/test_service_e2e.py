@@ -206,8 +206,9 @@ def check_dashboard(api: Api) -> None:
     status = api.client.get("/v1/status").json()
     assert dom.by_id("memory-version").text == str(status["memory_version"])
     assert float(dom.by_id("queue-age").attrs["data-value"]) == status["queue_age_s"] == 0  # all learned
+    assert any(p["recall"] is not None for p in history)  # the facts came with a question
     for chart, key in (("chart-retention", "retention_change"), ("chart-nll", "nll_change"),
-                       ("chart-slots", "slots_updated")):
+                       ("chart-recall", "recall"), ("chart-slots", "slots_updated")):
         points = [(int(c.attrs["data-version"]), float(c.attrs["data-value"])) for c in dom.inside(chart, "circle")]
         assert points == [(p["version"], pytest.approx(p[key])) for p in history if p[key] is not None], chart
     rows = dom.inside("history", "tr")
