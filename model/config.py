@@ -15,7 +15,7 @@ class MemoryConfig:
     """Shape of the product-key memory added to the model."""
 
     # 512**2 = 262,144 slots: at 65,536 the rows that 100 facts train cover much of the table, and
-    # every question reads some of them (README "A larger table").
+    # every question reads some of them (docs/learn_forget.md, "A larger table").
     n_keys: int = 512  # sub-keys per half; the table has n_keys**2 slots
     heads: int = 4  # independent read heads, their reads are summed
     topk: int = 32  # slots read per head and token
