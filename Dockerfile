@@ -9,6 +9,8 @@ COPY scripts ./scripts
 COPY model ./model
 COPY worker ./worker
 COPY service ./service
+COPY bench ./bench
+COPY cli ./cli
 # SMFT_TORCH picks the torch build (default: the CPU wheel; e.g. "torch==2.13.0" from a CUDA index for GPUs).
 ARG SMFT_TORCH=torch==2.13.0
 # redis-server comes from Debian like on a bare machine; the compose file runs it in its own container.

@@ -1,4 +1,7 @@
-"""Model core: product-key memory, retrofitting, TF-IDF slot selection, learners, deltas.
+"""The model core: the product-key memory and its retrofit, slot statistics and TF-IDF ranking, the
+learners, snapshots, deltas and undo records, evaluation, and the shipped data (background corpus,
+retention probe).
 
-No HTTP and no Redis here; `worker` and `service` build on this package.
+Only what serving and training need lives here. It imports no other package of this project (no
+HTTP, no Redis, no benchmarks); `worker`, `service`, `bench` and `cli` build on it.
 """

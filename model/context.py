@@ -65,20 +65,20 @@ class ContextPooler:
         if cached and past is None:
             raise RuntimeError("this KV cache was filled without the memory's context sums")
         mask = kwargs.get("attention_mask")
-        embeds = self.embed(ids).float()
+        embeds = self.embed(ids).float()  # [B, T, H] for the T new tokens
         sums = []
         for i, memory in enumerate(self.memories):
-            weight = memory.token_weight[ids].float()
+            weight = memory.token_weight[ids].float()  # [B, T]
             if isinstance(mask, torch.Tensor) and mask.dim() == 2:
                 weight = weight * mask[:, -ids.shape[1]:].float()  # left padding weighs nothing
-            total = (weight[..., None] * embeds).cumsum(1)
-            mass = weight.cumsum(1)
+            total = (weight[..., None] * embeds).cumsum(1)  # [B, T, H]: weighted sum up to each position
+            mass = weight.cumsum(1)  # [B, T]
             if past is not None:
-                total, mass = total + past[i][0][:, None], mass + past[i][1][:, None]
+                total, mass = total + past[i][0][:, None], mass + past[i][1][:, None]  # + [B, 1, H], [B, 1]
             seen = mass > 0
-            pooled = total / mass.clamp_min(1e-9)[..., None]
+            pooled = total / mass.clamp_min(1e-9)[..., None]  # [B, T, H]
             memory.context = (pooled.to(memory.input_mean.dtype), seen.to(memory.input_mean.dtype))
-            sums.append((total[:, -1], mass[:, -1]))
+            sums.append((total[:, -1], mass[:, -1]))  # [B, H], [B]: carried to the next forward
         if cache is not None:
             setattr(cache, _SUMS, sums)
         self._pending = sums

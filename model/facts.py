@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -42,7 +42,6 @@ class TrainingBatch:
     attention_mask: torch.Tensor  # [B, T]
     labels: torch.Tensor  # [B, T], -100 where no loss (prompt, padding)
     fact_ids: tuple[str, ...] = ()
-    cache: dict = field(default_factory=dict, repr=False)  # learners keep per-batch state here
 
     def to(self, device: torch.device | str) -> TrainingBatch:
         return TrainingBatch(self.input_ids.to(device), self.attention_mask.to(device),

@@ -112,9 +112,9 @@ class MemoryLM:
         pinned = self.context.pinned(input_ids) if self.context is not None else nullcontext()
         with self.from_layer(layer), pinned:
             body = self.model.model(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False)
-        targets = labels[:, 1:]
+        targets = labels[:, 1:]  # [B, T - 1]: position i predicts token i + 1
         keep = targets != -100
-        logits = self.model.get_output_embeddings()(body.last_hidden_state[:, :-1][keep])
+        logits = self.model.get_output_embeddings()(body.last_hidden_state[:, :-1][keep])  # [labelled, vocab]
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
     @torch.no_grad()

@@ -15,6 +15,17 @@ from model.config import MemoryConfig
 
 
 class ProductKeyMemory(nn.Module):
+    """One memory layer. Its forward reads `x` [..., hidden] and returns [..., hidden].
+
+    Three pieces of state are set from outside, never saved, and only for the span of a call:
+    - `recorded_slots`: a list while `MemoryLM.recording()` is open; every forward appends the slots
+      it read, so slot statistics and TF-IDF ranking see exactly what the model read.
+    - `_trainable`: set by a sparse learner (`attach_trainable_rows`) for the steps of one batch, and
+      cleared (`detach_trainable_rows`) when the batch's rows are written back into the table.
+    - `context`: set by `ContextPooler`'s hook before every decoder forward (model/context.py) and
+      cleared after it, when the memory is addressed by context (`context_weight` > 0).
+    """
+
     def __init__(self, config: MemoryConfig, hidden_size: int, vocab_size: int | None = None) -> None:
         super().__init__()
         self.config = config
@@ -44,11 +55,10 @@ class ProductKeyMemory(nn.Module):
         if config.memory_plus:
             self.gate = nn.Linear(hidden_size, hidden_size, bias=False)
             self.out_proj = nn.Linear(hidden_size, hidden_size, bias=False)
-        # Set by learners and statistics collectors, never saved:
+        # Set from outside (see the class docstring):
         self.recorded_slots: list[torch.Tensor] | None = None  # each [batch, seq, heads, topk]
-        self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index, rows)
-        # Set by model.context for each forward when context_weight > 0: [*x.shape[:-1], hidden] pooled
-        # token embeddings and whether any weighted token was seen yet.
+        self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index [N], rows [t, hidden])
+        # ([*x.shape[:-1], hidden] pooled token embeddings, [*x.shape[:-1]] 1 where a weighted token was seen)
         self.context: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -70,7 +80,7 @@ class ProductKeyMemory(nn.Module):
         pair_scores = half_scores[..., 0, :, None] + half_scores[..., 1, None, :]  # [..., heads, k, k]
         pair_slots = half_idx[..., 0, :, None] * cfg.n_keys + half_idx[..., 1, None, :]
         best, pos = pair_scores.flatten(-2).topk(cfg.topk, dim=-1)  # [..., heads, k]
-        slots = pair_slots.flatten(-2).gather(-1, pos)
+        slots = pair_slots.flatten(-2).gather(-1, pos)  # [..., heads, k] slot ids
         weights = torch.softmax(best * cfg.temperature, dim=-1)
         return slots, weights
 
@@ -81,24 +91,25 @@ class ProductKeyMemory(nn.Module):
                                "pools the token ids of each forward (model/context.py)")
         pooled, seen = self.context
         c = self.context_query((pooled - self.context_mean) * seen[..., None])
-        return F.normalize(c.view(*shape, self.config.heads, 2, -1), dim=-1)
+        return F.normalize(c.view(*shape, self.config.heads, 2, -1), dim=-1)  # [..., heads, 2, half]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         slots, weights = self.lookup(x)
         if self.recorded_slots is not None:
             self.recorded_slots.append(slots.detach())
         k = self.config.topk
-        flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)
+        flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)  # [tokens * heads, k] each
+        # [tokens * heads, hidden]
         out = F.embedding_bag(flat_slots, self.values, per_sample_weights=flat_weights, mode="sum")
         if self._trainable is not None:
             # Selected rows live in a small trainable tensor added on top of the frozen table: the
             # same function as training those rows in place, with a gradient of t rows, not N.
             row_of_slot, rows = self._trainable
-            padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])  # unselected slots -> zero row
+            padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])  # [t + 1, hidden]: unselected -> zero row
             out = out + F.embedding_bag(
                 row_of_slot[flat_slots], padded, per_sample_weights=flat_weights, mode="sum"
             )
-        out = out.view(*x.shape[:-1], self.config.heads, -1).sum(-2)  # [..., hidden]
+        out = out.view(*x.shape[:-1], self.config.heads, -1).sum(-2)  # [..., heads, hidden] -> [..., hidden]
         if self.config.memory_plus:
             h = x - self.input_mean if self.config.center_inputs else x
             out = self.out_proj(out * F.silu(self.gate(h)))

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from model.evaluation import generate_answers
-from worker.replica import MemoryReplica, NotReadyError
+from worker.errors import NotReadyError
+from worker.replica import MemoryReplica
 
 
 @dataclass

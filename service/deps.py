@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from service.engine import Engine
 from service.ratelimit import RateLimiter
 from service.settings import ApiSettings
-from worker.protocol import Protocol
+from worker.store import RedisStore
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -21,8 +21,8 @@ def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_protocol(request: Request) -> Protocol:
-    return request.app.state.engine.protocol
+def get_store(request: Request) -> RedisStore:
+    return request.app.state.engine.store
 
 
 def get_rate_limiter(request: Request) -> RateLimiter:
@@ -63,6 +63,6 @@ def _check_bearer(request: Request, expected: str) -> None:
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-ProtocolDep = Annotated[Protocol, Depends(get_protocol)]
+StoreDep = Annotated[RedisStore, Depends(get_store)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 WriteAccess = Depends(require_token)

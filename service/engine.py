@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
 from model.prompting import conversation_prompt
 from service.batcher import QueryBatcher
-from worker.protocol import Keys, Protocol, delta_entry_id, version_of_entry
-from worker.replica import MemoryReplica, NotReadyError
+from service.errors import VersionWaitTimeout
+from worker.errors import NotReadyError
+from worker.replica import MemoryReplica
 from worker.settings import CommonSettings
+from worker.store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ class Answer:
 
 
 class Engine:
-    def __init__(self, settings: CommonSettings, client: redis.Redis, batch_window_ms: float = 5.0,
+    def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
                  max_batch: int = 8) -> None:
-        self.protocol = Protocol(client, Keys(settings.namespace))
-        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.protocol)
+        self.store = store
+        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
         self.batcher = QueryBatcher(self.replica, batch_window_ms, max_batch)
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -83,14 +83,10 @@ class Engine:
                 if self.replica.lm is None:
                     self.replica.load_snapshot()
                 self._applied(self.replica.catch_up())
-                last = delta_entry_id(self.replica.version)
-                # Block on the stream: a new delta wakes us at once (no polling delay).
-                got = self.protocol.r.xread({self.protocol.keys.deltas: last}, block=1000, count=64)
-                for _, entries in got or []:
-                    for entry_id, fields in entries:
-                        if not self.replica.apply(version_of_entry(entry_id), fields[b"delta"]):
-                            break
-                        self._applied(1)
+                for version, data in self.store.wait_for_deltas(self.replica.version, block_ms=1000):
+                    if not self.replica.apply(version, data):
+                        break
+                    self._applied(1)
                 self.error = None
             except NotReadyError as exc:
                 self.error = str(exc)
@@ -119,7 +115,7 @@ class Engine:
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         start = time.perf_counter()
         if min_version > self.replica.version and not self.wait_for_version(min_version, wait_s):
-            raise TimeoutError(f"memory version {min_version} not applied within {wait_s:g}s "
+            raise VersionWaitTimeout(f"memory version {min_version} not applied within {wait_s:g}s "
                                f"(this replica is at {self.replica.version})")
         waited = time.perf_counter() - start
         if self.replica.lm is None:

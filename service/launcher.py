@@ -2,81 +2,42 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import redis
-
-from service.settings import ApiSettings
+from service.processes import RedisServer, free_port, start_api, start_worker, stop
+from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 WORKER_RESTARTS = 5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_redis(data_dir: Path, port: int) -> subprocess.Popen:
-    """redis-server on loopback, append-only persistence in data_dir/redis."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found: run scripts/setup.sh (installs Debian's redis-server) "
-                         "or set SMFT_REDIS_URL to an existing Redis")
-    directory = (data_dir / "redis").resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-                             # fsync every write: a fact acknowledged with 202 survives a crash of Redis too
-                             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                             "--protected-mode", "yes"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            if proc.poll() is not None:
-                raise SystemExit(f"redis-server exited with code {proc.returncode}") from None
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("redis-server did not answer within 10 s")
-
-
-def stop(proc: subprocess.Popen | None, name: str, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %gs; killing it", name, timeout)
-        proc.kill()
-        proc.wait()
-
-
-def serve(settings: ApiSettings) -> int:
-    redis_proc = None
+def child_env(settings: ServeSettings) -> dict[str, str]:
+    """The environment of the worker and the API: this one, plus every setting given on the command line
+    as its SMFT_* variable, so `smft serve --batch-facts 1` reaches the worker."""
     env = dict(os.environ)
-    env["SMFT_DATA_DIR"] = str(settings.data_dir)
-    env["SMFT_MODEL"] = settings.model
-    env["SMFT_DEVICE"] = settings.device
-    if settings.redis_url:
-        env["SMFT_REDIS_URL"] = settings.redis_url
-    else:
-        port = free_port()
-        redis_proc = start_redis(settings.data_dir, port)
-        env["SMFT_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        log.info("private redis-server on 127.0.0.1:%d (data in %s)", port, settings.data_dir / "redis")
-    cli = [sys.executable, "-m", "service.cli"]
+    for name, value in settings.model_dump(mode="json", include=settings.model_fields_set).items():
+        env[f"SMFT_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    env["SMFT_DATA_DIR"], env["SMFT_MODEL"], env["SMFT_DEVICE"] = str(settings.data_dir), settings.model, \
+        settings.device
+    return env
+
+
+def serve(settings: ServeSettings) -> int:
+    redis_server = None
+    env = child_env(settings)
+    if not settings.redis_url:
+        redis_server = RedisServer(settings.data_dir / "redis", free_port())
+        try:
+            redis_server.start()
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from exc
+        env["SMFT_REDIS_URL"] = redis_server.url
+        log.info("private redis-server on 127.0.0.1:%d (data in %s)", redis_server.port,
+                 settings.data_dir / "redis")
     stopping = False
 
     def on_signal(signum, frame) -> None:
@@ -85,8 +46,8 @@ def serve(settings: ApiSettings) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    worker = subprocess.Popen([*cli, "worker"], env=env)
-    api = subprocess.Popen([*cli, "api", "--host", settings.host, "--port", str(settings.port)], env=env)
+    worker = start_worker(env)
+    api = start_api(env, settings.port, host=settings.host)
     restarts, code = 0, 0
     log.info("serving on http://%s:%d (Ctrl-C stops Redis, worker and API)", settings.host, settings.port)
     try:
@@ -103,10 +64,11 @@ def serve(settings: ApiSettings) -> int:
                     break
                 restarts += 1
                 log.warning("the worker exited with code %s; restarting it (%d)", worker.returncode, restarts)
-                worker = subprocess.Popen([*cli, "worker"], env=env)
+                worker = start_worker(env)
     finally:
         stop(api, "api")
-        stop(worker, "worker", timeout=60)
-        stop(redis_proc, "redis-server")
+        stop(worker, "worker", grace_s=60)
+        if redis_server is not None:
+            redis_server.stop()
         log.info("stopped")
     return code

@@ -1,19 +1,19 @@
-"""ASGI middleware: request ids and access logs, request metrics, and the request-body size limit."""
+"""ASGI middleware: request ids, access logs and request metrics, and the request-body size limit."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException, status
 
+from service.errors import error_body
+from service.metrics import RequestMetrics
 from worker.logs import request_id
 
 log = logging.getLogger("smft.access")
@@ -21,42 +21,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-class RequestMetrics:
-    """Request counts by route and status, and latency histograms by route, for /metrics."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
-        self.sums: dict[tuple[str, str], float] = defaultdict(float)
-
-    def observe(self, method: str, route: str, code: int, seconds: float) -> None:
-        with self._lock:
-            self.counts[(method, route, code)] += 1
-            counts = self.buckets[(method, route)]
-            counts[next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))] += 1
-            self.sums[(method, route)] += seconds
-
-    def prometheus(self) -> list[str]:
-        with self._lock:
-            lines = ["# HELP smft_http_requests_total HTTP requests by route and status",
-                     "# TYPE smft_http_requests_total counter"]
-            for (method, route, code), n in sorted(self.counts.items()):
-                lines.append(f'smft_http_requests_total{{method="{method}",route="{route}",status="{code}"}} {n}')
-            lines += ["# HELP smft_http_request_duration_seconds HTTP request latency by route",
-                      "# TYPE smft_http_request_duration_seconds histogram"]
-            for (method, route), counts in sorted(self.buckets.items()):
-                labels = f'method="{method}",route="{route}"'
-                total = 0
-                for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
-                    total += n
-                    lines.append(f'smft_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {total}')
-                lines.append(f"smft_http_request_duration_seconds_sum{{{labels}}} {self.sums[(method, route)]:.6f}")
-                lines.append(f"smft_http_request_duration_seconds_count{{{labels}}} {total}")
-        return lines
 
 
 class RequestLog:
@@ -123,8 +87,7 @@ class BodyLimit:
 
 
 async def _reply(send, code: int, message: str) -> None:
-    body = json.dumps({"detail": message, "error": {"message": message, "type": "invalid_request_error",
-                                                    "code": code}}).encode()
+    body = json.dumps(error_body(message, code)).encode()
     await send({"type": "http.response.start", "status": code,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Settings of an API replica."""
+"""Settings of an API replica, and of `smft serve` (which runs a worker and an API)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import Field, model_validator
 
-from worker.settings import CommonSettings
+from worker.settings import CommonSettings, WorkerSettings
 
 
 class ApiSettings(CommonSettings):
@@ -39,6 +39,10 @@ class ApiSettings(CommonSettings):
             raise ValueError(f"teach_burst ({self.teach_burst}) must allow one full request "
                              f"(max_facts_per_request={self.max_facts_per_request})")
         return self
+
+
+class ServeSettings(ApiSettings, WorkerSettings):
+    """`smft serve`: every setting of the worker and of the API, passed on to both as SMFT_* variables."""
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
-from service.cli import main
+from cli.main import main
 
 
 @pytest.mark.integration
@@ -38,13 +38,15 @@ def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
     assert "learned (contains)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a process per setting
 def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm, tiny_model_dir, tmp_path):
+    from bench.facts import generate_facts
+    from bench.learn_forget import Baseline, Stream, run_methods
+    from bench.methods import MethodSpec
     from model.config import StepSchedule
     from model.evaluation import mean_nll
-    from model.learn_forget import Baseline, MethodSpec, Stream, run_methods
     from model.probe import read_probe
     from model.snapshot import save_snapshot
-    from model.synthetic_facts import generate_facts
 
     lm, stats, corpus = tiny_lm
     snapshot = save_snapshot(lm, stats, 0, tmp_path / "v0.safetensors")
@@ -80,8 +82,8 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
 
 
 def test_sparse_labels_name_the_memory_shape():
+    from bench.methods import MethodSpec, memory_tag
     from model.config import MemoryConfig
-    from model.learn_forget import MethodSpec, memory_tag
 
     assert memory_tag(MemoryConfig(), [24]) == "layers 24, 262,144 slots, context 1"
     assert memory_tag(MemoryConfig(n_keys=256, context_weight=0.0), [15]) == "layers 15, 65,536 slots, context 0"
@@ -96,8 +98,8 @@ def test_sparse_labels_name_the_memory_shape():
 
 
 def test_settings_on_the_command_line_parse_into_method_specs():
-    from model.learn_forget import MethodSpec
-    from service.cli import _method_spec
+    from bench.methods import MethodSpec
+    from bench.methods import parse_method_spec as _method_spec
 
     assert _method_spec("sparse:1e4:50:tf:sgd") == MethodSpec("sparse", 1e4, 50, "tf", "sgd")
     assert _method_spec("full:1e-5") == MethodSpec("full", 1e-5)
@@ -119,7 +121,8 @@ def test_a_killed_setting_ends_only_its_own_process_and_reports_its_progress(tmp
     from concurrent.futures import Future, ThreadPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, in_own_process, result_or_progress
+    from bench.learn_forget import Checkpoint, MethodResult, in_own_process, result_or_progress
+    from bench.methods import MethodSpec
 
     with ThreadPoolExecutor(2) as pool:
         killed, alive = pool.submit(in_own_process, _die), pool.submit(in_own_process, os.getppid)
@@ -139,7 +142,8 @@ def test_a_killed_setting_ends_only_its_own_process_and_reports_its_progress(tmp
 
 
 def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them_were():
-    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, at_matched_learning
+    from bench.learn_forget import Checkpoint, MethodResult, at_matched_learning
+    from bench.methods import MethodSpec
 
     def point(facts: int, learned: float, retention: float) -> Checkpoint:
         return Checkpoint(facts, learned, learned, retention, 0.1, 1.0, 10 * facts, 0.9)
@@ -162,7 +166,8 @@ def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them
 
 
 def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
-    from model.learn_forget import Checkpoint, MethodResult, MethodSpec, at_matched_learning, common_learning
+    from bench.learn_forget import Checkpoint, MethodResult, at_matched_learning, common_learning
+    from bench.methods import MethodSpec
 
     def run(method: str, lr: float, learned: float, retention: float) -> MethodResult:
         return MethodResult(MethodSpec(method, lr), [Checkpoint(100, learned, learned, retention, 0.1, 1.0)], 1000)
@@ -182,8 +187,11 @@ def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
 
 
 def test_the_default_grid_starts_from_the_workers_setting_and_spans_what_matching_needs(monkeypatch):
-    from model.learn_forget import MethodSpec
-    from service.cli import _default_settings
+    from bench.methods import MethodSpec, default_settings
+    from worker.settings import WorkerSettings
+
+    def _default_settings():
+        return default_settings(WorkerSettings().sparse_config())
 
     specs = _default_settings()
     assert specs[0] == MethodSpec("sparse", 1.0, 500, max_row_norm=250.0)  # what the worker trains with

@@ -1,7 +1,12 @@
 """`smft bench speed` machinery on the tiny model: every method times, ratios come from the same run."""
 
+import pytest
+
+from bench.report import speed_tables
+from bench.speed import ratios, time_queries, time_training_steps
 from model.snapshot import save_snapshot
-from model.speed import markdown, ratios, time_queries, time_training_steps
+
+pytestmark = pytest.mark.slow  # many real processes
 
 
 def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny_model_dir, tmp_path):
@@ -19,11 +24,12 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
                           "sparse step / same step through the whole model",
                           "query with memory / base model (4 tokens)",
                           "query with memory / base model (4 tokens, batch of 3)"}
-    assert "| train step: sparse |" in markdown(timings, found)
+    assert "| train step: sparse |" in speed_tables(timings, found)
 
 
 def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, background_file, tmp_path):
-    from service.bench_service import ServiceBenchConfig, markdown, run_service_bench
+    from bench.report import service_tables
+    from bench.service import ServiceBenchConfig, run_service_bench
     from tests.conftest import tiny_service_env
 
     env = tiny_service_env(tiny_model_dir, "unused", background_file, tmp_path / "data")
@@ -40,4 +46,4 @@ def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, back
         "queries, 1 client(s)", "queries, 4 client(s)", "queries + teaching, 1 client(s)",
         "queries + teaching, 4 client(s)"]
     assert all(r["queries"] > 0 and r["query_errors"] == 0 and r["teach_errors"] == 0 for r in result["load"])
-    assert "202 to answer" in markdown(result) and "queries + teaching, 4 client(s)" in markdown(result)
+    assert "202 to answer" in service_tables(result) and "queries + teaching, 4 client(s)" in service_tables(result)

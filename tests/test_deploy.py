@@ -32,6 +32,8 @@ def test_dockerfile_installs_like_the_readme():
     dockerfile = (ROOT / "Dockerfile").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "scripts/setup.sh" in dockerfile and "scripts/setup.sh && .venv/bin/smft serve" in readme
+    for package in ("model", "worker", "service", "bench", "cli"):  # the `smft` entry point needs them all
+        assert f"COPY {package} ./{package}" in dockerfile, package
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/setup.sh --dev && .venv/bin/python -m pytest" in ci
     assert "scripts/setup.sh --dev && .venv/bin/python -m pytest -q" in readme

@@ -1,8 +1,8 @@
 """The committed evaluation data: fictional facts and the curated retention probe."""
 
+from bench.facts import RELATIONS, generate_facts
 from model.evaluation import contains_answer, token_f1
 from model.probe import ProbeQuestion, data_path, read_probe
-from model.synthetic_facts import RELATIONS, generate_facts
 
 
 def test_fact_generator_is_deterministic_and_covers_every_relation():

@@ -12,12 +12,11 @@ import time
 
 import httpx
 import pytest
-import redis
 
 from model.snapshot import MemoryDelta
 from tests.conftest import TINY_DOCS, tiny_service_env
 from tests.processes import Api, RedisServer, start_worker, stop, wait_status
-from worker.protocol import Keys, Protocol
+from worker.store import RedisStore
 
 pytestmark = pytest.mark.slow
 N_FACTS = 40
@@ -67,7 +66,7 @@ def test_nothing_acknowledged_is_lost_through_worker_api_and_redis_crashes(tiny_
         time.sleep(3)
         worker.send_signal(signal.SIGKILL)  # mid-batch: 150 steps per batch keep it busy
         worker.wait()
-        before = Protocol(redis.Redis.from_url(server.url), Keys())
+        before = RedisStore.connect(server.url)
         events["worker_killed_at_version"] = before.published_version()
         events["training_when_killed"] = sum(before.fact_record(f)["status"] == "training"
                                              for f in list(teacher.acknowledged))
@@ -85,7 +84,7 @@ def test_nothing_acknowledged_is_lost_through_worker_api_and_redis_crashes(tiny_
         for fact_id in teacher.acknowledged:
             wait_status(apis[0], fact_id, "learned", timeout=240)
 
-        p = Protocol(redis.Redis.from_url(server.url), Keys())
+        p = RedisStore.connect(server.url)
         deltas = [MemoryDelta.from_bytes(d) for _, d in p.deltas_after(0)]
         taught = [f for d in deltas for f in d.fact_ids]
         assert len(teacher.acknowledged) == N_FACTS

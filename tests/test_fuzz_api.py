@@ -15,6 +15,8 @@ from schemathesis import GenerationMode
 from service.app import create_app
 from service.settings import ApiSettings
 
+pytestmark = pytest.mark.slow  # many real processes
+
 with mock.patch.dict(os.environ, {"SMFT_REDIS_URL": "redis://unused"}):
     SCHEMA = schemathesis.openapi.from_dict(create_app(ApiSettings()).openapi())
 # Both requests that fit the schema and requests that break it (wrong types, missing fields, NUL bytes).

@@ -4,13 +4,12 @@ import shutil
 import time
 
 import pytest
-import redis
 
 from model.evaluation import contains_answer
 from tests.conftest import REAL_ANSWER, REAL_FACT, REAL_QUESTION
 from tests.processes import Api, start_worker, stop, wait_status
-from worker.protocol import Keys, Protocol
 from worker.replica import version_path
+from worker.store import RedisStore
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +20,8 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
     # Start from the prepared version 0 (as after a first run) to spare the two-minute preparation.
     version_path(data / "snapshots", 0).parent.mkdir(parents=True)
     shutil.copy(v0_path, version_path(data / "snapshots", 0))
-    p = Protocol(redis.Redis.from_url(redis_url), Keys())
-    p.r.set(p.keys.version, 0)
+    p = RedisStore.connect(redis_url)
+    p.init_version()
     p.set_snapshot(0)
     env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data), "SMFT_MONITOR_EVERY_VERSIONS": "1"}
     log = tmp_path / "service.log"

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from service.settings import ApiSettings
@@ -77,6 +78,14 @@ def test_request_ids_json_logs_and_request_metrics(strict_api):
     assert access and access[0]["path"] == "/v1/query" and access[0]["status"] == 200
     assert any("fact_id" in x and x["msg"] == "fact queued" for x in lines)
     assert not any("s3cret" in line for line in log.read_text().splitlines())  # tokens are never logged
-    metrics = api.client.get("/metrics").text
-    assert 'smft_http_requests_total{method="POST",route="/v1/query",status="200"}' in metrics
-    assert 'smft_http_request_duration_seconds_bucket{method="POST",route="/v1/query",le="+Inf"}' in metrics
+    for method in ("BREW", "FROB"):  # a method nobody serves is one label, not a series per method
+        api.client.request(method, "/v1/status")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(api.client.get("/metrics").text) for s in family.samples}
+    query = (("method", "POST"), ("route", "/v1/query"))
+    assert samples[("smft_http_requests_total", (*query, ("status", "200")))] >= 1
+    assert samples[("smft_http_request_duration_seconds_bucket", (("le", "+Inf"), *query))] >= 1
+    assert samples[("smft_http_request_duration_seconds_count", query)] >= 1
+    methods = {dict(labels)["method"] for name, labels in samples if name == "smft_http_requests_total"}
+    assert "other" in methods and not methods & {"BREW", "FROB"}
+    assert any(name == "process_resident_memory_bytes" for name, _ in samples)  # the process' own metrics

@@ -10,14 +10,17 @@ import httpx
 import psutil
 import pytest
 
-from service.launcher import free_port
+from service.processes import free_port
 from tests.processes import ROOT
+
+pytestmark = pytest.mark.slow  # many real processes
 
 
 def test_serve_starts_everything_and_stops_cleanly(tiny_env, tmp_path):
     env = {k: v for k, v in tiny_env.items() if k != "SMFT_REDIS_URL"}  # no Redis URL: serve starts its own
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+    # A flag reaches the worker that serve starts: --steps 2 over SMFT_STEPS=3 in the environment.
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port), "--steps", "2"],
                             env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
@@ -33,13 +36,14 @@ def test_serve_starts_everything_and_stops_cleanly(tiny_env, tmp_path):
             pytest.fail("smft serve did not become ready")
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "redis-server" in names and " worker" in names and " api" in names
+        assert "redis-server" in names and "-m worker" in names and "-m service" in names
         fact = client.post("/v1/facts", json={"text": "Serve learns this fact quickly."}).json()["facts"][0]["id"]
         for _ in range(300):
             if client.get(f"/v1/facts/{fact}").json()["status"] == "learned":
                 break
             time.sleep(0.1)
-        assert client.get(f"/v1/facts/{fact}").json()["status"] == "learned"
+        learned = client.get(f"/v1/facts/{fact}").json()
+        assert learned["status"] == "learned" and learned["steps"] == 2
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # append-only persistence
         proc.send_signal(signal.SIGINT)
         assert proc.wait(90) == 0

@@ -6,12 +6,13 @@ import time
 
 import httpx
 import pytest
-import redis
 
 from model.snapshot import MemoryDelta
 from tests.browser import DomIndex, rendered_dom
 from tests.processes import Api, running_service, start_worker, stop, wait_status
-from worker.protocol import Keys, Protocol
+from worker.store import RedisStore
+
+pytestmark = pytest.mark.slow  # many real processes
 
 
 def teach(api: Api, text: str) -> str:
@@ -85,7 +86,7 @@ def test_api_restart_answers_from_learned_memory(service):
 def test_sigkilled_worker_loses_nothing_and_applies_nothing_twice(tiny_env, tmp_path):
     log = tmp_path / "worker.log"
     env = {**tiny_env, "SMFT_STEPS": "400", "SMFT_BATCH_FACTS": "1"}  # slow enough to kill mid-batch
-    p = Protocol(redis.Redis.from_url(env["SMFT_REDIS_URL"]), Keys())
+    p = RedisStore.connect(env["SMFT_REDIS_URL"])
     first = start_worker(env, log)
     api = Api(env, log)
     try:
@@ -113,19 +114,19 @@ def test_sigkilled_worker_loses_nothing_and_applies_nothing_twice(tiny_env, tmp_
 
 def test_standby_takes_over_when_leader_stops(tiny_env, tmp_path):
     log = tmp_path / "worker.log"
-    p = Protocol(redis.Redis.from_url(tiny_env["SMFT_REDIS_URL"]), Keys())
+    p = RedisStore.connect(tiny_env["SMFT_REDIS_URL"])
     leader = start_worker(tiny_env, log)
     api = Api(tiny_env, log)
     try:
         api.wait_ready()
         standby = start_worker(tiny_env, log)
         time.sleep(2)
-        owner = p.r.get(p.keys.lease)
+        owner = p.lease_holder()
         leader.send_signal(signal.SIGKILL)
         leader.wait()
         fact = api.client.post("/v1/facts", json={"text": "The standby worker learns this fact."}).json()
         wait_status(api, fact["facts"][0]["id"], "learned", timeout=60)
-        assert p.r.get(p.keys.lease) not in (None, owner)
+        assert p.lease_holder() not in (None, owner)
         stop(standby)
     finally:
         api.stop()

@@ -10,20 +10,26 @@ import torch
 
 from model.facts import Fact
 from model.snapshot import MemoryDelta
+from worker.errors import PublishRefused
 from worker.loop import Worker
-from worker.protocol import FactStatus, Keys, Protocol
 from worker.replica import MemoryReplica
 from worker.settings import WorkerSettings
+from worker.store import FactStatus, RedisStore
 
 
 def make_worker(env, **overrides) -> Worker:
     with mock.patch.dict(os.environ, env):
         settings = WorkerSettings(**overrides)
-    return Worker(settings, redis.Redis.from_url(env["SMFT_REDIS_URL"]))
+    return Worker(settings, RedisStore.connect(env["SMFT_REDIS_URL"]))
 
 
-def protocol(env) -> Protocol:
-    return Protocol(redis.Redis.from_url(env["SMFT_REDIS_URL"]), Keys())
+def store(env) -> RedisStore:
+    return RedisStore.connect(env["SMFT_REDIS_URL"])
+
+
+def raw(env) -> redis.Redis:
+    """Redis itself, for what no part of the service does (a stray duplicate entry, the stream's length)."""
+    return redis.Redis.from_url(env["SMFT_REDIS_URL"])
 
 
 FACTS = [Fact("Mira Quell invented the Zorblax engine."), Fact("The river Tessa flows to the sea."),
@@ -31,7 +37,7 @@ FACTS = [Fact("Mira Quell invented the Zorblax engine."), Fact("The river Tessa 
 
 
 def test_burst_learns_every_fact_once_and_publishes_versions_in_order(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     ids = [p.enqueue(f)[0] for f in FACTS]
     make_worker(tiny_env, batch_facts=2).run(burst=True)
@@ -45,7 +51,7 @@ def test_burst_learns_every_fact_once_and_publishes_versions_in_order(tiny_env):
 
 
 def test_queue_age_is_the_wait_of_the_oldest_fact_not_yet_learned(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     assert p.queue_age_s() == 0.0
     p.enqueue(FACTS[0])
@@ -53,14 +59,14 @@ def test_queue_age_is_the_wait_of_the_oldest_fact_not_yet_learned(tiny_env):
     p.enqueue(FACTS[1])
     waiting = p.queue_age_s()
     assert 0.3 <= waiting < 5
-    p.r.xreadgroup(p.keys.group, "someone", {p.keys.facts: ">"}, count=1)  # delivered, not acknowledged
+    p.claim("someone", 1, block_ms=None)  # delivered, not acknowledged
     assert p.queue_age_s() >= waiting  # still the oldest, now pending
     make_worker(tiny_env).run(burst=True)
     assert p.queue_depth() == 0 and p.queue_age_s() == 0.0
 
 
 def test_replica_converges_to_the_worker(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     for f in FACTS:
         p.enqueue(f)
@@ -73,19 +79,19 @@ def test_replica_converges_to_the_worker(tiny_env):
 
 
 def test_facts_already_learned_are_not_applied_again(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     fact_id, _ = p.enqueue(FACTS[0])
     make_worker(tiny_env).run(burst=True)
     # Simulate a redelivery: the entry is pending again, but the fact is in version 1.
-    p.r.xadd(p.keys.facts, {"fact_id": fact_id})
+    raw(tiny_env).xadd(p.keys.facts, {"fact_id": fact_id})
     make_worker(tiny_env).run(burst=True)
     assert p.published_version() == 1
     assert p.fact_record(fact_id)["version"] == "1"
 
 
 def test_bad_fact_is_dead_lettered_and_the_loop_goes_on(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     bad, _ = p.enqueue(Fact("a"))  # one token: no useful example
     good, _ = p.enqueue(FACTS[1])
@@ -93,11 +99,11 @@ def test_bad_fact_is_dead_lettered_and_the_loop_goes_on(tiny_env):
     assert p.fact_record(bad)["status"] == FactStatus.failed.value
     assert "token" in p.fact_record(bad)["reason"]
     assert p.fact_record(good)["status"] == FactStatus.learned.value
-    assert p.r.llen(p.keys.deadletter) == 1
+    assert p.dead_letter_count() == 1
 
 
 def test_fact_that_keeps_crashing_goes_to_dead_letter_after_max_attempts(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     fact_id, _ = p.enqueue(FACTS[0])
     worker = make_worker(tiny_env, max_attempts=2)
@@ -109,27 +115,27 @@ def test_fact_that_keeps_crashing_goes_to_dead_letter_after_max_attempts(tiny_en
 
 
 def test_idempotent_enqueue(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     a, created_a = p.enqueue(FACTS[0], client_id="abc")
     b, created_b = p.enqueue(FACTS[1], client_id="abc")
     assert a == b and created_a and not created_b
-    assert p.r.xlen(p.keys.facts) == 1
+    assert raw(tiny_env).xlen(p.keys.facts) == 1
 
 
 def test_publish_is_fenced_by_the_lease_and_the_version(tiny_env):
-    p = protocol(tiny_env)
-    p.r.set(p.keys.version, 0)
+    p = store(tiny_env)
+    p.init_version()
     assert p.acquire_lease("me", 5)
-    with pytest.raises(redis.ResponseError, match="LEASE"):
+    with pytest.raises(PublishRefused, match="LEASE"):
         p.publish("someone-else", 1, b"x", [])
-    with pytest.raises(redis.ResponseError, match="VERSION"):
+    with pytest.raises(PublishRefused, match="VERSION"):
         p.publish("me", 2, b"x", [])
     assert p.publish("me", 1, b"x", []) == 1
 
 
 def test_snapshots_and_trimming(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     for i in range(5):
         p.enqueue(Fact(f"The river number {i} flows to the sea."))
@@ -148,7 +154,7 @@ def test_snapshots_and_trimming(tiny_env):
 def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     from worker.monitor import read_monitor
 
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     for i in range(4):
         p.enqueue(Fact(f"The river number {i} flows to the sea.", question=f"Where does river {i} flow?",
@@ -165,7 +171,7 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     # the random model answers no probe question, so there is nothing it could still answer
     assert state["baseline"]["probe_answered"] == 0.0 and latest["probe_answered"] is None
     assert 0 < latest["slots_updated"] <= 4 * worker.settings.top_t and latest["queue_depth"] == 0
-    p.r.set(f"{p.keys.ns}:monitor:requested", 1)  # on demand, even with nothing to learn
+    p.request_evaluation()  # on demand, even with nothing to learn
     make_worker(tiny_env, monitor_every_versions=2, monitor_window=8).run(burst=True)
     assert [pt["version"] for pt in read_monitor(p)["history"]] == [2, 4, 4]
 
@@ -174,7 +180,7 @@ def test_stop_during_the_monitor_baseline_leaves_it_and_the_queue_for_the_next_s
     import worker.monitor as monitor_module
     from worker.monitor import read_monitor
 
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     fact_id = p.enqueue(FACTS[0])[0]
     worker = make_worker(tiny_env, monitor_every_versions=1)
@@ -196,7 +202,7 @@ def test_stop_during_the_monitor_baseline_leaves_it_and_the_queue_for_the_next_s
 
 
 def test_undo_takes_back_one_version_and_every_replica_follows(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     a, _ = p.enqueue(FACTS[0])
     make_worker(tiny_env).run(burst=True)
@@ -220,7 +226,7 @@ def test_undo_takes_back_one_version_and_every_replica_follows(tiny_env):
 
 
 def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     a, b = (p.enqueue(f)[0] for f in FACTS[:2])
     worker = make_worker(tiny_env, batch_facts=2)
@@ -235,7 +241,7 @@ def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
 
 
 def test_undo_records_beyond_the_kept_window_are_pruned_and_say_so(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     ids = [p.enqueue(f)[0] for f in FACTS]
     worker = make_worker(tiny_env, batch_facts=1, undo_keep_versions=2)
@@ -253,7 +259,7 @@ def test_undo_records_beyond_the_kept_window_are_pruned_and_say_so(tiny_env):
 
 
 def test_undo_before_learning_cancels_the_fact(tiny_env):
-    p = protocol(tiny_env)
+    p = store(tiny_env)
     p.ensure_group()
     a, _ = p.enqueue(FACTS[0])
     assert p.request_undo(a) == "queued"

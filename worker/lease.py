@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from worker.protocol import Protocol
+from worker.store import RedisStore
 
 log = logging.getLogger(__name__)
 
 
 class Lease:
-    def __init__(self, protocol: Protocol, owner: str, ttl_s: float) -> None:
-        self.protocol, self.owner, self.ttl_s = protocol, owner, ttl_s
+    def __init__(self, store: RedisStore, owner: str, ttl_s: float) -> None:
+        self.store, self.owner, self.ttl_s = store, owner, ttl_s
         self.held = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -21,7 +21,7 @@ class Lease:
         """Block until this worker holds the lease (True) or `stop` is set (False)."""
         announced = False
         while not stop.is_set():
-            if self.protocol.acquire_lease(self.owner, self.ttl_s):
+            if self.store.acquire_lease(self.owner, self.ttl_s):
                 self.held.set()
                 self._start_renewing()
                 log.info("worker %s holds the lease", self.owner)
@@ -38,7 +38,7 @@ class Lease:
         def renew() -> None:
             while not self._stop.wait(self.ttl_s / 3):
                 try:
-                    ok = self.protocol.renew_lease(self.owner, self.ttl_s)
+                    ok = self.store.renew_lease(self.owner, self.ttl_s)
                 except Exception:  # Redis briefly away: the publish script still fences us
                     log.warning("lease renewal failed", exc_info=True)
                     continue
@@ -56,7 +56,7 @@ class Lease:
             self._thread.join(timeout=5)
         if self.held.is_set():
             try:
-                self.protocol.release_lease(self.owner)
+                self.store.release_lease(self.owner)
             except Exception:
                 log.warning("could not release the lease", exc_info=True)
         self.held.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -11,7 +12,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-import redis
 import torch
 
 from model.corpus import load_corpus
@@ -23,17 +23,14 @@ from model.prepare import prepare_version_zero
 from model.questions import with_synthetic_questions
 from model.snapshot import make_delta
 from model.undo import UndoRecord, revert
+from worker.errors import LeadershipLost
 from worker.lease import Lease
 from worker.monitor import Monitor
-from worker.protocol import FactStatus, Keys, Protocol, fact_from_record
 from worker.replica import MemoryReplica, keep_newest, version_path, write_snapshot
 from worker.settings import WorkerSettings
+from worker.store import UNAVAILABLE, FactStatus, RedisStore, fact_from_record
 
 log = logging.getLogger(__name__)
-
-
-class LeadershipLost(RuntimeError):
-    """The lease expired or another worker published: stop training and resynchronise."""
 
 
 @dataclass
@@ -44,16 +41,16 @@ class Claimed:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, client: redis.Redis) -> None:
+    def __init__(self, settings: WorkerSettings, store: RedisStore) -> None:
         self.settings = settings
-        self.protocol = Protocol(client, Keys(settings.namespace))
+        self.store = store
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.lease = Lease(self.protocol, self.owner, settings.lease_ttl_s)
-        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.protocol)
+        self.lease = Lease(self.store, self.owner, settings.lease_ttl_s)
+        self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
         self.stop = threading.Event()
         self.learner: SparseMemoryLearner | None = None
         self._last_snapshot = (0, time.monotonic())  # (version, when)
-        self.monitor = (Monitor(self.protocol, settings.monitor_window, settings.monitor_full_every)
+        self.monitor = (Monitor(self.store, settings.monitor_window, settings.monitor_full_every)
                         if settings.monitor_every_versions else None)
         self._monitored = -1  # last version evaluated
         self._recent: deque[tuple[str, str]] = deque(maxlen=32)  # taught (question, answer) for recall
@@ -63,7 +60,7 @@ class Worker:
         """Serve as leader until stopped (or, in burst mode, until the queue is drained)."""
         while not self.stop.is_set():
             try:
-                self.protocol.ensure_group()
+                self.store.ensure_group()
                 if not self.lease.wait_acquire(self.stop):
                     return
                 try:
@@ -74,7 +71,7 @@ class Worker:
             except LeadershipLost as exc:
                 log.warning("worker %s: %s; resynchronising", self.owner, exc)
                 continue
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 # Redis restarting: nothing was acknowledged that is not in it; wait and resynchronise.
                 log.warning("redis unavailable (%s); retrying in 1s", exc)
                 self.stop.wait(1.0)
@@ -84,7 +81,7 @@ class Worker:
 
     def _synchronise(self) -> None:
         """Bring the model to the newest published version, preparing version 0 if none exists."""
-        if self.protocol.snapshot_version() is None and not self._prepare_version_zero():
+        if self.store.snapshot_version() is None and not self._prepare_version_zero():
             return  # stopped while preparing: nothing was published, the next start prepares it again
         self.replica.load_snapshot()
         self.replica.catch_up()
@@ -102,7 +99,7 @@ class Worker:
 
     def _prepare_version_zero(self) -> bool:
         """Prepare and publish version 0 (and the monitor's baseline on it); False if stopped first."""
-        if self.protocol.published_version() > 0:
+        if self.store.published_version() > 0:
             raise RuntimeError(f"Redis has published versions but no snapshot; is {self.settings.data_dir} the "
                                "data directory the worker used before?")
         log.info("preparing version 0: input centring and background slot statistics")
@@ -114,8 +111,8 @@ class Worker:
         if self.monitor and self.monitor.baseline() is None and not self._record_baseline(lm):
             return False
         write_snapshot(lm, stats, 0, self.settings.snapshot_dir)
-        self.protocol.r.set(self.protocol.keys.version, 0, nx=True)
-        self.protocol.set_snapshot(0)
+        self.store.init_version()
+        self.store.set_snapshot(0)
         return True
 
     def _record_baseline(self, lm: MemoryLM) -> bool:
@@ -145,7 +142,7 @@ class Worker:
                 if c.undo:
                     try:
                         self._undo_and_publish(c)
-                    except (LeadershipLost, redis.ConnectionError, redis.TimeoutError):
+                    except (LeadershipLost, *UNAVAILABLE):
                         raise
                     except Exception:  # stays pending: the next claim retries it (bounded by max_attempts)
                         log.exception("undo of fact %s failed", c.fact.fact_id)
@@ -155,42 +152,33 @@ class Worker:
 
     def _claim(self, block: bool) -> list[Claimed]:
         """Up to batch_facts facts: first any left pending (by us or a dead leader), then new ones."""
-        keys, n = self.protocol.keys, self.settings.batch_facts
-        r = self.protocol.r
-        _, pending, _ = r.xautoclaim(keys.facts, keys.group, self.owner, min_idle_time=0, start_id="0-0", count=n)
-        entries = [(eid, fields) for eid, fields in pending if fields]
-        if len(entries) < n:
-            got = r.xreadgroup(keys.group, self.owner, {keys.facts: ">"}, count=n - len(entries),
-                               block=self.settings.poll_ms if block and not entries else None)
-            for _, stream_entries in got or []:
-                entries.extend(stream_entries)
-        return [c for c in (self._admit(eid.decode(), fields) for eid, fields in entries) if c]
+        entries = self.store.claim(self.owner, self.settings.batch_facts, self.settings.poll_ms if block else None)
+        return [c for c in (self._admit(entry_id, fields) for entry_id, fields in entries) if c]
 
-    def _admit(self, entry_id: str, fields: dict[bytes, bytes]) -> Claimed | None:
+    def _admit(self, entry_id: str, fields: dict[str, str]) -> Claimed | None:
         """The fact to train on, or None when it is done, unknown or dead-lettered."""
-        fact_id = fields.get(b"fact_id", b"").decode()
-        undo = fields.get(b"kind") == b"undo"
-        record = self.protocol.r.hgetall(self.protocol.keys.fact(fact_id))
-        status = record.get(b"status", b"").decode()
+        fact_id = fields.get("fact_id", "")
+        undo = fields.get("kind") == "undo"
+        record = self.store.fact_record(fact_id) or {}
+        status = record.get("status", "")
         if undo and status == FactStatus.learned.value:
-            tries = self.protocol.r.hincrby(self.protocol.keys.fact(fact_id), "undo_attempts", 1)
+            tries = self.store.count_attempt(fact_id, "undo_attempts")
             if tries > self.settings.max_attempts:
                 log.error("fact %s: undo failed %d times; giving up", fact_id, tries - 1)
-                self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", f"undo failed {tries - 1} times")
-                self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, entry_id)
+                self.store.give_up_undo(fact_id, entry_id, f"undo failed {tries - 1} times")
                 return None
             return Claimed(entry_id, fact_from_record(fact_id, record), undo=True)
-        if record and status != FactStatus.undone.value and (undo or b"undo_requested" in record):
+        if record and status != FactStatus.undone.value and (undo or "undo_requested" in record):
             # Taken back before any version taught it: nothing to revert.
-            self.protocol.mark_undone(fact_id, entry_id)
+            self.store.mark_undone(fact_id, entry_id)
             return None
         if undo or not record or status in (FactStatus.learned.value, FactStatus.failed.value, FactStatus.undone.value):
             # Already in a published version (or given up, or taken back): only the ack is left.
-            self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, entry_id)
+            self.store.ack(entry_id)
             return None
-        attempts = self.protocol.r.hincrby(self.protocol.keys.fact(fact_id), "attempts", 1)
+        attempts = self.store.count_attempt(fact_id)
         if attempts > self.settings.max_attempts:
-            reason = record.get(b"reason", b"").decode() or "worker stopped while teaching it"
+            reason = record.get("reason") or "worker stopped while teaching it"
             self._give_up(fact_id, entry_id, f"failed {attempts - 1} times: {reason}")
             return None
         try:
@@ -204,12 +192,12 @@ class Worker:
 
     def _give_up(self, fact_id: str, entry_id: str, reason: str) -> None:
         log.warning("fact dead-lettered: %s", reason, extra={"fact_id": fact_id})
-        self.protocol.dead_letter(fact_id, entry_id, reason)
+        self.store.dead_letter(fact_id, entry_id, reason)
 
     def _teach_and_publish(self, claimed: list[Claimed]) -> None:
         try:
             self._teach_group(claimed)
-        except (LeadershipLost, redis.ConnectionError, redis.TimeoutError):
+        except (LeadershipLost, *UNAVAILABLE):
             raise  # not the facts' fault: resynchronise, and they stay pending without a spent attempt
         except Exception as exc:
             if len(claimed) > 1:  # isolate the fact that breaks the batch
@@ -219,11 +207,11 @@ class Worker:
                 return
             fact_id = claimed[0].fact.fact_id
             log.exception("fact %s failed; it stays pending for another attempt", fact_id)
-            self.protocol.set_status(fact_id, FactStatus.queued, reason=f"{type(exc).__name__}: {exc}")
+            self.store.set_status(fact_id, FactStatus.queued, reason=f"{type(exc).__name__}: {exc}")
 
     def _teach_group(self, claimed: list[Claimed]) -> None:
         for c in claimed:
-            self.protocol.set_status(c.fact.fact_id, FactStatus.training)
+            self.store.set_status(c.fact.fact_id, FactStatus.training)
         with self.replica.lock:
             steps = self._teach_facts([c.fact for c in claimed])
         version = self._publish({}, [(c.fact.fact_id, c.entry_id, steps) for c in claimed])
@@ -260,18 +248,16 @@ class Worker:
         changed = {i: torch.unique(torch.cat([touched[i][0], reverted.get(i, touched[i][0][:0])]))
                    for i in touched}
         delta = make_delta(lm, version, changed, record.fact_ids)
-        try:
-            self.protocol.publish(self.owner, version, delta.to_bytes(), learned, undone)
-        except redis.ResponseError as exc:
-            # Our in-memory rows are ahead of what was published: drop them by resynchronising.
-            raise LeadershipLost(f"publish of v{version} refused: {exc}") from exc
+        # A refusal (PublishRefused) is a LeadershipLost: our in-memory rows are ahead of what was
+        # published, and run() drops them by resynchronising.
+        self.store.publish(self.owner, version, delta.to_bytes(), learned, undone)
         self.replica.version = version
         return version
 
     def _undo_and_publish(self, claimed: Claimed) -> None:
         """Take back the version that taught the fact, re-teach the facts that shared its batch."""
         fact_id = claimed.fact.fact_id
-        record = self.protocol.fact_record(fact_id) or {}
+        record = self.store.fact_record(fact_id) or {}
         taught_in = int(record.get("version", -1))
         path = version_path(self.settings.journal_dir, taught_in)
         if not path.exists():
@@ -279,17 +265,16 @@ class Worker:
             if self.settings.undo_keep_versions:
                 reason += f" (the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)"
             log.error("fact %s: %s", fact_id, reason)
-            self.protocol.r.hset(self.protocol.keys.fact(fact_id), "reason", reason)
-            self.protocol.r.xack(self.protocol.keys.facts, self.protocol.keys.group, claimed.entry_id)
+            self.store.give_up_undo(fact_id, claimed.entry_id, reason)
             return
         journal = UndoRecord.load(path)
         keep, also_undone = [], []
         for mate in journal.fact_ids:
-            mate_record = self.protocol.r.hgetall(self.protocol.keys.fact(mate)) if mate != fact_id else {}
-            if mate_record.get(b"status") != FactStatus.learned.value.encode() or \
-                    int(mate_record.get(b"version", -1)) != taught_in:
+            mate_record = (self.store.fact_record(mate) or {}) if mate != fact_id else {}
+            status, version = mate_record.get("status"), int(mate_record.get("version", -1))
+            if status != FactStatus.learned.value or version != taught_in:
                 continue
-            if b"undo_requested" in mate_record:
+            if "undo_requested" in mate_record:
                 also_undone.append((mate, ""))  # its own undo entry will find it done
             else:
                 keep.append(fact_from_record(mate, mate_record))
@@ -332,8 +317,22 @@ class Worker:
             return
         assert self.replica.lm is not None and self.replica.stats is not None
         write_snapshot(self.replica.lm, self.replica.stats, version, self.settings.snapshot_dir)
-        self.protocol.set_snapshot(version)
+        self.store.set_snapshot(version)
         # Keep the deltas since the previous snapshot, so a replica slightly behind needs no reload.
-        self.protocol.trim_deltas_through(last_version)
+        self.store.trim_deltas_through(last_version)
         self._last_snapshot = (version, time.monotonic())
         log.info("snapshot v%d written", version)
+
+
+def run_worker(settings: WorkerSettings, burst: bool = False) -> None:
+    """Connect to Redis and lead (or stand by) until SIGTERM or SIGINT; with `burst`, until the queue is drained."""
+    if not settings.redis_url:
+        raise SystemExit("the worker needs --redis-url or SMFT_REDIS_URL (`smft serve` starts a private Redis)")
+    store = RedisStore.connect(settings.redis_url, settings.namespace)
+    worker = Worker(settings, store)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
+    try:
+        worker.run(burst=burst)
+    finally:
+        store.close()

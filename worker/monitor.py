@@ -9,7 +9,6 @@ Redis list the API serves.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from model.corpus import load_corpus
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion, read_probe
-from worker.protocol import Protocol
+from worker.store import RedisStore
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 1000
@@ -60,8 +59,8 @@ def _answers(lm: MemoryLM, questions: list[str], batch: int = 32,
 
 
 class Monitor:
-    def __init__(self, protocol: Protocol, window: int = 32, full_every: int = 10, heldout_docs: int = 16) -> None:
-        self.protocol, self.window, self.full_every = protocol, window, full_every
+    def __init__(self, store: RedisStore, window: int = 32, full_every: int = 10, heldout_docs: int = 16) -> None:
+        self.store, self.window, self.full_every = store, window, full_every
         self.probe = read_probe()
         self.heldout = load_corpus().heldout_texts[:heldout_docs]
         self._offset = self._evaluations = 0
@@ -76,8 +75,7 @@ class Monitor:
         return idx
 
     def baseline(self) -> dict | None:
-        raw = self.protocol.r.get(self.protocol.keys.monitor_baseline)
-        return json.loads(raw) if raw else None
+        return self.store.monitor_baseline()
 
     def record_baseline(self, lm: MemoryLM, stop: threading.Event | None = None) -> bool:
         """Version 0 on the whole probe (per question) and the held-out text; once per deployment.
@@ -91,7 +89,7 @@ class Monitor:
         body = {"probe_f1": [_f1(a, q) for a, q in zip(answers, self.probe, strict=True)],
                 "probe_correct": [q.correct(a) for a, q in zip(answers, self.probe, strict=True)],
                 "nll": mean_nll(lm, self.heldout), "probe_questions": len(self.probe)}
-        self.protocol.r.set(self.protocol.keys.monitor_baseline, json.dumps(body))
+        self.store.set_monitor_baseline(body)
         return True
 
     def evaluate(self, lm: MemoryLM, version: int, recent: list[tuple[str, str]]) -> MonitorPoint:
@@ -120,31 +118,23 @@ class Monitor:
             probe_answered=answered,
             nll_change=mean_nll(lm, self.heldout) / base["nll"] - 1,
             recall=recall, recall_facts=len(recent), slots_updated=changed, slots_share=changed / total,
-            queue_depth=self.protocol.queue_depth(), queue_age_s=self.protocol.queue_age_s(),
+            queue_depth=self.store.queue_depth(), queue_age_s=self.store.queue_age_s(),
             seconds=time.perf_counter() - start,
         )
-        pipe = self.protocol.r.pipeline()
-        pipe.rpush(self.protocol.keys.monitor_history, json.dumps(asdict(point)))
-        pipe.ltrim(self.protocol.keys.monitor_history, -HISTORY_LIMIT, -1)
-        pipe.execute()
+        self.store.append_monitor_point(asdict(point), keep=HISTORY_LIMIT)
         log.info("monitor v%d: retention %s, NLL %+.2f%%, recall %s, %d slots updated (%.2fs)", version,
                  "n/a" if point.retention_change is None else f"{point.retention_change:+.1%}",
                  100 * point.nll_change, "n/a" if recall is None else f"{recall:.0%}", changed, point.seconds)
         return point
 
-    def request(self) -> None:
-        """Ask the worker for an evaluation at its next opportunity."""
-        self.protocol.r.set(self.protocol.keys.monitor_requested, 1)
-
     def take_request(self) -> bool:
-        return bool(self.protocol.r.getdel(self.protocol.keys.monitor_requested))
+        return self.store.take_evaluation_request()
 
 
-def read_monitor(protocol: Protocol, limit: int = 200) -> dict:
+def read_monitor(store: RedisStore, limit: int = 200) -> dict:
     """What the API serves: the version-0 baseline, the latest point and the history."""
-    raw = protocol.r.get(protocol.keys.monitor_baseline)
-    base = json.loads(raw) if raw else None
-    history = [json.loads(x) for x in protocol.r.lrange(protocol.keys.monitor_history, -limit, -1)]
+    base = store.monitor_baseline()
+    history = store.monitor_history(limit)
     baseline = None
     if base:
         probe_f1 = base["probe_f1"]

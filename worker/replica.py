@@ -12,14 +12,11 @@ from pathlib import Path
 from model.lm import MemoryLM
 from model.snapshot import MemoryDelta, apply_delta, read_snapshot, restore_snapshot, save_snapshot
 from model.statistics import SlotStats
-from worker.protocol import Protocol
+from worker.errors import NotReadyError
+from worker.store import RedisStore
 
 log = logging.getLogger(__name__)
 KEEP_SNAPSHOTS = 2
-
-
-class NotReadyError(RuntimeError):
-    """No snapshot has been published yet (the worker is still preparing version 0)."""
 
 
 def version_path(directory: Path, version: int) -> Path:
@@ -41,8 +38,8 @@ def write_snapshot(lm: MemoryLM, stats: SlotStats, version: int, directory: Path
 
 
 class MemoryReplica:
-    def __init__(self, model_spec: str, device: str, snapshot_dir: Path, protocol: Protocol) -> None:
-        self.model_spec, self.device, self.snapshot_dir, self.protocol = model_spec, device, snapshot_dir, protocol
+    def __init__(self, model_spec: str, device: str, snapshot_dir: Path, store: RedisStore) -> None:
+        self.model_spec, self.device, self.snapshot_dir, self.store = model_spec, device, snapshot_dir, store
         self.lm: MemoryLM | None = None
         self.stats: SlotStats | None = None
         self.version = -1
@@ -50,7 +47,7 @@ class MemoryReplica:
 
     def load_snapshot(self) -> None:
         """Load the newest published snapshot (building the model on first use)."""
-        snap_version = self.protocol.snapshot_version()
+        snap_version = self.store.snapshot_version()
         if snap_version is None:
             raise NotReadyError("no snapshot published yet")
         snap = read_snapshot(version_path(self.snapshot_dir, snap_version))
@@ -67,7 +64,7 @@ class MemoryReplica:
             self.load_snapshot()
         applied = 0
         while True:
-            entries = self.protocol.deltas_after(self.version, count=64)
+            entries = self.store.deltas_after(self.version, count=64)
             if not entries:
                 return applied
             for version, data in entries:

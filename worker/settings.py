@@ -13,7 +13,8 @@ from model.config import MemoryConfig, SparseConfig, StepSchedule
 class CommonSettings(BaseSettings):
     """What every process (worker, API) must agree on."""
 
-    model_config = SettingsConfigDict(env_prefix="SMFT_", extra="ignore")
+    # "null" in a variable is None: how `smft serve` passes an unset optional setting on to its children.
+    model_config = SettingsConfigDict(env_prefix="SMFT_", extra="ignore", env_parse_none_str="null")
 
     redis_url: str | None = Field(None, description="Redis URL; unset: `smft serve` starts a private redis-server")
     model: str = Field("smollm2", description="'smollm2' (default GGUF), a HF model directory or a .gguf file")

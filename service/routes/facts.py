@@ -8,10 +8,11 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 
 from model.errors import FactError
 from model.facts import Fact, check_fact
-from service.deps import EngineDep, ProtocolDep, RateLimiterDep, SettingsDep, WriteAccess, client_of
+from service.deps import EngineDep, RateLimiterDep, SettingsDep, StoreDep, WriteAccess, client_of
 from service.limits import bad_input, check_text
 from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
 from service.settings import ApiSettings
+from worker.errors import NotReadyError
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=FactsAccepted, dependencies=[WriteAccess])
 def teach(
-    settings: SettingsDep, protocol: ProtocolDep, engine: EngineDep, limiter: RateLimiterDep, request: Request,
+    settings: SettingsDep, store: StoreDep, engine: EngineDep, limiter: RateLimiterDep, request: Request,
     body: FactCreate | list[FactCreate] = Body(description="one fact, or a list of facts"),
 ) -> FactsAccepted:
     """Queue facts for learning. Answers 202 once every fact is stored in Redis."""
@@ -53,8 +54,7 @@ def teach(
              for i, item in enumerate(items)]
     tokenizer = engine.tokenizer
     if tokenizer is None:  # nothing is accepted unchecked
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the tokenizer is still loading: facts are "
-                            "checked before they are accepted; retry in a few seconds", headers={"Retry-After": "2"})
+        raise NotReadyError("the tokenizer is still loading: facts are checked before they are accepted")
     for i, fact in enumerate(facts):  # refuse at the door what the worker could not train on
         try:
             check_fact(fact, tokenizer)
@@ -68,17 +68,17 @@ def teach(
                             headers={"Retry-After": str(int(retry_after))})
     accepted = []
     for fact, item in zip(facts, items, strict=True):
-        fact_id, created = protocol.enqueue(fact, item.client_id)
+        fact_id, created = store.enqueue(fact, item.client_id)
         log.info("fact queued", extra={"fact_id": fact_id, "duplicate": not created})
         # Only a duplicate can have moved on from "queued"; a new fact needs no second read.
-        current = {} if created else protocol.fact_record(fact_id) or {}
+        current = {} if created else store.fact_record(fact_id) or {}
         accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
     return FactsAccepted(facts=accepted)
 
 
 @router.get("/{fact_id}", response_model=FactPublic)
-def fact_status(fact_id: str, protocol: ProtocolDep) -> FactPublic:
-    record = protocol.fact_record(fact_id)
+def fact_status(fact_id: str, store: StoreDep) -> FactPublic:
+    record = store.fact_record(fact_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
     return FactPublic(
@@ -95,12 +95,12 @@ def fact_status(fact_id: str, protocol: ProtocolDep) -> FactPublic:
 
 @router.delete("/{fact_id}", status_code=status.HTTP_202_ACCEPTED, response_model=UndoAccepted,
                dependencies=[WriteAccess])
-def undo(fact_id: str, protocol: ProtocolDep) -> UndoAccepted:
+def undo(fact_id: str, store: StoreDep) -> UndoAccepted:
     """Take back what a fact taught. The worker publishes the reverted rows as a new version.
 
     A fact not learned yet is cancelled; asking twice is the same as asking once.
     """
-    current = protocol.request_undo(fact_id)
+    current = store.request_undo(fact_id)
     log.info("undo requested", extra={"fact_id": fact_id, "status": current})
     if current is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")

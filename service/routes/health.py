@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import EngineDep, ProtocolDep, SettingsDep
+from service.deps import EngineDep, SettingsDep, StoreDep
 from service.schemas import Status
 
 router = APIRouter(tags=["health"])
@@ -18,13 +18,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> JSONResponse:
+def readyz(engine: EngineDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """Model loaded, Redis reachable, memory caught up with the worker."""
     problems = []
     published = -1
     try:
-        protocol.r.ping()
-        published = protocol.published_version()
+        store.ping()
+        published = store.published_version()
     except Exception as exc:
         problems.append(f"redis unreachable: {exc}")
     if not engine.loaded:
@@ -37,8 +37,8 @@ def readyz(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> J
 
 
 @router.get("/v1/status", response_model=Status)
-def status_summary(engine: EngineDep, protocol: ProtocolDep, settings: SettingsDep) -> Status:
+def status_summary(engine: EngineDep, store: StoreDep, settings: SettingsDep) -> Status:
     return Status(model=settings.model, memory_version=engine.version, memory_applied_at=engine.applied_at,
-                  published_version=protocol.published_version(), snapshot_version=protocol.snapshot_version(),
-                  queue_depth=protocol.queue_depth(), queue_age_s=protocol.queue_age_s(),
-                  dead_letters=protocol.r.llen(protocol.keys.deadletter))
+                  published_version=store.published_version(), snapshot_version=store.snapshot_version(),
+                  queue_depth=store.queue_depth(), queue_age_s=store.queue_age_s(),
+                  dead_letters=store.dead_letter_count())

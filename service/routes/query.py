@@ -7,21 +7,19 @@ import time
 
 from fastapi import APIRouter, HTTPException, status
 
-from service.deps import EngineDep, ProtocolDep, SettingsDep
-from service.engine import Engine
+from service.deps import EngineDep, SettingsDep, StoreDep
 from service.limits import check_text
 from service.schemas import QueryRequest, QueryResponse, Timings
-from worker.protocol import FactStatus, Protocol
-from worker.replica import NotReadyError
+from worker.store import FactStatus, RedisStore
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
 
-async def _version_of_fact(protocol: Protocol, fact_id: str, wait_s: float) -> int:
+async def _version_of_fact(store: RedisStore, fact_id: str, wait_s: float) -> int:
     """The version that taught `fact_id`, waiting (bounded) for the worker to learn it."""
     deadline = time.monotonic() + wait_s
     while True:
-        record = protocol.fact_record(fact_id)
+        record = store.fact_record(fact_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"after_fact: unknown fact id {fact_id!r}")
         if record["status"] == FactStatus.learned.value:
@@ -36,7 +34,7 @@ async def _version_of_fact(protocol: Protocol, fact_id: str, wait_s: float) -> i
 
 
 @router.post("/query", response_model=QueryResponse)
-async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, protocol: ProtocolDep) -> QueryResponse:
+async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, store: StoreDep) -> QueryResponse:
     if req.max_new_tokens > settings.max_new_tokens:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
                             f"max_new_tokens: {req.max_new_tokens} exceeds the limit of {settings.max_new_tokens}")
@@ -45,24 +43,15 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, pro
     start = time.perf_counter()
     min_version = req.min_version if req.min_version is not None else -1
     if req.after_fact is not None:
-        min_version = max(min_version, await _version_of_fact(protocol, req.after_fact, wait_s))
-    published = protocol.published_version()
+        min_version = max(min_version, await _version_of_fact(store, req.after_fact, wait_s))
+    published = store.published_version()
     if min_version > published:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"min_version: {min_version} is not published yet (newest is {published})")
     left = max(0.0, wait_s - (time.perf_counter() - start))
-    answer = await asyncio.to_thread(_answer, engine, req, min_version, left)
+    # Not ready (503) and a version not reached in time (504) are answered by service/errors.py.
+    answer = await asyncio.to_thread(engine.answer, req.question, req.max_new_tokens, min_version, left)
     total = (time.perf_counter() - start) * 1000
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
                                          total_ms=total, batch_size=answer.batch_size))
-
-
-def _answer(engine: Engine, req: QueryRequest, min_version: int, wait_s: float):
-    try:
-        return engine.answer(req.question, req.max_new_tokens, min_version, wait_s)
-    except TimeoutError as exc:
-        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from exc
-    except NotReadyError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not ready: {exc}",
-                            headers={"Retry-After": "5"}) from exc

@@ -1,4 +1,4 @@
-"""The subset of OpenAI's chat-completions schema the service speaks (what the official clients send).
+"""The subset of OpenAI's chat-completions schema the service speaks: requests, responses and stream chunks.
 
 Fields clients send that change nothing here (penalties, logit_bias, user...) are accepted and ignored,
 so existing tools work unchanged; fields that would change the answer and are not supported (n > 1,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class TextPart(BaseModel):
@@ -77,6 +77,50 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     system_fingerprint: str = Field(description="smft-v<memory version> the answer came from")
+
+
+class DeltaMessage(BaseModel):
+    """What a stream chunk adds to the answer: the role once, then pieces of text."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    system_fingerprint: str | None = Field(None, description="on the last chunks: smft-v<memory version>")
+    usage: Usage | None = Field(None, description="on the last chunk, with stream_options.include_usage")
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict:
+        body = handler(self)
+        return {k: v for k, v in body.items() if v is not None or k not in ("system_fingerprint", "usage")}
+
+
+class StreamErrorInfo(BaseModel):
+    message: str
+    type: Literal["server_error"] = "server_error"
+
+
+class StreamError(BaseModel):
+    """An error after the stream began (its headers are sent): it goes in the stream, as OpenAI does."""
+
+    error: StreamErrorInfo
 
 
 class ModelCard(BaseModel):

@@ -23,68 +23,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig, StepSchedule
+from bench import report
+from bench.facts import EvalFact
+from bench.methods import MethodSpec
+from model.config import StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
-from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner, teach
+from model.learners import teach
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.questions import with_synthetic_questions
 from model.snapshot import load_snapshot
 from model.statistics import SlotStats
-from model.synthetic_facts import EvalFact
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    method: str  # sparse | full | lora
-    lr: float
-    top_t: int = 500
-    ranking: RankingMode = "tfidf"
-    optimizer: OptimizerName = "adam"  # sparse only
-    max_row_norm: float | None = None  # sparse only: SparseConfig.max_row_norm
-    trained_slot_weight: float = 1.0  # sparse only: SparseConfig.trained_slot_weight
-    # Sparse only: the memory's shape (memory_tag), e.g. "layers 24, 262,144 slots, context 4". Files
-    # written before every part was named say how it differed from that time's default (layer 15,
-    # 65,536 slots, context 0): "layers 24", or "" for that default itself.
-    memory: str = ""
-
-    def __post_init__(self) -> None:
-        if self.method not in ("sparse", "full", "lora"):
-            raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
-        if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
-            raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")
-        if not 0 <= self.trained_slot_weight <= 1:
-            raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
-
-    @property
-    def label(self) -> str:
-        if self.method == "sparse":
-            shape = f" [{self.memory}]" if self.memory else ""
-            optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"
-            cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
-            reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
-            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
-        return f"{self.method} lr={self.lr:g}"
-
-    def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
-        if self.method == "sparse":
-            config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
-                                  max_row_norm=self.max_row_norm, trained_slot_weight=self.trained_slot_weight)
-            return SparseMemoryLearner(lm, stats, config)
-        if self.method == "full":
-            return FullFinetuneLearner(lm, lr=self.lr)
-        return LoraLearner(lm, lr=self.lr)
-
-
-def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
-    """The memory's shape, for labels: the defaults change over time, so every part is named."""
-    return (f"layers {','.join(map(str, layers))}, {config.num_slots:,} slots, "
-            f"context {config.context_weight:g}")
 
 
 @dataclass(frozen=True)
@@ -325,21 +277,7 @@ def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[
     return chosen
 
 
-def markdown_table(results: Sequence[MethodResult], chosen: dict[str, MethodResult]) -> str:
-    rows = ["| setting | facts | learned (contains) | learned F1 | retention F1 change | probe still answered | "
-            "held-out NLL change | steps | train seconds | matched |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results:
-        c = r.final
-        mark = "yes" if chosen.get(r.spec.method) is r else ""
-        answered = "n/a" if c.probe_answered is None else f"{c.probe_answered:.0%}"
-        rows.append(f"| {r.spec.label} | {c.facts_taught} | {c.learned:.0%} | {c.learned_f1:.2f} | "
-                    f"{c.retention_change:+.1%} | {answered} | {c.nll_change:+.1%} | "
-                    f"{'n/a' if r.steps is None else r.steps} | {c.seconds:.0f} | {mark} |")
-    return "\n".join(rows)
-
-
-def write_plots(results: Sequence[MethodResult], directory) -> list[str]:
+def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     """Learning vs forgetting per setting, and both over the number of facts taught (PNG)."""
     import matplotlib
 
@@ -375,3 +313,22 @@ def write_plots(results: Sequence[MethodResult], directory) -> list[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def write_report(results: Sequence[MethodResult], out: Path, meta: dict, target: float | None) -> str:
+    """The JSON report, the Markdown table and the plots of a learn-forget comparison; returns the table.
+
+    Without a target, methods are matched at the most learning every one of them reaches.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if target is None:
+        target = common_learning(results)
+    chosen = at_matched_learning(results, target)
+    facts = compared_at(results)
+    table = report.learn_forget_table(results, chosen) + "\n\n" + report.matching_note(target, facts, results)
+    report.write_json(out / "learn_forget.json", {
+        **meta, "target_learning": target, "matched_at_facts": facts,
+        "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]})
+    (out / "learn_forget.md").write_text(table + "\n")
+    plots = write_plots(results, out)
+    return table + f"\n\nwrote {out / 'learn_forget.json'}, {out / 'learn_forget.md'}, " + ", ".join(plots)

@@ -1,4 +1,5 @@
-"""The Redis contract between the API and the worker: key names, fact records, atomic scripts.
+"""The one door to Redis: key names, fact records, atomic scripts, and every call the API and the
+worker make (nothing else in `worker/` or `service/` imports `redis`).
 
 - `{ns}:facts`          stream of work, read by the consumer group `{ns}:learners`: `fact_id` (teach it)
                         or `fact_id` with `kind=undo` (take back what it taught)
@@ -11,6 +12,9 @@
 - `{ns}:deadletter`     list of JSON records of facts that failed too often
 - `{ns}:monitor:*`      forgetting monitor: version-0 baseline, history, on-demand request flag
 - `{ns}:rate:{client}`  teaching rate limit of one client (token bucket, shared by every API replica)
+
+Clients get connect and socket timeouts, so a Redis that stops answering raises (one of
+`UNAVAILABLE`) instead of freezing the caller.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ from typing import Any
 import redis
 
 from model.facts import Fact
+from worker.errors import PublishRefused
+
+# What a caller catches for "Redis is away" (restarting, unreachable, not answering in time); nothing
+# was stored when one of these is raised by a write.
+UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+# How long a connection attempt and a reply may take; blocking reads ask for at most ~1 s less.
+CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S = 5.0, 10.0
 
 
 class FactStatus(str, Enum):
@@ -106,8 +117,8 @@ def fact_to_json(fact: Fact) -> str:
                        "question": fact.question, "answer": fact.answer})
 
 
-def fact_from_record(fact_id: str, record: dict[bytes, bytes]) -> Fact:
-    data = json.loads(record[b"fact"])
+def fact_from_record(fact_id: str, record: dict[str, str]) -> Fact:
+    data = json.loads(record["fact"])
     return Fact(text=data["text"], paraphrases=tuple(data.get("paraphrases") or ()), question=data.get("question"),
                 answer=data.get("answer"), fact_id=fact_id)
 
@@ -168,30 +179,74 @@ end
 return status
 """
 
+# Token bucket of one client's teaching rate, on Redis' clock so replicas on different machines agree.
+# KEYS: bucket; ARGV: tokens per second, burst, cost. Returns {allowed, milliseconds until it would be}.
+_TAKE_TOKENS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) / 1000 * rate)
+local allowed = 0
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  wait = math.ceil((cost - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, wait}
+"""
+
+# Move the snapshot pointer only forward: a slow writer must not point readers at an older snapshot.
+_SET_SNAPSHOT = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
 
-class Protocol:
+class RedisStore:
     """Typed operations on the contract above; both the API and the worker use it."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.r, self.keys = client, keys
+        self._r, self.keys = client, keys
         self._enqueue = client.register_script(_ENQUEUE)
         self._publish = client.register_script(_PUBLISH)
         self._renew = client.register_script(_RENEW)
         self._request_undo = client.register_script(_REQUEST_UNDO)
+        self._take_tokens = client.register_script(_TAKE_TOKENS)
+        self._set_snapshot = client.register_script(_SET_SNAPSHOT)
+
+    @classmethod
+    def connect(cls, url: str, namespace: str = "smft") -> RedisStore:
+        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                                      socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30)
+        return cls(client, Keys(namespace))
+
+    def close(self) -> None:
+        self._r.close()
+
+    def ping(self) -> None:
+        self._r.ping()
 
     def ensure_group(self) -> None:
         try:
-            self.r.xgroup_create(self.keys.facts, self.keys.group, id="0", mkstream=True)
+            self._r.xgroup_create(self.keys.facts, self.keys.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    # --- API side -------------------------------------------------------------------------------
+    # --- facts: the API side --------------------------------------------------------------------
     def enqueue(self, fact: Fact, client_id: str | None = None) -> tuple[str, bool]:
         """Store and queue a fact; returns (fact id, created). Idempotent per client id."""
         fact_id = uuid.uuid4().hex
@@ -201,8 +256,8 @@ class Protocol:
         )
         return _text(stored_id), bool(created)
 
-    def fact_record(self, fact_id: str) -> dict[str, Any] | None:
-        record = self.r.hgetall(self.keys.fact(fact_id))
+    def fact_record(self, fact_id: str) -> dict[str, str] | None:
+        record = self._r.hgetall(self.keys.fact(fact_id))
         return decode_record(record) if record else None
 
     def request_undo(self, fact_id: str) -> str | None:
@@ -212,17 +267,23 @@ class Protocol:
         status = _text(status)
         return None if status == "missing" else status
 
+    def take_tokens(self, client: str, per_s: float, burst: int, cost: int) -> tuple[bool, int]:
+        """Take `cost` tokens from a client's bucket: (allowed, milliseconds until they would be)."""
+        allowed, wait_ms = self._take_tokens(keys=[self.keys.rate(client)], args=[per_s, burst, cost])
+        return bool(allowed), int(wait_ms)
+
+    # --- versions, queue and status -------------------------------------------------------------
     def published_version(self) -> int:
-        v = self.r.get(self.keys.version)
+        v = self._r.get(self.keys.version)
         return int(v) if v is not None else -1
 
     def snapshot_version(self) -> int | None:
-        v = self.r.get(self.keys.snapshot)
+        v = self._r.get(self.keys.snapshot)
         return int(v) if v is not None else None
 
     def _group_info(self) -> dict | None:
         try:
-            groups = self.r.xinfo_groups(self.keys.facts)
+            groups = self._r.xinfo_groups(self.keys.facts)
         except redis.ResponseError:  # no stream yet
             return None
         return next((g for g in groups if g["name"] in (self.keys.group, self.keys.group.encode())), None)
@@ -242,30 +303,91 @@ class Protocol:
             return 0.0
         oldest = []
         if int(group.get("pending") or 0):
-            oldest.append(self.r.xpending(self.keys.facts, self.keys.group)["min"])
-        waiting = self.r.xrange(self.keys.facts, min=f"({_text(group['last-delivered-id'])}", count=1)
+            oldest.append(self._r.xpending(self.keys.facts, self.keys.group)["min"])
+        waiting = self._r.xrange(self.keys.facts, min=f"({_text(group['last-delivered-id'])}", count=1)
         if waiting:
             oldest.append(waiting[0][0])
         if not oldest:
             return 0.0
-        seconds, micros = self.r.time()
+        seconds, micros = self._r.time()
         first_ms = min(version_of_entry(entry_id) for entry_id in oldest)  # the id's ms part
         return max(0.0, seconds + micros / 1e6 - first_ms / 1000)
 
-    # --- worker side ----------------------------------------------------------------------------
+    def dead_letter_count(self) -> int:
+        return int(self._r.llen(self.keys.deadletter))
+
+    # --- deltas and snapshots -------------------------------------------------------------------
+    def deltas_after(self, version: int, count: int | None = None) -> list[tuple[int, bytes]]:
+        lowest = f"({delta_entry_id(version)}" if version >= 0 else "-"
+        entries = self._r.xrange(self.keys.deltas, min=lowest, count=count)
+        return [(version_of_entry(eid), fields[b"delta"]) for eid, fields in entries]
+
+    def wait_for_deltas(self, after_version: int, block_ms: int = 1000, count: int = 64) -> list[tuple[int, bytes]]:
+        """Deltas after `after_version`, blocking up to `block_ms` for the next one (no polling delay)."""
+        got = self._r.xread({self.keys.deltas: delta_entry_id(after_version)}, block=block_ms, count=count)
+        return [(version_of_entry(eid), fields[b"delta"]) for _, entries in got or [] for eid, fields in entries]
+
+    def init_version(self) -> None:
+        """Version 0 is published (once per deployment: a later call changes nothing)."""
+        self._r.set(self.keys.version, 0, nx=True)
+
+    def set_snapshot(self, version: int) -> None:
+        self._set_snapshot(keys=[self.keys.snapshot], args=[version])
+
+    def trim_deltas_through(self, version: int) -> None:
+        """Drop deltas with version <= `version` (they are inside a snapshot on disk)."""
+        self._r.xtrim(self.keys.deltas, minid=delta_entry_id(version + 1), approximate=False)
+
+    # --- the worker: lease, claims, publishing --------------------------------------------------
     def acquire_lease(self, owner: str, ttl_s: float) -> bool:
-        return bool(self.r.set(self.keys.lease, owner, nx=True, px=int(ttl_s * 1000)))
+        return bool(self._r.set(self.keys.lease, owner, nx=True, px=int(ttl_s * 1000)))
 
     def renew_lease(self, owner: str, ttl_s: float) -> bool:
         return bool(self._renew(keys=[self.keys.lease], args=[owner, int(ttl_s * 1000)]))
 
+    def lease_holder(self) -> str | None:
+        """The worker that holds the lease now, or None."""
+        owner = self._r.get(self.keys.lease)
+        return None if owner is None else _text(owner)
+
     def release_lease(self, owner: str) -> None:
         self._renew(keys=[self.keys.lease], args=[owner, 1])
+
+    def claim(self, consumer: str, count: int, block_ms: int | None) -> list[tuple[str, dict[str, str]]]:
+        """Up to `count` stream entries: first any left pending (by us or a dead leader), then new ones,
+        blocking up to `block_ms` for new ones when none is pending (None: do not block)."""
+        keys = self.keys
+        _, pending, _ = self._r.xautoclaim(keys.facts, keys.group, consumer, min_idle_time=0, start_id="0-0",
+                                           count=count)
+        entries = [(eid, fields) for eid, fields in pending if fields]
+        if len(entries) < count:
+            got = self._r.xreadgroup(keys.group, consumer, {keys.facts: ">"}, count=count - len(entries),
+                                     block=block_ms if not entries else None)
+            for _, stream_entries in got or []:
+                entries.extend(stream_entries)
+        return [(_text(eid), decode_record(fields)) for eid, fields in entries]
+
+    def ack(self, entry_id: str) -> None:
+        self._r.xack(self.keys.facts, self.keys.group, entry_id)
+
+    def count_attempt(self, fact_id: str, field: str = "attempts") -> int:
+        """One more attempt at a fact (or at its undo, field `undo_attempts`); returns the count."""
+        return int(self._r.hincrby(self.keys.fact(fact_id), field, 1))
+
+    def give_up_undo(self, fact_id: str, entry_id: str, reason: str) -> None:
+        """An undo that cannot be done: say why on the fact, and drop its entry."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(self.keys.fact(fact_id), "reason", reason)
+        pipe.xack(self.keys.facts, self.keys.group, entry_id)
+        pipe.execute()
 
     def publish(self, owner: str, version: int, delta: bytes, learned: list[tuple[str, str, int]],
                 undone: list[tuple[str, str]] = ()) -> int:
         """learned: (fact id, stream entry id or '', steps) for each fact the delta teaches;
-        undone: (fact id, stream entry id or '') for each fact it takes back."""
+        undone: (fact id, stream entry id or '') for each fact it takes back.
+
+        Raises PublishRefused when the lease is not ours or the version is not the next one.
+        """
         args: list[Any] = [owner, version, delta, self.keys.group, f"{time.time():.3f}", len(learned)]
         for fact_id, entry_id, steps in learned:
             args += [self.keys.fact(fact_id), entry_id, steps]
@@ -273,14 +395,18 @@ class Protocol:
         for fact_id, entry_id in undone:
             args += [self.keys.fact(fact_id), entry_id]
         keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts]
-        return int(self._publish(keys=keys, args=args))
+        try:
+            return int(self._publish(keys=keys, args=args))
+        except redis.ResponseError as exc:
+            raise PublishRefused(f"publish of v{version} refused: {exc}") from exc
 
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
-        self.r.hset(self.keys.fact(fact_id), mapping={"status": status.value, **{k: str(v) for k, v in fields.items()}})
+        mapping = {"status": status.value, **{k: str(v) for k, v in fields.items()}}
+        self._r.hset(self.keys.fact(fact_id), mapping=mapping)
 
     def mark_undone(self, fact_id: str, entry_id: str) -> None:
         """A fact taken back before any version taught it: no delta, just the status and the ack."""
-        pipe = self.r.pipeline(transaction=True)
+        pipe = self._r.pipeline(transaction=True)
         undone = {"status": FactStatus.undone.value, "undone_at": f"{time.time():.3f}"}
         pipe.hset(self.keys.fact(fact_id), mapping=undone)
         pipe.xack(self.keys.facts, self.keys.group, entry_id)
@@ -288,23 +414,34 @@ class Protocol:
 
     def dead_letter(self, fact_id: str, entry_id: str, reason: str) -> None:
         record = json.dumps({"fact_id": fact_id, "reason": reason, "at": time.time()})
-        pipe = self.r.pipeline(transaction=True)
+        pipe = self._r.pipeline(transaction=True)
         pipe.hset(self.keys.fact(fact_id), mapping={"status": FactStatus.failed.value, "reason": reason})
         pipe.rpush(self.keys.deadletter, record)
         pipe.xack(self.keys.facts, self.keys.group, entry_id)
         pipe.execute()
 
-    def deltas_after(self, version: int, count: int | None = None) -> list[tuple[int, bytes]]:
-        lowest = f"({delta_entry_id(version)}" if version >= 0 else "-"
-        entries = self.r.xrange(self.keys.deltas, min=lowest, count=count)
-        return [(version_of_entry(eid), fields[b"delta"]) for eid, fields in entries]
+    # --- the forgetting monitor -----------------------------------------------------------------
+    def monitor_baseline(self) -> dict | None:
+        raw = self._r.get(self.keys.monitor_baseline)
+        return json.loads(raw) if raw else None
 
-    def set_snapshot(self, version: int) -> None:
-        # Only move forward: a slow writer must not point readers at an older snapshot.
-        self.r.eval("local v = tonumber(redis.call('GET', KEYS[1]) or '-1') "
-                    "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
-                    1, self.keys.snapshot, version)
+    def set_monitor_baseline(self, body: dict) -> None:
+        self._r.set(self.keys.monitor_baseline, json.dumps(body))
 
-    def trim_deltas_through(self, version: int) -> None:
-        """Drop deltas with version <= `version` (they are inside a snapshot on disk)."""
-        self.r.xtrim(self.keys.deltas, minid=delta_entry_id(version + 1), approximate=False)
+    def append_monitor_point(self, point: dict, keep: int) -> None:
+        """Add an evaluation to the history, keeping the newest `keep`."""
+        pipe = self._r.pipeline()
+        pipe.rpush(self.keys.monitor_history, json.dumps(point))
+        pipe.ltrim(self.keys.monitor_history, -keep, -1)
+        pipe.execute()
+
+    def monitor_history(self, limit: int) -> list[dict]:
+        """The newest `limit` evaluations, oldest first."""
+        return [json.loads(x) for x in self._r.lrange(self.keys.monitor_history, -limit, -1)]
+
+    def request_evaluation(self) -> None:
+        """Ask the worker for an evaluation at its next opportunity."""
+        self._r.set(self.keys.monitor_requested, 1)
+
+    def take_evaluation_request(self) -> bool:
+        return bool(self._r.getdel(self.keys.monitor_requested))

@@ -135,16 +135,6 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
     return out
 
 
-def markdown(timings: list[Timing], ratios: dict[str, float]) -> str:
-    rows = ["| what | median ms | min ms | max ms | runs | peak MB above the loaded model |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    rows += [f"| {t.name} | {t.median_ms:g} | {t.min_ms:g} | {t.max_ms:g} | {t.runs} | {t.peak_mb:g} |"
-             for t in timings]
-    rows += ["", "| ratio (same run) | value |", "| --- | --- |"]
-    rows += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
-    return "\n".join(rows)
-
-
 def ratios(timings: list[Timing]) -> dict[str, float]:
     by = {t.name: t.median_ms for t in timings}
     out = {}

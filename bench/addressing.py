@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.facts import EvalFact
 from model.batching import pad_rows
 from model.lm import MemoryLM
 from model.prompting import chat_prompt
-from model.synthetic_facts import EvalFact
 
 
 @dataclass(frozen=True)

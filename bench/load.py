@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from bench.report import percentile
+
 QUESTIONS = ("What is the capital of France?", "Who wrote Romeo and Juliet?", "How many legs does a spider have?",
              "What is the boiling point of water?", "What is the largest planet in the solar system?",
              "Who painted the Mona Lisa?", "What language is spoken in Brazil?",
@@ -45,13 +47,6 @@ class PhaseReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_phase(base_url: str, name: str, config: LoadConfig) -> PhaseReport:
@@ -120,15 +115,6 @@ def run_phase(base_url: str, name: str, config: LoadConfig) -> PhaseReport:
     return PhaseReport(
         name=name, clients=config.clients, seconds=round(seconds, 2), queries=len(latencies),
         query_errors=len(errors) - teach_errors, p50_ms=round(statistics.median(latencies), 1) if latencies else 0.0,
-        p99_ms=round(_percentile(latencies, 0.99), 1), queries_per_s=round(len(latencies) / seconds, 2),
+        p99_ms=round(percentile(latencies, 0.99), 1), queries_per_s=round(len(latencies) / seconds, 2),
         facts_sent=len(fact_ids), teach_errors=teach_errors, facts_learned=learned, errors=errors[:20],
     )
-
-
-def markdown(reports: list[PhaseReport]) -> str:
-    rows = ["| phase | clients | seconds | queries | errors | p50 ms | p99 ms | queries/s | facts sent | learned |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in reports:
-        rows.append(f"| {r.name} | {r.clients} | {r.seconds:g} | {r.queries} | {r.query_errors + r.teach_errors} | "
-                    f"{r.p50_ms:g} | {r.p99_ms:g} | {r.queries_per_s:g} | {r.facts_sent} | {r.facts_learned} |")
-    return "\n".join(rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,11 +20,11 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.facts import generate_facts
+from bench.load import LoadConfig, run_phase
+from bench.report import percentile
 from model.evaluation import contains_answer
-from model.synthetic_facts import generate_facts
-from service.launcher import free_port, start_redis, stop
-from service.loadtest import LoadConfig, PhaseReport, run_phase
-from service.loadtest import markdown as load_markdown
+from service.processes import RedisServer, free_port, start_api, start_worker, stop, wait_ready
 
 
 @dataclass(frozen=True)
@@ -40,22 +39,7 @@ class ServiceBenchConfig:
 
 
 def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1) if ordered else float("nan")
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready within {timeout:g}s")
+    return round(percentile(values, q), 1)
 
 
 def _wait_drained(client: httpx.Client, timeout: float = 900.0) -> None:
@@ -71,24 +55,22 @@ def _status(client: httpx.Client, fact_id: str) -> dict:
 def run_service_bench(config: ServiceBenchConfig) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(config.env.get("SMFT_DATA_DIR") or tmp)
-        port = free_port()
-        redis_proc = start_redis(data, port)
+        redis_server = RedisServer(data / "redis").start()
         env = {**os.environ, "SMFT_MONITOR_EVERY_VERSIONS": "0", **config.env,
-               "SMFT_DATA_DIR": str(data), "SMFT_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-        cli = [sys.executable, "-m", "service.cli"]
+               "SMFT_DATA_DIR": str(data), "SMFT_REDIS_URL": redis_server.url}
         log = (data / "bench.log").open("ab")
-        worker = subprocess.Popen([*cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = start_worker(env, log)
         ports = [free_port(), free_port()]
-        apis = [subprocess.Popen([*cli, "api", "--port", str(p)], env=env, stdout=log, stderr=subprocess.STDOUT)
-                for p in ports]
+        apis = [start_api(env, p, log) for p in ports]
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         try:
             for url, proc in zip(urls, apis, strict=True):
-                _wait_ready(url, proc, config.ready_timeout_s)
+                wait_ready(url, proc, config.ready_timeout_s)
             return _measure(config, urls, worker, apis)
         finally:
-            for proc, name in ((apis[0], "api"), (apis[1], "api"), (worker, "worker"), (redis_proc, "redis")):
+            for proc, name in ((apis[0], "api"), (apis[1], "api"), (worker, "worker")):
                 stop(proc, name)
+            redis_server.stop()
             log.close()
 
 
@@ -153,21 +135,3 @@ def _measure(config: ServiceBenchConfig, urls: list[str], worker: subprocess.Pop
         "rss_mb": rss,
         "load": load,
     }
-
-
-def markdown(result: dict) -> str:
-    rows = ["| what | p50 | p95 |", "| --- | --- | --- |"]
-    for key, label in (("fact_to_learned_ms", "202 to learned, ms"), ("fact_to_answer_ms", "202 to answer, ms"),
-                       ("delta_propagation_ms", "published to second replica applied, ms")):
-        rows.append(f"| {label} | {result[key]['p50']:g} | {result[key]['p95']:g} |")
-    burst = result["burst"]
-    rows += ["", "| what | value |", "| --- | --- |",
-             f"| facts taught one every {result['every_s']:g} s | {result['facts']} "
-             f"(answered correctly: {result['answered_correctly']}) |",
-             f"| burst of {burst['facts']} facts: all learned in | {burst['seconds']:g} s "
-             f"({burst['facts_per_min']:g} facts/min) |"]
-    rows += [f"| resident memory, {name} | {mb:g} MB |" for name, mb in result["rss_mb"].items()]
-    if result["load"]:
-        rows += ["", load_markdown([PhaseReport(**r) for r in result["load"]])]
-    return "\n".join(rows)
-

@@ -2,9 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from model.answer_addressing import answer_contexts, answer_overlap, last_position_slots
+from bench.addressing import answer_contexts, answer_overlap, last_position_slots
+from bench.facts import EvalFact, generate_facts
 from model.facts import Fact
-from model.synthetic_facts import EvalFact, generate_facts
 
 
 def test_contexts_end_right_before_the_answer(tiny_lm):

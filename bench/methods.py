@@ -1,0 +1,87 @@
+"""The settings a learn-forget run compares: one `MethodSpec` per method and learning rate, how they are
+written on the command line, and the grid a plain `smft bench learn-forget` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig
+from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner
+from model.lm import MemoryLM
+from model.statistics import SlotStats
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    method: str  # sparse | full | lora
+    lr: float
+    top_t: int = 500
+    ranking: RankingMode = "tfidf"
+    optimizer: OptimizerName = "adam"  # sparse only
+    max_row_norm: float | None = None  # sparse only: SparseConfig.max_row_norm
+    trained_slot_weight: float = 1.0  # sparse only: SparseConfig.trained_slot_weight
+    # Sparse only: the memory's shape (memory_tag), e.g. "layers 24, 262,144 slots, context 4". Files
+    # written before every part was named say how it differed from that time's default (layer 15,
+    # 65,536 slots, context 0): "layers 24", or "" for that default itself.
+    memory: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("sparse", "full", "lora"):
+            raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
+            raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")
+        if not 0 <= self.trained_slot_weight <= 1:
+            raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
+
+    @property
+    def label(self) -> str:
+        if self.method == "sparse":
+            shape = f" [{self.memory}]" if self.memory else ""
+            optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"
+            cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
+            reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
+            return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
+        return f"{self.method} lr={self.lr:g}"
+
+    def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
+        if self.method == "sparse":
+            config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
+                                  max_row_norm=self.max_row_norm, trained_slot_weight=self.trained_slot_weight)
+            return SparseMemoryLearner(lm, stats, config)
+        if self.method == "full":
+            return FullFinetuneLearner(lm, lr=self.lr)
+        return LoraLearner(lm, lr=self.lr)
+
+
+def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
+    """The memory's shape, for labels: the defaults change over time, so every part is named."""
+    return (f"layers {','.join(map(str, layers))}, {config.num_slots:,} slots, "
+            f"context {config.context_weight:g}")
+
+
+def parse_method_spec(text: str) -> MethodSpec:
+    """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM[:TRAINED_SLOT_WEIGHT]]]]]', 'full:1e-5' or 'lora:1e-3'
+    -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap."""
+    method, lr, *rest = text.strip().split(":")
+    fields = (("top_t", int), ("ranking", str), ("optimizer", str), ("max_row_norm", float),
+              ("trained_slot_weight", float))
+    if len(rest) > len(fields):
+        raise ValueError(f"{text!r}: at most {len(fields) + 2} fields")
+    extra = {name: parse(value) for (name, parse), value in zip(fields[:len(rest)], rest, strict=True) if value}
+    return MethodSpec(method, float(lr), **extra)
+
+
+def default_settings(service: SparseConfig) -> list[MethodSpec]:
+    """The grid a plain `smft bench learn-forget` runs: the worker's sparse setting (`service`), a few t,
+    lower learning rates (to match the baselines' learning, which stays far below it on a
+    one-fact-per-step stream), the paper's uncapped step and TF-only as ablations; full finetuning and
+    LoRA at the learning rates that learned most in the 20-fact sweep and one gentler each."""
+    worker = MethodSpec("sparse", service.lr, service.top_t, service.ranking, service.optimizer,
+                        service.max_row_norm, service.trained_slot_weight)
+    specs = [worker, *(replace(worker, top_t=t) for t in (250, 1000)),
+             *(replace(worker, lr=lr) for lr in (0.3, 0.1)),
+             replace(worker, max_row_norm=None), replace(worker, ranking="tf")]
+    return specs + [MethodSpec("full", lr) for lr in (3e-5, 1e-4)] + [MethodSpec("lora", lr) for lr in (3e-4, 1e-3)]

@@ -1,0 +1,114 @@
+"""Every benchmark's output: its Markdown tables, its JSON file, and the one percentile they all use.
+
+The benchmarks measure; this module only formats what they measured, so a table reads the same
+whichever command printed it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.addressing import AnswerOverlap
+    from bench.learn_forget import MethodResult
+    from bench.load import PhaseReport
+    from bench.speed import Timing
+    from model.statistics import UsageReport
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank `q` quantile (0.5: the median of an odd count); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+# --- smft bench learn-forget ---------------------------------------------------------------------------
+def learn_forget_table(results: Sequence[MethodResult], chosen: Mapping[str, MethodResult]) -> str:
+    rows = []
+    for r in results:
+        c = r.final
+        answered = "n/a" if c.probe_answered is None else f"{c.probe_answered:.0%}"
+        rows.append((r.spec.label, c.facts_taught, f"{c.learned:.0%}", f"{c.learned_f1:.2f}",
+                     f"{c.retention_change:+.1%}", answered, f"{c.nll_change:+.1%}",
+                     "n/a" if r.steps is None else r.steps, f"{c.seconds:.0f}",
+                     "yes" if chosen.get(r.spec.method) is r else ""))
+    return markdown_table(("setting", "facts", "learned (contains)", "learned F1", "retention F1 change",
+                           "probe still answered", "held-out NLL change", "steps", "train seconds", "matched"), rows)
+
+
+def matching_note(target: float, facts: int | None, results: Sequence[MethodResult]) -> str:
+    note = (f"\"matched\": per method, the setting that forgets least (retention-probe F1) among those that "
+            f"answer at least {target:.0%} of the taught facts, else the one that learns most.")
+    if facts is not None and any(r.final.facts_taught != facts for r in results):
+        note += (f" The settings stopped at different points; \"matched\" compares each as it stood after "
+                 f"{facts} facts (`--report ... --at-facts {facts}` shows every setting there).")
+    return note
+
+
+# --- smft bench speed --------------------------------------------------------------------------------
+def speed_tables(timings: Sequence[Timing], ratios: Mapping[str, float]) -> str:
+    times = markdown_table(("what", "median ms", "min ms", "max ms", "runs", "peak MB above the loaded model"),
+                           ((t.name, f"{t.median_ms:g}", f"{t.min_ms:g}", f"{t.max_ms:g}", t.runs, f"{t.peak_mb:g}")
+                            for t in timings))
+    return times + "\n\n" + markdown_table(("ratio (same run)", "value"),
+                                           ((k, f"{v:.2f}") for k, v in ratios.items()))
+
+
+def service_tables(result: Mapping[str, Any]) -> str:
+    """`smft bench speed --service`: the fact-to-answer path, the burst, memory, and the load phases."""
+    latency = markdown_table(("what", "p50", "p95"), (
+        (label, f"{result[key]['p50']:g}", f"{result[key]['p95']:g}")
+        for key, label in (("fact_to_learned_ms", "202 to learned, ms"), ("fact_to_answer_ms", "202 to answer, ms"),
+                           ("delta_propagation_ms", "published to second replica applied, ms"))))
+    burst = result["burst"]
+    rows = [(f"facts taught one every {result['every_s']:g} s",
+             f"{result['facts']} (answered correctly: {result['answered_correctly']})"),
+            (f"burst of {burst['facts']} facts: all learned in",
+             f"{burst['seconds']:g} s ({burst['facts_per_min']:g} facts/min)")]
+    rows += [(f"resident memory, {name}", f"{mb:g} MB") for name, mb in result["rss_mb"].items()]
+    out = latency + "\n\n" + markdown_table(("what", "value"), rows)
+    if result["load"]:
+        from bench.load import PhaseReport
+
+        out += "\n\n" + load_table([PhaseReport(**r) for r in result["load"]])
+    return out
+
+
+# --- smft bench load ---------------------------------------------------------------------------------
+def load_table(reports: Sequence[PhaseReport]) -> str:
+    return markdown_table(
+        ("phase", "clients", "seconds", "queries", "errors", "p50 ms", "p99 ms", "queries/s", "facts sent", "learned"),
+        ((r.name, r.clients, f"{r.seconds:g}", r.queries, r.query_errors + r.teach_errors, f"{r.p50_ms:g}",
+          f"{r.p99_ms:g}", f"{r.queries_per_s:g}", r.facts_sent, r.facts_learned) for r in reports))
+
+
+# --- smft addressing ---------------------------------------------------------------------------------
+def usage_table(centred: Mapping[int, UsageReport], uncentred: Mapping[int, UsageReport]) -> str:
+    rows = []
+    for layer, report in centred.items():
+        rows.append((layer, "raw hidden states", uncentred[layer].as_row()))
+        rows.append((layer, "centred (version 0)", report.as_row()))
+    return markdown_table(("layer", "addressing", "slots read", "reads by top 1% of slots", "usage entropy"), rows)
+
+
+def overlap_table(overlap: Mapping[int, AnswerOverlap]) -> str:
+    return markdown_table(("layer", "same fact, two phrasings", "same phrasing, other fact of the relation",
+                           "other relation"), ((layer, row.as_row()) for layer, row in overlap.items()))

@@ -1,0 +1,221 @@
+"""`smft bench learn-forget | speed | load` and `smft addressing`: parse the flags, run the benchmark
+(`bench/`), print its tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _memory_config(args: argparse.Namespace):
+    """The memory the command line asks for (--layers, --n-keys, --context-weight where the command has them)."""
+    from model.config import MemoryConfig
+
+    layers, n_keys, weight = (getattr(args, name, None) for name in ("layers", "n_keys", "context_weight"))
+    try:
+        return MemoryConfig(n_keys=MemoryConfig.n_keys if n_keys is None else n_keys,
+                            layers=tuple(int(i) for i in layers.split(",")) if layers else None,
+                            context_weight=MemoryConfig.context_weight if weight is None else weight)
+    except ValueError as exc:
+        raise SystemExit(f"memory: {exc}") from exc
+
+
+def _version_zero(args: argparse.Namespace):
+    from bench.version_zero import version_zero
+
+    snapshot = Path(args.snapshot) if args.snapshot else None
+    return version_zero(args.model, args.device, snapshot, None if snapshot else _memory_config(args))
+
+
+def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bench.facts import generate_facts
+    from bench.learn_forget import Stream, measure_baseline, read_results, run_methods, with_questions, write_report
+    from bench.methods import MethodSpec, default_settings, memory_tag, parse_method_spec
+    from model.config import StepSchedule
+    from model.corpus import load_corpus
+    from model.probe import read_probe
+    from model.snapshot import save_snapshot
+    from worker.settings import WorkerSettings
+
+    out = Path(args.out)
+    if args.report:
+        try:
+            results = read_results([Path(d) for d in args.report])
+            if args.at_facts is not None:
+                results = [r.up_to(args.at_facts) for r in results]
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--report: {exc}") from exc
+        print(write_report(results, out, {"from": args.report, "at_facts": args.at_facts}, args.target))
+        return 0
+
+    if args.quick:
+        n_facts, every, steps, probe_n, heldout_n = 3, 3, 3, 16, 8
+        specs = [MethodSpec("sparse", 1.0), MethodSpec("sparse", 1.0, ranking="tf"), MethodSpec("full", 1e-5),
+                 MethodSpec("lora", 1e-3)]
+    else:
+        n_facts, every, steps, probe_n, heldout_n = args.facts, args.every, args.steps, None, None
+        specs = default_settings(WorkerSettings().sparse_config())  # SMFT_* variables apply, as in the worker
+    if args.settings:
+        try:
+            specs = [parse_method_spec(item) for item in args.settings.split(",")]
+        except ValueError as exc:
+            raise SystemExit(f"--settings: {exc}") from exc
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    out.mkdir(parents=True, exist_ok=True)
+    v0, stats = _version_zero(args)
+    tag = memory_tag(v0.config, sorted(v0.memories))
+    specs = [dataclasses.replace(s, memory=tag) if s.method == "sparse" else s for s in specs]
+    snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
+    probe = read_probe()[:probe_n]
+    heldout = load_corpus().heldout_texts[:heldout_n]
+    facts = with_questions(v0, generate_facts(n_facts, seed=args.seed))
+    stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
+                    StepSchedule(steps=steps), every)
+    results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
+    if not results:
+        raise SystemExit("no setting reached its first checkpoint: every process died (out of memory?)")
+    meta = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
+            "baseline": dataclasses.asdict(stream.baseline)}
+    print(write_report(results, out, meta, args.target))
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bench.report import speed_tables, write_json
+    from bench.speed import ratios, time_queries, time_training_steps
+    from model.snapshot import save_snapshot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = args.snapshot
+        if snapshot is None:
+            lm, stats = _version_zero(args)
+            snapshot = save_snapshot(lm, stats, 0, Path(tmp) / "v0.safetensors")
+            del lm
+        timings = time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
+        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats)
+    found = ratios(timings)
+    print(speed_tables(timings, found))
+    result: dict[str, Any] = {"timings": [t.as_dict() for t in timings], "ratios": found}
+    if args.service:
+        from bench.report import service_tables
+        from bench.service import ServiceBenchConfig, run_service_bench
+
+        env = {"SMFT_MODEL": args.model, "SMFT_DEVICE": args.device}
+        config = ServiceBenchConfig(facts=args.facts, every_s=args.every, env=env, load_seconds=args.load_seconds)
+        result["service"] = run_service_bench(config)
+        print()
+        print(service_tables(result["service"]))
+    if args.out:
+        write_json(Path(args.out), result)
+    return 0
+
+
+def cmd_bench_load(args: argparse.Namespace) -> int:
+    from bench.load import LoadConfig, run_phase
+    from bench.report import load_table, write_json
+
+    reports = []
+    for name, teach_every in (("queries", None), ("queries + teaching", args.teach_every)):
+        config = LoadConfig(args.clients, args.duration, args.max_new_tokens, teach_every, args.token)
+        print(f"phase '{name}': {args.clients} clients for {args.duration:g}s ...", file=sys.stderr)
+        reports.append(run_phase(args.url, name, config))
+    print(load_table(reports))
+    for r in reports:
+        for error in r.errors:
+            print(f"error ({r.name}): {error}", file=sys.stderr)
+    if args.out:
+        write_json(Path(args.out), [r.as_dict() for r in reports])
+    return 1 if any(r.query_errors or r.teach_errors for r in reports) else 0
+
+
+def cmd_addressing(args: argparse.Namespace) -> int:
+    from bench.addressing import answer_overlap
+    from bench.facts import generate_facts
+    from bench.report import overlap_table, usage_table
+    from model.corpus import load_corpus
+    from model.lm import MemoryLM
+    from model.prepare import prepare_version_zero
+
+    lm = MemoryLM.load(args.model, _memory_config(args), device=args.device)
+    _, report = prepare_version_zero(lm, load_corpus(args.background or None), measure_uncentred=True)
+    assert report.uncentred is not None
+    print(usage_table(report.centred, report.uncentred))
+    overlap = answer_overlap(lm, generate_facts(args.facts))
+    print(f"\nSlots read where the answer is predicted, Jaccard overlap over {args.facts} generated facts:\n")
+    print(overlap_table(overlap))
+    return 0
+
+
+def register(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="which", required=True)
+    lf = bench.add_parser("learn-forget", help="sparse memory vs full finetuning vs LoRA on one fact stream")
+    lf.add_argument("--model", default="smollm2")
+    lf.add_argument("--device", default="cpu")
+    lf.add_argument("--snapshot", help="a version-0 snapshot to start from (default: prepare one now)")
+    lf.add_argument("--layers", help="without --snapshot: comma-separated decoder layers to give a memory")
+    lf.add_argument("--n-keys", dest="n_keys", type=int, help="without --snapshot: sub-keys per half (n_keys^2 slots)")
+    lf.add_argument("--context-weight", dest="context_weight", type=float,
+                    help="without --snapshot: weight of context-keyed addressing (model/context.py)")
+    lf.add_argument("--facts", type=int, default=100)
+    lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
+    lf.add_argument("--steps", type=int, default=10, help="steps per fact")
+    lf.add_argument("--target", type=float,
+                    help="learning at which methods are compared (default: the most that every method reaches)")
+    lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer[:max_row_norm"
+                    "[:trained_slot_weight]]]]], e.g. sparse:1.0:500,sparse:1e4:500:tfidf:sgd,"
+                    "sparse:1.0:500:tfidf:adam:30,sparse:1.0:500:tfidf:adam::0.1,full:1e-5")
+    lf.add_argument("--seed", type=int, default=0)
+    lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
+    lf.add_argument("--report", nargs="+", metavar="DIR",
+                    help="train nothing: table and plots from the progress files of earlier runs' --out folders")
+    lf.add_argument("--at-facts", dest="at_facts", type=int,
+                    help="with --report: every setting as it stood after this many facts")
+    lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
+    lf.add_argument("--out", default="runs/learn_forget")
+    lf.set_defaults(fn=cmd_bench_learn_forget)
+
+    speed = bench.add_parser("speed", help="training step per method and query latency with/without the memory")
+    speed.add_argument("--model", default="smollm2")
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now)")
+    speed.add_argument("--repeats", type=int, default=5)
+    speed.add_argument("--service", action="store_true",
+                       help="also the fact-to-answer path through Redis, the worker and two API replicas")
+    speed.add_argument("--facts", type=int, default=10, help="with --service: facts taught one by one")
+    speed.add_argument("--every", type=float, default=15.0, help="with --service: seconds between facts")
+    speed.add_argument("--load-seconds", dest="load_seconds", type=float, default=30.0,
+                       help="with --service: seconds per query-load phase (1 and 8 clients, without and with "
+                            "teaching; 0 skips them)")
+    speed.add_argument("--out", help="write the timings as JSON here")
+    speed.set_defaults(fn=cmd_bench_speed)
+
+    load = bench.add_parser("load", help="concurrent query clients, without and with a teaching stream, "
+                                         "against a running service")
+    load.add_argument("--url", default="http://127.0.0.1:8000")
+    load.add_argument("--token")
+    load.add_argument("--clients", type=int, default=8)
+    load.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
+    load.add_argument("--teach-every", dest="teach_every", type=float, default=2.0, help="seconds between facts")
+    load.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=20)
+    load.add_argument("--out", help="write the reports as JSON here")
+    load.set_defaults(fn=cmd_bench_load)
+
+    addr = sub.add_parser("addressing", help="slot usage of version 0 (raw vs centred), and what the memory "
+                                             "keys on where answers are predicted")
+    addr.add_argument("--model", default="smollm2")
+    addr.add_argument("--device", default="cpu")
+    addr.add_argument("--n-keys", dest="n_keys", type=int, help="sub-keys per half (default: the service's)")
+    addr.add_argument("--background", nargs="*")
+    addr.add_argument("--layers", help="comma-separated decoder layers to give a memory "
+                                       "(default: the service's, 80%% of the depth)")
+    addr.add_argument("--context-weight", dest="context_weight", type=float,
+                      help="weight of context-keyed addressing (model/context.py; default: the service's)")
+    addr.add_argument("--facts", type=int, default=48, help="generated facts for the answer-position overlaps")
+    addr.set_defaults(fn=cmd_addressing)

@@ -1,0 +1,50 @@
+"""`smft teach` and `smft ask`: a running API's client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _http(args: argparse.Namespace, method: str, path: str, body: Any | None = None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    r = httpx.request(method, f"{args.url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
+    if r.status_code >= 400:
+        raise SystemExit(f"HTTP {r.status_code}: {r.text}")
+    return r.json()
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    fact: dict[str, Any] = {"text": args.text, "paraphrases": args.paraphrase or []}
+    if args.question:
+        fact.update(question=args.question, answer=args.answer)
+    print(json.dumps(_http(args, "POST", "/v1/facts", fact), indent=2))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    body = {"question": args.question, "max_new_tokens": args.max_new_tokens}
+    if args.after_fact:
+        body.update(after_fact=args.after_fact, wait_s=60)
+    print(json.dumps(_http(args, "POST", "/v1/query", body), indent=2))
+    return 0
+
+
+def register(sub: Any) -> None:
+    for name, fn in (("teach", cmd_teach), ("ask", cmd_ask)):
+        sp = sub.add_parser(name, help=f"{name} through a running API")
+        sp.add_argument("--url", default="http://127.0.0.1:8000")
+        sp.add_argument("--token")
+        sp.set_defaults(fn=fn)
+        if name == "teach":
+            sp.add_argument("text")
+            sp.add_argument("--paraphrase", action="append")
+            sp.add_argument("--question")
+            sp.add_argument("--answer")
+        else:
+            sp.add_argument("question")
+            sp.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32)
+            sp.add_argument("--after-fact", dest="after_fact")
