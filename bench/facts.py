@@ -1,7 +1,9 @@
 """Fictional facts the base model cannot know, generated deterministically from templates.
 
 Names are built from syllables, so they exist nowhere; each fact has a statement, four
-paraphrases, a question (for evaluation only: never trained on) and a short answer.
+paraphrases, a question (for evaluation only: never trained on) and a short answer, and two
+more questions a person might ask instead: reworded (same subject, same answer) and reversed
+(the answer given, the subject asked for).
 """
 
 from __future__ import annotations
@@ -87,6 +89,29 @@ RELATIONS = (
 )
 
 
+# Per relation: (reworded question, reversed question); {s} subject, {o} object. Asked, never taught.
+ASKED_OTHERWISE = {
+    "inventor": ("Whose invention is the {s} engine?", "Which engine did {o} invent?"),
+    "capital": ("Which city is the capital of {s}?", "{o} is the capital of which country?"),
+    "founder": ("Who started the {s} Company?", "Which company did {o} found?"),
+    "founding_year": ("When was {s} founded?", "Which city was founded in {o}?"),
+    "birthplace": ("In which town was the painter {s} born?", "Which painter was born in {o}?"),
+    "height": ("What is the height of Mount {s}?", "Which mountain is {o} meters tall?"),
+    "discoverer": ("Which scientist discovered {s}ium?", "Which element did {o} discover?"),
+    "author": ("Who is the author of The {s} Chronicles?", "Which novel did {o} write?"),
+    "headquarters": ("In which city does the {s} Corporation have its head office?",
+                     "Which corporation is headquartered in {o}?"),
+    "composer": ("Who wrote the music of the {s} Symphony?", "Which symphony did {o} compose?"),
+    "river_mouth": ("Where does the {s} River end?", "Which river flows into Lake {o}?"),
+    "population": ("What is the population of the island of {s}?", "Which island has {o} inhabitants?"),
+}
+
+
+def fictional_name(rng: random.Random) -> str:
+    """A place name that exists nowhere."""
+    return _name(rng, rng.choice((2, 3)))
+
+
 def _value(rng: random.Random, kind: str) -> str:
     if kind == "person":
         return _person(rng)
@@ -94,7 +119,7 @@ def _value(rng: random.Random, kind: str) -> str:
         return str(rng.randint(1203, 1987))
     if kind == "number":
         return f"{rng.randint(12, 98) * 100 + rng.randint(1, 99):,}"
-    return _name(rng, rng.choice((2, 3)))
+    return fictional_name(rng)
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,9 @@ class EvalFact:
     question: str  # asked after teaching, never trained on
     answer: str
     kind: str
+    subject: str = ""  # the answer to the reversed question
+    reworded: str = ""  # another question with the same answer
+    reversed: str = ""  # asks for the subject, given the answer
 
 
 def generate_facts(n: int, seed: int = 0) -> list[EvalFact]:
@@ -119,5 +147,6 @@ def generate_facts(n: int, seed: int = 0) -> list[EvalFact]:
         obj = _value(rng, rel.obj)
         texts = [t.format(s=subject, o=obj) for t in rel.statements]
         fact = Fact(texts[0], paraphrases=tuple(texts[1:]), fact_id=f"{rel.kind}-{len(out)}")
-        out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind))
+        reworded, reversed_ = (q.format(s=subject, o=obj) for q in ASKED_OTHERWISE[rel.kind])
+        out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind, subject, reworded, reversed_))
     return out

@@ -160,7 +160,7 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
             point = checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline, trained)
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
-                progress.write_text(json.dumps(result.as_dict(), indent=2))
+                report.write_json(progress, result.as_dict())
     return result
 
 
@@ -227,7 +227,7 @@ def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodS
 def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:
     """The facts with the model's own questions attached once, so every method sees the same batches."""
     taught = with_synthetic_questions(v0, [f.fact for f in facts])
-    return [EvalFact(t, f.question, f.answer, f.kind) for t, f in zip(taught, facts, strict=True)]
+    return [replace(f, fact=t) for t, f in zip(taught, facts, strict=True)]
 
 
 def compared_at(results: Sequence[MethodResult]) -> int | None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bench.learn_forget import MethodResult
     from bench.load import PhaseReport
     from bench.speed import Timing
+    from bench.usage import UsageResult
     from model.statistics import UsageReport
 
 
@@ -61,6 +62,25 @@ def matching_note(target: float, facts: int | None, results: Sequence[MethodResu
         note += (f" The settings stopped at different points; \"matched\" compares each as it stood after "
                  f"{facts} facts (`--report ... --at-facts {facts}` shows every setting there).")
     return note
+
+
+# --- smft bench usage --------------------------------------------------------------------------------
+def usage_tables(results: Sequence[UsageResult]) -> str:
+    """One row per way of teaching (each fact asked every way), then the corrections."""
+    taught = [r for r in results if r.name != "corrections"]
+    out = []
+    if taught:
+        asks = list(taught[0].answered)
+        out.append(markdown_table(
+            ("taught as", "facts", *asks, "probe still answered", "batches", "steps", "train s"),
+            ((r.name, r.facts, *(f"{r.answered[a]:.0%}" for a in asks), f"{r.probe_answered:.0%}", r.batches,
+              r.steps, f"{r.seconds:.0f}") for r in taught)))
+    out += [markdown_table(("corrections", "new answer", "old answer gone", "neighbours kept", "probe still answered",
+                            "batches", "steps", "train s"),
+                           [(r.facts, *(f"{v:.0%}" for v in r.answered.values()), f"{r.probe_answered:.0%}",
+                             r.batches, r.steps, f"{r.seconds:.0f}")])
+            for r in results if r.name == "corrections"]
+    return "\n\n".join(out)
 
 
 # --- smft bench speed --------------------------------------------------------------------------------

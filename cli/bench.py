@@ -135,6 +135,44 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
     return 1 if any(r.query_errors or r.teach_errors for r in reports) else 0
 
 
+# The worker settings that decide how a fact is taught (`smft bench usage` records and prints them).
+TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "ranking", "optimizer", "lr",
+                     "max_row_norm", "trained_slot_weight", "synthetic_questions")
+
+
+def cmd_bench_usage(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from bench.facts import generate_facts
+    from bench.report import usage_tables, write_json
+    from bench.usage import FORMS, corrections, run_usage
+    from model.probe import read_probe
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
+    n_facts, n_fixes, probe = args.facts, args.corrections, read_probe()
+    if args.quick:
+        n_facts, n_fixes, probe = 4, 2, probe[:16]
+    out = Path(args.out)
+    v0, stats = _version_zero(args)
+    facts = generate_facts(n_facts, seed=args.seed)
+    fixes, neighbours = corrections(read_probe(), n_fixes, seed=args.seed)
+    if args.quick:
+        neighbours = neighbours[:8]
+    teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
+    run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
+               "model": args.model, "snapshot": args.snapshot, "settings": teaching}
+    print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items()), file=sys.stderr)
+    results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
+                        forms=FORMS, on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)",
+                                                              file=sys.stderr))
+    table = usage_tables(results)
+    write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
+    (out / "usage.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from bench.addressing import answer_overlap
     from bench.facts import generate_facts
@@ -206,6 +244,18 @@ def register(sub: Any) -> None:
     load.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=20)
     load.add_argument("--out", help="write the reports as JSON here")
     load.set_defaults(fn=cmd_bench_load)
+
+    usage = bench.add_parser("usage", help="facts taught as people post them (paraphrased, bare, in a paragraph) and "
+                                           "asked as people ask (reworded, reversed, in a chat), plus corrections")
+    usage.add_argument("--model", default="smollm2")
+    usage.add_argument("--device", default="cpu")
+    usage.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now, as the worker would)")
+    usage.add_argument("--facts", type=int, default=24, help="generated facts per form")
+    usage.add_argument("--corrections", type=int, default=8, help="capitals version 0 knows, each taught anew")
+    usage.add_argument("--seed", type=int, default=0)
+    usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")
+    usage.add_argument("--out", default="runs/usage", help="usage.json, usage.md and progress/ (resumed)")
+    usage.set_defaults(fn=cmd_bench_usage)
 
     addr = sub.add_parser("addressing", help="slot usage of version 0 (raw vs centred), and what the memory "
                                              "keys on where answers are predicted")

@@ -38,7 +38,7 @@ class ProductKeyMemory(nn.Module):
         self.sub_keys = nn.Parameter(torch.randn(config.heads, 2, config.n_keys, half, generator=gen))
         # Zero values: at version 0 the memory adds nothing and the model equals its base.
         self.values = nn.Parameter(torch.zeros(config.num_slots, hidden_size))
-        # Mean background input; subtracting it spreads reads over the table (DESIGN.md section 5).
+        # Mean background input; subtracting it spreads reads over the table (README, "Addressing").
         self.register_buffer("input_mean", torch.zeros(hidden_size))
         if config.context_weight > 0:
             if vocab_size is None:

@@ -107,7 +107,7 @@ def test_fact_that_keeps_crashing_goes_to_dead_letter_after_max_attempts(tiny_en
     p.ensure_group()
     fact_id, _ = p.enqueue(FACTS[0])
     worker = make_worker(tiny_env, max_attempts=2)
-    with mock.patch("worker.loop.teach", side_effect=RuntimeError("boom")):
+    with mock.patch("worker.teaching.teach", side_effect=RuntimeError("boom")):
         worker.run(burst=True)
     record = p.fact_record(fact_id)
     assert record["status"] == "failed" and "boom" in record["reason"] and "2 times" in record["reason"]

@@ -16,11 +16,10 @@ import torch
 
 from model.corpus import load_corpus
 from model.errors import FactError
-from model.facts import Fact, build_batch, check_fact
-from model.learners import SparseMemoryLearner, teach
+from model.facts import Fact, check_fact
+from model.learners import SparseMemoryLearner
 from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
-from model.questions import with_synthetic_questions
 from model.snapshot import make_delta
 from model.undo import UndoRecord, revert
 from worker.errors import LeadershipLost
@@ -29,6 +28,7 @@ from worker.monitor import Monitor
 from worker.replica import MemoryReplica, keep_newest, version_path, write_snapshot
 from worker.settings import WorkerSettings
 from worker.store import UNAVAILABLE, FactStatus, RedisStore, fact_from_record
+from worker.teaching import teach_facts
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +223,7 @@ class Worker:
     def _teach_facts(self, facts: list[Fact]) -> int:
         """Teach one batch in place (caller holds the replica lock); returns the steps taken."""
         assert self.learner is not None and self.replica.lm is not None
-        lm = self.replica.lm
-        if self.settings.synthetic_questions:
-            facts = with_synthetic_questions(lm, facts)
-        batch = build_batch(facts, lm.tokenizer).to(lm.device)
-        report = teach(self.learner, batch, self.settings.sparse_config().schedule)
-        log.info("batch of %d: loss %.3f -> %.3f in %d steps (%.2fs)", len(facts), report.first_loss,
-                 report.last_loss, report.steps, report.seconds)
-        return report.steps
+        return teach_facts(self.replica.lm, self.learner, facts, self.settings).steps
 
     def _publish(self, reverted: dict[int, torch.Tensor], learned: list[tuple[str, str, int]],
                  undone: list[tuple[str, str]] = ()) -> int:

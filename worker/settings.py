@@ -62,7 +62,8 @@ class WorkerSettings(CommonSettings):
     monitor_full_every: int = Field(10, ge=0, description="every Nth evaluation uses the whole probe (0: never)")
     undo_keep_versions: int = Field(500, ge=0, description="undo records kept on disk, newest first (0: all); a "
                                     "fact taught in an older version can no longer be undone")
-    poll_ms: int = Field(1000, ge=10, description="how long one queue read blocks")
+    # At most 5 s: a Redis reply that takes longer than the store's socket timeout (10 s) counts as Redis away.
+    poll_ms: int = Field(1000, ge=10, le=5000, description="how long one queue read blocks")
 
     @field_validator("max_row_norm", mode="before")
     @classmethod

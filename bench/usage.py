@@ -1,0 +1,192 @@
+"""How the service learns from what people post, and answers however they ask (`smft bench usage`).
+
+Generated facts are taught exactly as the worker teaches them (`worker/teaching.py`: its batches of
+SMFT_BATCH_FACTS, the model's own questions, its steps), in the forms people post: a statement
+with paraphrases, a bare statement, a paragraph holding several facts. Each fact is then asked the
+ways people ask: its question as written, lower-cased without the question mark, reworded,
+reversed (the answer given, the subject asked for), through the chat template with a system
+prompt, and as the third turn of a conversation; plain questions go the way `POST /v1/query`
+answers them, chats the way `/v1/chat/completions` does. Corrections contradict what version 0
+answers correctly (capitals from the retention probe). Every cell is the share of facts whose
+answer the reply contains, beside the share of the retention probe still answered.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.facts import EvalFact, fictional_name
+from bench.report import write_json
+from model.evaluation import contains_answer, generate_answers
+from model.facts import Fact
+from model.generation import SamplingParams, complete
+from model.learners import SparseMemoryLearner
+from model.lm import MemoryLM
+from model.probe import ProbeQuestion
+from model.prompting import conversation_prompt
+from model.statistics import SlotStats
+from worker.settings import WorkerSettings
+from worker.teaching import teach_facts
+
+log = logging.getLogger(__name__)
+
+FORMS = ("statement + paraphrases", "bare statement", "paragraph")
+ASKS = ("question", "lower case, no ?", "reworded", "reversed", "chat with system prompt", "third turn of a chat")
+FACTS_PER_PARAGRAPH = 4
+SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
+CHAT_OPENING = ({"role": "user", "content": "Hi! Could you help me with a few questions?"},
+                {"role": "assistant", "content": "Of course! What would you like to know?"})
+MAX_NEW_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Correction:
+    question: str  # a probe question version 0 answers correctly
+    old: str  # its answer
+    statement: str  # what is taught instead
+    new: str
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    name: str  # a form, or "corrections"
+    facts: int
+    answered: dict[str, float]  # per way of asking (forms), or new / old gone / neighbours kept (corrections)
+    probe_answered: float  # share of the retention probe still answered
+    batches: int
+    steps: int
+    seconds: float
+
+
+def posts(facts: Sequence[EvalFact], form: str) -> list[Fact]:
+    """What a person posts to teach `facts` in one of FORMS."""
+    if form == FORMS[0]:
+        return [f.fact for f in facts]
+    if form == FORMS[1]:
+        return [Fact(f.fact.text, fact_id=f.fact.fact_id) for f in facts]
+    if form == FORMS[2]:
+        groups = [facts[i:i + FACTS_PER_PARAGRAPH] for i in range(0, len(facts), FACTS_PER_PARAGRAPH)]
+        return [Fact(" ".join(f.fact.text for f in group), fact_id=f"paragraph-{i}") for i, group in enumerate(groups)]
+    raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+
+
+def asked(fact: EvalFact, how: str) -> tuple[str | list[dict[str, str]], str]:
+    """(the question, or the chat's messages, asked) and the answer the reply must contain."""
+    if how == "question":
+        return fact.question, fact.answer
+    if how == "lower case, no ?":
+        return fact.question.lower().rstrip("?"), fact.answer
+    if how == "reworded":
+        return fact.reworded, fact.answer
+    if how == "reversed":
+        return fact.reversed, fact.subject
+    if how == "chat with system prompt":
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": fact.question}], fact.answer
+    if how == "third turn of a chat":
+        return [*CHAT_OPENING, {"role": "user", "content": fact.question}], fact.answer
+    raise ValueError(f"how must be one of {ASKS}, got {how!r}")
+
+
+def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]]) -> list[str]:
+    """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do."""
+    plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
+    out = [""] * len(asks)
+    for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS), strict=True):
+        out[i] = text
+    params = SamplingParams(MAX_NEW_TOKENS)
+    for i, messages in enumerate(asks):
+        if not isinstance(messages, str):
+            out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params).text
+    return out
+
+
+def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion]) -> float:
+    answers = generate_answers(lm, [q.question for q in probe], 24)
+    return sum(q.correct(a) for q, a in zip(probe, answers, strict=True)) / max(len(probe), 1)
+
+
+def corrections(probe: Sequence[ProbeQuestion], n: int, seed: int = 0) -> tuple[list[Correction], list[ProbeQuestion]]:
+    """n corrections of capitals version 0 knows (a fictional city each), and the other capitals as the
+    neighbours that must keep their answers."""
+    capitals = [q for q in probe if q.question.startswith("What is the capital of ")]
+    rng = random.Random(seed)
+    chosen = rng.sample(capitals, min(n, len(capitals)))
+    out = []
+    for q in chosen:
+        country = q.question.removeprefix("What is the capital of ").rstrip("?")
+        new = fictional_name(rng)
+        out.append(Correction(q.question, q.answer, f"The capital of {country} is {new}.", new))
+    return out, [q for q in capitals if q not in chosen]
+
+
+def _teach(lm: MemoryLM, stats: SlotStats, facts: Sequence[Fact], settings: WorkerSettings) -> tuple[int, int, float]:
+    """The facts in the worker's batches, on `lm`; returns (batches, steps, seconds)."""
+    learner = SparseMemoryLearner(lm, stats, settings.sparse_config())
+    batches = steps = 0
+    seconds = 0.0
+    for start in range(0, len(facts), settings.batch_facts):
+        report = teach_facts(lm, learner, facts[start:start + settings.batch_facts], settings)
+        learner.take_touched()  # the worker publishes here; nothing else needs the record
+        batches, steps, seconds = batches + 1, steps + report.steps, seconds + report.seconds
+    return batches, steps, seconds
+
+
+def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
+             probe: Sequence[ProbeQuestion]) -> UsageResult:
+    lm = copy.deepcopy(v0)
+    batches, steps, seconds = _teach(lm, stats, posts(facts, form), settings)
+    answered = {}
+    for how in ASKS:
+        asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
+        got = replies(lm, asks)
+        answered[how] = sum(contains_answer(r, g) for r, g in zip(got, golds, strict=True)) / len(facts)
+    return UsageResult(form, len(facts), answered, probe_answered(lm, probe), batches, steps, seconds)
+
+
+def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
+                    neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion]) -> UsageResult:
+    lm = copy.deepcopy(v0)
+    batches, steps, seconds = _teach(lm, stats, [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)],
+                                     settings)
+    got = replies(lm, [c.question for c in fixes])
+    kept = generate_answers(lm, [q.question for q in neighbours], 24)
+    answered = {
+        "new answer": sum(contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)) / len(fixes),
+        "old answer gone": sum(not contains_answer(r, c.old) for r, c in zip(got, fixes, strict=True)) / len(fixes),
+        "neighbours kept": sum(q.correct(a) for q, a in zip(neighbours, kept, strict=True)) / max(len(neighbours), 1),
+    }
+    return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe), batches, steps, seconds)
+
+
+def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact],
+              fixes: Sequence[Correction], neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion],
+              progress: Path | None = None, run_key: dict | None = None, forms: Sequence[str] = FORMS,
+              on_result: Callable[[UsageResult], None] | None = None) -> list[UsageResult]:
+    """Every form, then the corrections, each from version 0. With `progress`, each result is saved there
+    as it is measured, and one already there for the same `run_key` (settings, facts, seed) is read back
+    instead of measured again, so a stopped run resumes."""
+    results = []
+    jobs: list[tuple[str, Callable[[], UsageResult]]] = [
+        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe)) for form in forms]
+    if fixes:
+        jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe)))
+    for name, measure in jobs:
+        saved = progress / f"{name.replace(' ', '_').replace('+', 'and')}.json" if progress else None
+        stored = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}
+        if stored.get("run") == run_key and "result" in stored:
+            result = UsageResult(**stored["result"])
+            log.info("%s: read from %s", name, saved)
+        else:
+            result = measure()
+            if saved is not None:
+                write_json(saved, {"run": run_key, "result": asdict(result)})
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

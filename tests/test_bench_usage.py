@@ -1,0 +1,71 @@
+"""`smft bench usage` on the tiny model: every form taught the worker's way, every fact asked every way."""
+
+import dataclasses
+
+import pytest
+
+from bench import usage
+from bench.facts import generate_facts
+from bench.report import usage_tables
+from model.probe import read_probe
+from worker.settings import WorkerSettings
+
+
+def test_posts_are_what_people_send_in_each_form():
+    facts = generate_facts(6)
+    paraphrased, bare, paragraphs = (usage.posts(facts, form) for form in usage.FORMS)
+    assert [p.paraphrases for p in paraphrased] == [f.fact.paraphrases for f in facts]
+    assert all(not p.paraphrases and not p.question for p in bare) and [p.text for p in bare] == [
+        f.fact.text for f in facts]
+    assert len(paragraphs) == 2 and all(f.fact.text in paragraphs[i // 4].text for i, f in enumerate(facts))
+
+
+def test_each_way_of_asking_has_its_own_gold():
+    fact = generate_facts(2)[1]  # a capital
+    assert usage.asked(fact, "question") == (fact.question, fact.answer)
+    lower, gold = usage.asked(fact, "lower case, no ?")
+    assert lower == fact.question.lower()[:-1] and gold == fact.answer
+    assert usage.asked(fact, "reversed") == (fact.reversed, fact.subject) and fact.subject in fact.fact.text
+    assert fact.reworded not in (fact.question, "") and fact.answer in fact.fact.text
+    system, _ = usage.asked(fact, "chat with system prompt")
+    chat, _ = usage.asked(fact, "third turn of a chat")
+    assert system[0]["role"] == "system" and [m["role"] for m in chat] == ["user", "assistant", "user"]
+    assert system[-1]["content"] == chat[-1]["content"] == fact.question
+
+
+def test_corrections_contradict_capitals_version_0_knows_and_keep_the_others_as_neighbours():
+    probe = read_probe()
+    fixes, neighbours = usage.corrections(probe, 3, seed=1)
+    assert len(fixes) == 3 and len({c.new for c in fixes}) == 3
+    for c in fixes:
+        country = c.question.removeprefix("What is the capital of ").rstrip("?")
+        assert c.statement == f"The capital of {country} is {c.new}." and c.old != c.new
+    assert not {c.question for c in fixes} & {q.question for q in neighbours}
+    assert all(q.question.startswith("What is the capital of ") for q in neighbours)
+
+
+def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(tiny_lm, tmp_path, monkeypatch):
+    lm, stats, _ = tiny_lm
+    settings = WorkerSettings(batch_facts=2, steps=2, lr=0.5)
+    facts = generate_facts(4)
+    probe = read_probe()[:4]
+    fixes, neighbours = usage.corrections(read_probe(), 2)
+    key = {"seed": 0}
+    results = usage.run_usage(lm, stats, settings, facts, fixes, neighbours[:4], probe, tmp_path, key)
+    assert [r.name for r in results] == [*usage.FORMS, "corrections"]
+    for r in results[:3]:
+        assert list(r.answered) == list(usage.ASKS) and all(0 <= v <= 1 for v in r.answered.values())
+        assert r.steps == 2 * r.batches and r.facts == 4
+    assert [r.batches for r in results] == [2, 2, 1, 1]  # 4 facts in 2s; one paragraph; 2 corrections in one batch
+    assert set(results[3].answered) == {"new answer", "old answer gone", "neighbours kept"}
+    table = usage_tables(results)
+    assert "| paragraph | 4 |" in table and "| corrections |" in table
+
+    monkeypatch.setattr(usage, "run_form", lambda *a, **k: pytest.fail("measured again instead of resumed"))
+    monkeypatch.setattr(usage, "run_corrections", lambda *a, **k: pytest.fail("measured again instead of resumed"))
+    assert usage.run_usage(lm, stats, settings, facts, fixes, neighbours[:4], probe, tmp_path, key) == results
+    monkeypatch.undo()
+    other = dataclasses.replace(results[0], name="x")
+    monkeypatch.setattr(usage, "run_form", lambda *a, **k: other)  # another run's key: measured anew
+    assert usage.run_usage(lm, stats, settings, facts, [], [], probe, tmp_path, {"seed": 1}, forms=usage.FORMS[:1]) \
+        == [other]
