@@ -155,6 +155,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         n_facts, n_fixes, probe = 4, 2, probe[:16]
     out = Path(args.out)
     v0, stats = _version_zero(args)
+    if not args.snapshot:  # saved, so another run (other SMFT_* settings) can start from the same version 0
+        from model.snapshot import save_snapshot
+
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"version 0 saved as {save_snapshot(v0, stats, 0, out / 'v0.safetensors')}", file=sys.stderr)
     facts = generate_facts(n_facts, seed=args.seed)
     fixes, neighbours = corrections(read_probe(), n_fixes, seed=args.seed)
     if args.quick:

@@ -6,8 +6,14 @@ kind overwrite each other and the questions of that kind. The rare tokens seen s
 subject's name) say which fact it is. Pooling token embeddings weighted by their background IDF,
 with the prompt scaffolding weighted zero, gives a query that moves with the subject.
 
+The pooling restarts where a user's turn opens (`<|im_start|>user\n` in SmolLM2's template): a
+question is addressed by its own words, whatever system prompt or earlier turns come before it.
+Prompts with one user turn and the default system prompt (whose tokens weigh nothing) pool exactly
+as before, and so do plain statements, which have no turns.
+
 The pooling runs in hooks on the decoder, so every caller (training, statistics, `generate`) gets
-it. With a KV cache a forward sees only the new tokens: the running sums ride on the cache object.
+it. With a KV cache a forward sees only the new tokens: the running sums (since the last user turn
+opened) ride on the cache object.
 """
 
 from __future__ import annotations
@@ -31,12 +37,40 @@ def _cached_tokens(cache: object | None) -> int:
     return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 
+def user_turn_opener(tokenizer) -> list[int]:
+    """The token ids that open a user's turn in the chat template, from its last special token on
+    (`<|im_start|>user\n`); empty without a template, or where the ids do not survive tokenizing a
+    whole prompt (the pooling then spans the whole sequence)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    marker = "Qmarker"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False)
+    ids = tokenizer(text[:text.index(marker)], add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    opener = ids[max((i for i, t in enumerate(ids) if t in special), default=0):]
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    found = any(whole[i:i + len(opener)] == opener for i in range(len(whole)))
+    return opener if opener and found else []
+
+
+def _turn_starts(ids: torch.Tensor, opener: torch.Tensor) -> torch.Tensor:
+    """[B, T] True at the last token of every user-turn opener in `ids` [B, T]."""
+    starts = torch.zeros_like(ids, dtype=torch.bool)
+    n = opener.numel()
+    if n == 0 or ids.shape[1] < n:
+        return starts
+    windows = ids.unfold(1, n, 1)  # [B, T - n + 1, n]
+    starts[:, n - 1:] = (windows == opener).all(-1)
+    return starts
+
+
 class ContextPooler:
     """Feeds every context-addressed memory of a decoder the pooled context of each forward pass."""
 
-    def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory]) -> None:
+    def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory], opener: Sequence[int] = ()) -> None:
         self.memories = list(memories)
         self.embed = decoder.get_input_embeddings()
+        self.opener = torch.tensor(list(opener), dtype=torch.long)  # ids that open a user turn (user_turn_opener)
         self._pinned: torch.Tensor | None = None  # token ids of a forward that passes inputs_embeds
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         # The hooks live as long as the decoder: a context-addressed memory cannot run without them.
@@ -66,6 +100,10 @@ class ContextPooler:
             raise RuntimeError("this KV cache was filled without the memory's context sums")
         mask = kwargs.get("attention_mask")
         embeds = self.embed(ids).float()  # [B, T, H] for the T new tokens
+        # Where the newest user turn opened, per position: the sums restart there ([B, T], -1: not in this forward).
+        positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        restart = torch.where(_turn_starts(ids, self.opener.to(ids.device)), positions, -1).cummax(1).values
+        restarted = restart >= 0
         sums = []
         for i, memory in enumerate(self.memories):
             weight = memory.token_weight[ids].float()  # [B, T]
@@ -75,6 +113,10 @@ class ContextPooler:
             mass = weight.cumsum(1)  # [B, T]
             if past is not None:
                 total, mass = total + past[i][0][:, None], mass + past[i][1][:, None]  # + [B, 1, H], [B, 1]
+            if restarted.any():  # only what came after the opener counts
+                at = restart.clamp_min(0)
+                total = total - torch.where(restarted[..., None], total.gather(1, at[..., None].expand_as(total)), 0)
+                mass = mass - torch.where(restarted, mass.gather(1, at), 0)
             seen = mass > 0
             pooled = total / mass.clamp_min(1e-9)[..., None]  # [B, T, H]
             memory.context = (pooled.to(memory.input_mean.dtype), seen.to(memory.input_mean.dtype))

@@ -9,6 +9,7 @@ import torch
 
 from model.batching import pad_rows
 from model.config import MemoryConfig, SparseConfig
+from model.context import user_turn_opener
 from model.corpus import split_corpus
 from model.evaluation import generate_answers
 from model.facts import Fact, build_batch
@@ -17,7 +18,7 @@ from model.lm import MemoryLM
 from model.loading import load_base_model
 from model.memory import ProductKeyMemory
 from model.prepare import prepare_version_zero
-from model.prompting import chat_prompt
+from model.prompting import chat_prompt, conversation_prompt
 from model.snapshot import read_snapshot, restore_snapshot, save_snapshot
 from tests.conftest import TINY_DOCS, TINY_MEMORY
 
@@ -166,3 +167,31 @@ def test_the_worker_setting_reaches_the_memory_config(monkeypatch):
     monkeypatch.setenv("SMFT_MEMORY_CONTEXT_WEIGHT", "-1")
     with pytest.raises(ValidationError, match="memory_context_weight"):
         WorkerSettings()
+
+
+def test_the_user_turn_opener_comes_from_the_chat_template(context_lm):
+    tokenizer = context_lm[0].tokenizer
+    assert user_turn_opener(tokenizer) == tokenizer("<|im_start|>user\n", add_special_tokens=False)["input_ids"]
+    assert context_lm[0].context.opener.tolist() == user_turn_opener(tokenizer)
+
+
+def test_a_question_is_addressed_by_its_own_turn_whatever_comes_before_it(context_lm):
+    """A system prompt or earlier turns (words the background never saw, so they weigh) must not move the
+    context a question's tokens are read with; before, they were pooled in and diluted its subject."""
+    lm = context_lm[0]
+    question = "Who invented the Zorblax engine?"
+    chats = [[{"role": "user", "content": question}],
+             [{"role": "system", "content": "Answer about Paris and Mira Quell briefly."},
+              {"role": "user", "content": question}],
+             [{"role": "user", "content": "Where is Paris?"}, {"role": "assistant", "content": "Mira Quell knows."},
+              {"role": "user", "content": question}]]
+    pooled = []
+    handle = lm.memories[1].register_forward_pre_hook(lambda m, args: pooled.append(m.context[0][0, -1].clone()))
+    try:
+        for chat in chats:
+            lm.logits(torch.tensor([lm.encode(conversation_prompt(lm.tokenizer, chat))]))
+    finally:
+        handle.remove()
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-5) and torch.allclose(pooled[0], pooled[2], atol=1e-5)
+    plain = lm.encode(chat_prompt(lm.tokenizer, question))
+    assert lm.encode(conversation_prompt(lm.tokenizer, chats[0])) == plain  # the query path asks the same
