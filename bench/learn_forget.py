@@ -153,9 +153,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     result, trained, facts = MethodResult(spec), 0.0, stream.facts
     for i, fact in enumerate(tqdm(facts, desc=spec.label, unit="fact", position=position, leave=False), start=1):
         batch = build_batch([fact.fact], lm.tokenizer).to(lm.device)
-        report = teach(learner, batch, stream.schedule)
-        result.steps += report.steps
-        trained += report.seconds
+        taught = teach(learner, batch, stream.schedule)
+        result.steps += taught.steps
+        trained += taught.seconds
         if i % stream.eval_every == 0 or i == len(facts):
             point = checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline, trained)
             result.checkpoints.append(replace(point, steps=result.steps))
