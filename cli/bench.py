@@ -150,7 +150,8 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
-    n_facts, n_fixes, probe = args.facts, args.corrections, read_probe()
+    whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
+    n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
         n_facts, n_fixes, probe = 4, 2, probe[:16]
     out = Path(args.out)
@@ -161,7 +162,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         print(f"version 0 saved as {save_snapshot(v0, stats, 0, out / 'v0.safetensors')}", file=sys.stderr)
     facts = generate_facts(n_facts, seed=args.seed)
-    fixes, neighbours = corrections(read_probe(), n_fixes, seed=args.seed)
+    fixes, neighbours = corrections(whole_probe, n_fixes, seed=args.seed)
     if args.quick:
         neighbours = neighbours[:8]
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))

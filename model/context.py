@@ -101,9 +101,12 @@ class ContextPooler:
         mask = kwargs.get("attention_mask")
         embeds = self.embed(ids).float()  # [B, T, H] for the T new tokens
         # Where the newest user turn opened, per position: the sums restart there ([B, T], -1: not in this forward).
-        positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-        restart = torch.where(_turn_starts(ids, self.opener.to(ids.device)), positions, -1).cummax(1).values
-        restarted = restart >= 0
+        # Skipped for a forward shorter than the opener: every generated token, the hot path.
+        restart = restarted = None
+        if 0 < self.opener.numel() <= ids.shape[1]:
+            positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+            restart = torch.where(_turn_starts(ids, self.opener.to(ids.device)), positions, -1).cummax(1).values
+            restarted = restart >= 0
         sums = []
         for i, memory in enumerate(self.memories):
             weight = memory.token_weight[ids].float()  # [B, T]
@@ -113,7 +116,7 @@ class ContextPooler:
             mass = weight.cumsum(1)  # [B, T]
             if past is not None:
                 total, mass = total + past[i][0][:, None], mass + past[i][1][:, None]  # + [B, 1, H], [B, 1]
-            if restarted.any():  # only what came after the opener counts
+            if restarted is not None and restarted.any():  # only what came after the opener counts
                 at = restart.clamp_min(0)
                 total = total - torch.where(restarted[..., None], total.gather(1, at[..., None].expand_as(total)), 0)
                 mass = mass - torch.where(restarted, mass.gather(1, at), 0)
