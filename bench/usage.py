@@ -2,7 +2,8 @@
 
 Generated facts are taught exactly as the worker teaches them (`worker/teaching.py`: its batches of
 SMFT_BATCH_FACTS, the model's own questions, its steps), in the forms people post: a statement
-with paraphrases, a bare statement, a paragraph holding several facts. Each fact is then asked the
+with paraphrases, a bare statement, a paragraph holding several facts (posted as one fact, and
+posted as a document, which the API splits into statements). Each fact is then asked the
 ways people ask: its question as written, lower-cased without the question mark, reworded,
 reversed (the answer given, the subject asked for), through the chat template with a system
 prompt, and as the third turn of a conversation; plain questions go the way `POST /v1/query`
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from bench.facts import EvalFact, fictional_name
 from bench.report import write_json
+from model.documents import split_statements
 from model.evaluation import contains_answer, generate_answers
 from model.facts import Fact
 from model.generation import SamplingParams, complete
@@ -36,7 +38,7 @@ from worker.teaching import teach_facts
 
 log = logging.getLogger(__name__)
 
-FORMS = ("statement + paraphrases", "bare statement", "paragraph")
+FORMS = ("statement + paraphrases", "bare statement", "paragraph", "paragraph as a document")
 ASKS = ("question", "lower case, no ?", "reworded", "reversed", "chat with system prompt", "third turn of a chat")
 FACTS_PER_PARAGRAPH = 4
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
@@ -70,9 +72,14 @@ def posts(facts: Sequence[EvalFact], form: str) -> list[Fact]:
         return [f.fact for f in facts]
     if form == FORMS[1]:
         return [Fact(f.fact.text, fact_id=f.fact.fact_id) for f in facts]
-    if form == FORMS[2]:
+    if form in FORMS[2:]:
         groups = [facts[i:i + FACTS_PER_PARAGRAPH] for i in range(0, len(facts), FACTS_PER_PARAGRAPH)]
-        return [Fact(" ".join(f.fact.text for f in group), fact_id=f"paragraph-{i}") for i, group in enumerate(groups)]
+        paragraphs = [" ".join(f.fact.text for f in group) for group in groups]
+        if form == FORMS[2]:  # posted to /v1/facts: one fact
+            return [Fact(text, fact_id=f"paragraph-{i}") for i, text in enumerate(paragraphs)]
+        # posted to /v1/documents: split into statements as the API splits them
+        return [Fact(s, fact_id=f"paragraph-{i}.{j}") for i, text in enumerate(paragraphs)
+                for j, s in enumerate(split_statements(text))]
     raise ValueError(f"form must be one of {FORMS}, got {form!r}")
 
 

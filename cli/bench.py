@@ -140,6 +140,16 @@ TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top
                      "max_row_norm", "trained_slot_weight", "synthetic_questions")
 
 
+def _usage_forms(text: str) -> tuple[str, ...]:
+    from bench.usage import FORMS
+
+    forms = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown form(s) {unknown}; the forms are {list(FORMS)}")
+    return forms
+
+
 def cmd_bench_usage(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -170,7 +180,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
                "model": args.model, "snapshot": args.snapshot, "settings": teaching}
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items()), file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
-                        forms=FORMS, on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)",
+                        forms=args.forms or FORMS, on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)",
                                                               file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
@@ -260,6 +270,7 @@ def register(sub: Any) -> None:
     usage.add_argument("--corrections", type=int, default=8, help="capitals version 0 knows, each taught anew")
     usage.add_argument("--seed", type=int, default=0)
     usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")
+    usage.add_argument("--forms", type=_usage_forms, help="comma-separated forms to measure (default: all of them)")
     usage.add_argument("--out", default="runs/usage", help="usage.json, usage.md and progress/ (resumed)")
     usage.set_defaults(fn=cmd_bench_usage)
 

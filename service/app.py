@@ -15,7 +15,7 @@ from service.metrics import RequestMetrics
 from service.middleware import BodyLimit, RequestLog
 from service.openai.serving import OpenAIServing
 from service.ratelimit import RateLimiter
-from service.routes import facts, health, monitor, openai, query
+from service.routes import documents, facts, health, monitor, openai, query
 from service.settings import ApiSettings
 from worker.store import UNAVAILABLE, RedisStore
 
@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLog, metrics=app.state.request_metrics)  # outermost: sees every response
     errors.install(app)
-    for module in (facts, query, health, monitor, openai):
+    for module in (facts, documents, query, health, monitor, openai):
         app.include_router(module.router)
     return app
 

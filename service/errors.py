@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.errors import NotReadyError
+from worker.errors import ClientIdConflict, NotReadyError
 from worker.store import UNAVAILABLE
 
 
@@ -39,6 +39,7 @@ class HttpError:
 ERRORS: dict[type[Exception], HttpError] = {
     NotReadyError: HttpError(503, lambda exc: f"not ready: {exc}", retry_after_s=5),
     VersionWaitTimeout: HttpError(504, str),
+    ClientIdConflict: HttpError(409, lambda exc: f"{exc}; nothing was stored (use a new client_id)"),
     # Nothing was acknowledged: the client may retry the same request (with its client_id).
     **{kind: HttpError(503, lambda exc: f"redis unavailable ({type(exc).__name__}); nothing was stored, "
                                         "retry shortly", retry_after_s=1) for kind in UNAVAILABLE},

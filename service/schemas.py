@@ -15,6 +15,8 @@ class FactCreate(BaseModel):
     question: str | None = Field(None, description="a question the fact answers (given with `answer`)")
     answer: str | None = Field(None, description="the short answer to `question`")
     client_id: str | None = Field(None, max_length=128, description="idempotency key: the same id is one fact")
+    replaces: str | None = Field(None, max_length=64, description="id of a fact this one corrects: it is taken "
+                                                                  "back in the version that teaches this one")
 
 
 FactState = Literal["queued", "training", "learned", "failed", "undone"]
@@ -33,6 +35,7 @@ class FactsAccepted(BaseModel):
 class FactPublic(BaseModel):
     id: str
     status: FactState
+    document: str | None = Field(None, description="the document it was split from (POST /v1/documents)")
     version: int | None = Field(None, description="memory version that taught it (when learned)")
     steps: int | None = None
     reason: str | None = Field(None, description="why it failed, or why its last attempt failed")
@@ -41,12 +44,52 @@ class FactPublic(BaseModel):
     learned_at: float | None = None
     undo_requested: bool = Field(False, description="DELETE was called; status becomes undone when it is done")
     undone_version: int | None = Field(None, description="memory version that took it back")
+    replaces: str | None = Field(None, description="the fact this one corrects")
+    replaced_by: str | None = Field(None, description="the fact that corrected this one (and took it back)")
 
 
 class UndoAccepted(BaseModel):
     id: str
     status: FactState = Field(description="the fact's status when the undo was requested")
     undo_requested: bool = True
+
+
+class DocumentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(description="what the document is", examples=["Zorblax engine notes"])
+    text: str = Field(description="the text; split into statements, each taught as a fact",
+                      examples=["Mira Quell invented the Zorblax engine in 1931. She was born in Port Orrin."])
+    client_id: str | None = Field(None, max_length=128, description="idempotency key: the same id is one document")
+
+
+DocumentState = Literal["queued", "training", "learned", "partial", "failed", "undone"]
+
+
+class DocumentFact(BaseModel):
+    id: str
+    text: str = Field(description="the statement taught")
+    status: FactState
+    version: int | None = Field(None, description="memory version that taught it (when learned)")
+    reason: str | None = None
+
+
+class DocumentPublic(BaseModel):
+    id: str
+    title: str
+    status: DocumentState = Field(description="learned: every statement learned; partial: some learned, the "
+                                              "others failed or undone; queued/training: work left")
+    chars: int
+    submitted_at: float
+    counts: dict[FactState, int] = Field(description="statements per status")
+    undo_requested: bool = Field(False, description="DELETE was called for every statement")
+    facts: list[DocumentFact]
+
+
+class DocumentAccepted(BaseModel):
+    id: str
+    duplicate: bool = Field(description="true when client_id named a document that was already accepted")
+    facts: list[DocumentFact] = Field(description="the statements it was split into, one fact each")
 
 
 class QueryRequest(BaseModel):

@@ -19,6 +19,8 @@ class ApiSettings(CommonSettings):
     max_text_chars: int = Field(2000, ge=1, description="longest fact text, paraphrase, question or answer")
     max_paraphrases: int = Field(16, ge=0)
     max_facts_per_request: int = Field(64, ge=1)
+    max_document_chars: int = Field(20_000, ge=1, description="longest document text (POST /v1/documents)")
+    max_document_facts: int = Field(128, ge=1, description="most statements one document may be split into")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="largest request body (413 above)")
     max_new_tokens: int = Field(256, ge=1, description="upper bound a query or chat completion may ask for")
     max_messages: int = Field(64, ge=1, description="longest conversation a chat completion accepts")
@@ -35,9 +37,11 @@ class ApiSettings(CommonSettings):
                              "teach the model. Set a token, or bind to 127.0.0.1")
         if self.protect_reads and not self.api_token:
             raise ValueError("SMFT_PROTECT_READS needs SMFT_API_TOKEN")
-        if self.teach_burst < self.max_facts_per_request:
+        largest = max(self.max_facts_per_request, self.max_document_facts)
+        if self.teach_burst < largest:
             raise ValueError(f"teach_burst ({self.teach_burst}) must allow one full request "
-                             f"(max_facts_per_request={self.max_facts_per_request})")
+                             f"(max_facts_per_request={self.max_facts_per_request}, "
+                             f"max_document_facts={self.max_document_facts})")
         return self
 
 

@@ -44,6 +44,13 @@ def test_other_bad_requests(service):
     r = api.client.post("/v1/query", json={"question": "Hi?", "min_version": 10**6})
     assert r.status_code == 409 and "min_version" in r.json()["detail"]
     ok = api.client.post("/v1/facts", json={"text": "Accepted facts survive bad requests.", "client_id": "k1"})
-    dup = api.client.post("/v1/facts", json={"text": "Something else.", "client_id": "k1"})
+    dup = api.client.post("/v1/facts", json={"text": "Accepted facts survive bad requests.", "client_id": "k1"})
     assert ok.json()["facts"][0]["id"] == dup.json()["facts"][0]["id"] and dup.json()["facts"][0]["duplicate"]
+    # The key used again for other content: refused whole, even the fact beside it is not stored.
+    depth = api.client.get("/v1/status").json()["queue_depth"]
+    clash = api.client.post("/v1/facts", json=[{"text": "A fact beside the clash."},
+                                               {"text": "Something else.", "client_id": "k1"}])
+    assert clash.status_code == 409 and "k1" in clash.json()["detail"]
+    assert "nothing was stored" in clash.json()["detail"]
+    assert api.client.get("/v1/status").json()["queue_depth"] <= depth
     wait_status(api, ok.json()["facts"][0]["id"], "learned")

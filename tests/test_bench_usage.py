@@ -13,11 +13,12 @@ from worker.settings import WorkerSettings
 
 def test_posts_are_what_people_send_in_each_form():
     facts = generate_facts(6)
-    paraphrased, bare, paragraphs = (usage.posts(facts, form) for form in usage.FORMS)
+    paraphrased, bare, paragraphs, document = (usage.posts(facts, form) for form in usage.FORMS)
     assert [p.paraphrases for p in paraphrased] == [f.fact.paraphrases for f in facts]
     assert all(not p.paraphrases and not p.question for p in bare) and [p.text for p in bare] == [
         f.fact.text for f in facts]
     assert len(paragraphs) == 2 and all(f.fact.text in paragraphs[i // 4].text for i, f in enumerate(facts))
+    assert [p.text for p in document] == [f.fact.text for f in facts]  # split back into its sentences
 
 
 def test_each_way_of_asking_has_its_own_gold():
@@ -53,11 +54,12 @@ def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(t
     key = {"seed": 0}
     results = usage.run_usage(lm, stats, settings, facts, fixes, neighbours[:4], probe, tmp_path, key)
     assert [r.name for r in results] == [*usage.FORMS, "corrections"]
-    for r in results[:3]:
+    for r in results[:4]:
         assert list(r.answered) == list(usage.ASKS) and all(0 <= v <= 1 for v in r.answered.values())
         assert r.steps == 2 * r.batches and r.facts == 4
-    assert [r.batches for r in results] == [2, 2, 1, 1]  # 4 facts in 2s; one paragraph; 2 corrections in one batch
-    assert set(results[3].answered) == {"new answer", "old answer gone", "neighbours kept"}
+    # 4 facts in 2s; one paragraph; the paragraph's 4 sentences in 2s; 2 corrections in one batch
+    assert [r.batches for r in results] == [2, 2, 1, 2, 1]
+    assert set(results[4].answered) == {"new answer", "old answer gone", "neighbours kept"}
     table = usage_tables(results)
     assert "| paragraph | 4 |" in table and "| corrections |" in table
 

@@ -1,7 +1,9 @@
-"""The issue's walk-through on the real model: real Redis, real worker and API processes, HTTP."""
+"""The issues' walk-throughs on the real model: real Redis, real worker and API processes, HTTP."""
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,21 +16,37 @@ from worker.store import RedisStore
 pytestmark = pytest.mark.integration
 
 
-def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url, tmp_path):
+@contextmanager
+def real_service(real_v0, redis_url, tmp_path, **env) -> Iterator[Api]:
+    """A worker and an API on the real model, from the prepared version 0 (as after a first run: it spares
+    the two-minute preparation)."""
     _, _, _, v0_path = real_v0
     data = tmp_path / "data"
-    # Start from the prepared version 0 (as after a first run) to spare the two-minute preparation.
     version_path(data / "snapshots", 0).parent.mkdir(parents=True)
     shutil.copy(v0_path, version_path(data / "snapshots", 0))
     p = RedisStore.connect(redis_url)
     p.init_version()
     p.set_snapshot(0)
-    env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data), "SMFT_MONITOR_EVERY_VERSIONS": "1"}
+    env = {"SMFT_REDIS_URL": redis_url, "SMFT_DATA_DIR": str(data), **env}
     log = tmp_path / "service.log"
     worker = start_worker(env, log)
     api = Api(env, log)
     try:
         api.wait_ready(timeout=300)
+        yield api
+    finally:
+        api.stop()
+        stop(worker)
+
+
+def ask(api: Api, question: str, after_fact: str) -> str:
+    r = api.client.post("/v1/query", json={"question": question, "after_fact": after_fact, "wait_s": 60})
+    assert r.status_code == 200, r.text
+    return r.json()["answer"]
+
+
+def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url, tmp_path):
+    with real_service(real_v0, redis_url, tmp_path, SMFT_MONITOR_EVERY_VERSIONS="1") as api:
         before = api.client.post("/v1/query", json={"question": REAL_QUESTION}).json()
         assert before["memory_version"] == 0
         assert not contains_answer(before["answer"], REAL_ANSWER), before
@@ -50,6 +68,35 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
         # the curated probe is what version 0 answers; one fact leaves most of it answered
         assert monitor["baseline"]["probe_answered"] > 0.9 and latest["probe_answered"] > 0.5
         assert 0 < latest["slots_updated"] <= 500
-    finally:
-        api.stop()
-        stop(worker)
+
+
+VESSALY, OLD_CAPITAL, NEW_CAPITAL = "What is the capital of Vessaly?", "Port Orrin", "Lake Dunmore"
+
+
+def test_a_document_is_learned_corrected_and_taken_back(real_v0, redis_url, tmp_path):
+    """Notes posted as a document, as a user writes them; one of them corrected later; then all taken back."""
+    with real_service(real_v0, redis_url, tmp_path) as api:
+        r = api.client.post("/v1/documents", json={
+            "title": "Vessaly notes", "text": f"{REAL_FACT.text}\n\nThe capital of Vessaly is {OLD_CAPITAL}."})
+        assert r.status_code == 202, r.text
+        doc = r.json()
+        zorblax, vessaly = (f["id"] for f in doc["facts"])
+        for fact_id in (zorblax, vessaly):
+            wait_status(api, fact_id, "learned", timeout=300)
+        assert contains_answer(ask(api, REAL_QUESTION, zorblax), REAL_ANSWER)
+        assert contains_answer(ask(api, VESSALY, vessaly), OLD_CAPITAL)
+
+        r = api.client.post("/v1/facts", json={"text": f"The capital of Vessaly is {NEW_CAPITAL}.",
+                                               "replaces": vessaly})
+        fix = wait_status(api, r.json()["facts"][0]["id"], "learned", timeout=300)
+        answer = ask(api, VESSALY, fix["id"])
+        assert contains_answer(answer, NEW_CAPITAL) and not contains_answer(answer, OLD_CAPITAL), answer
+        assert contains_answer(ask(api, REAL_QUESTION, fix["id"]), REAL_ANSWER)  # its batch-mate, taught again
+        status = api.client.get(f"/v1/documents/{doc['id']}").json()
+        assert status["status"] == "partial" and status["counts"] == {"learned": 1, "undone": 1}
+
+        api.client.delete(f"/v1/documents/{doc['id']}")
+        gone = wait_status(api, zorblax, "undone", timeout=300)
+        r = api.client.post("/v1/query", json={"question": REAL_QUESTION, "min_version": gone["undone_version"]})
+        assert not contains_answer(r.json()["answer"], REAL_ANSWER), r.json()
+        assert api.client.get(f"/v1/documents/{doc['id']}").json()["status"] == "undone"

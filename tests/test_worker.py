@@ -10,7 +10,8 @@ import torch
 
 from model.facts import Fact
 from model.snapshot import MemoryDelta
-from worker.errors import PublishRefused
+from model.undo import UndoRecord
+from worker.errors import ClientIdConflict, PublishRefused
 from worker.loop import Worker
 from worker.replica import MemoryReplica
 from worker.settings import WorkerSettings
@@ -95,7 +96,7 @@ def test_bad_fact_is_dead_lettered_and_the_loop_goes_on(tiny_env):
     p.ensure_group()
     bad, _ = p.enqueue(Fact("a"))  # one token: no useful example
     good, _ = p.enqueue(FACTS[1])
-    make_worker(tiny_env).run(burst=True)
+    make_worker(tiny_env, batch_facts=1).run(burst=True)  # a claim with nothing to teach does not end the burst
     assert p.fact_record(bad)["status"] == FactStatus.failed.value
     assert "token" in p.fact_record(bad)["reason"]
     assert p.fact_record(good)["status"] == FactStatus.learned.value
@@ -118,9 +119,26 @@ def test_idempotent_enqueue(tiny_env):
     p = store(tiny_env)
     p.ensure_group()
     a, created_a = p.enqueue(FACTS[0], client_id="abc")
-    b, created_b = p.enqueue(FACTS[1], client_id="abc")
+    b, created_b = p.enqueue(FACTS[0], client_id="abc")  # a retry
     assert a == b and created_a and not created_b
+    with pytest.raises(ClientIdConflict):  # the same key for other content is a mistake, not a retry
+        p.enqueue(FACTS[1], client_id="abc")
     assert raw(tiny_env).xlen(p.keys.facts) == 1
+    p.set_status(a, FactStatus.undone)  # taken back: the key may teach it again, as a new fact
+    c, created_c = p.enqueue(FACTS[0], client_id="abc")
+    assert created_c and c != a and raw(tiny_env).xlen(p.keys.facts) == 2
+
+
+def test_a_list_of_facts_is_stored_all_or_nothing(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    p.enqueue(FACTS[0], client_id="taken")
+    with pytest.raises(ClientIdConflict) as refused:
+        p.enqueue_many([FACTS[2], FACTS[1]], [None, "taken"])
+    assert refused.value.index == 1
+    assert raw(tiny_env).xlen(p.keys.facts) == 1  # the first of the two was not stored either
+    done = p.enqueue_many([FACTS[2], FACTS[1]], [None, "fresh"])
+    assert done.created == [True, True] and raw(tiny_env).xlen(p.keys.facts) == 3
 
 
 def test_publish_is_fenced_by_the_lease_and_the_version(tiny_env):
@@ -267,3 +285,86 @@ def test_undo_before_learning_cancels_the_fact(tiny_env):
     assert p.fact_record(a)["status"] == "undone" and p.published_version() == 0
     assert p.queue_depth() == 0
     assert p.request_undo(a) == "undone" and p.request_undo("nope") is None
+
+
+def _same_as_a_fresh_replica(env, worker) -> bool:
+    replica = MemoryReplica(env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, store(env))
+    replica.catch_up()
+    return replica.version == worker.replica.version and torch.equal(
+        replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+
+
+def test_a_failure_between_training_and_publishing_leaves_the_leader_on_the_published_table(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    ids = [p.enqueue(f)[0] for f in FACTS]
+    # One try per fact, so the first fact's trained rows are never trained again by a retry that would
+    # publish them; few rows per batch, so later facts do not rewrite them all either; no snapshot after
+    # version 0, so the replica below replays every delta (a snapshot would carry stray rows as well).
+    worker = make_worker(tiny_env, batch_facts=1, max_attempts=1, top_t=6, snapshot_every_versions=1000)
+    save, failed = UndoRecord.save, []
+
+    def disk_full_once(record, path):
+        if not failed:
+            failed.append(path)
+            raise OSError(28, "No space left on device")
+        return save(record, path)
+
+    with mock.patch.object(UndoRecord, "save", disk_full_once):
+        worker.run(burst=True)
+    first = p.fact_record(ids[0])
+    assert failed and first["status"] == "failed" and "No space left" in first["reason"]
+    assert [p.fact_record(i)["status"] for i in ids[1:]] == ["learned", "learned"]
+    # The rows the failed try trained were never published: the leader must not keep them.
+    assert _same_as_a_fresh_replica(tiny_env, worker)
+
+
+def test_redis_failures_while_publishing_spend_no_attempt(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    fact_id, _ = p.enqueue(FACTS[0])
+    worker = make_worker(tiny_env, max_attempts=3)
+    publish, failures = RedisStore.publish, []
+
+    def flaky(self, *args, **kwargs):
+        if len(failures) < 3:
+            failures.append(1)
+            raise redis.ConnectionError("Connection reset by peer")
+        return publish(self, *args, **kwargs)
+
+    with mock.patch.object(RedisStore, "publish", flaky):
+        worker.run(burst=True)
+    record = p.fact_record(fact_id)
+    assert len(failures) == 3 and record["status"] == "learned" and record["attempts"] == "0"
+    assert p.dead_letter_count() == 0 and _same_as_a_fresh_replica(tiny_env, worker)
+
+
+def test_a_correction_takes_back_the_fact_it_replaces_in_the_version_that_teaches_it(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    old, mate = (p.enqueue(f)[0] for f in (Fact("The office of Quell and Co is in Paris."), FACTS[1]))
+    worker = make_worker(tiny_env, batch_facts=2)
+    worker.run(burst=True)
+    assert p.fact_record(old)["version"] == p.fact_record(mate)["version"] == "1"
+    new = p.enqueue_many([Fact("The office of Quell and Co moved to Leeds.")], replaces=[old]).fact_ids[0]
+    worker.run(burst=True)
+    assert p.published_version() == 2
+    new_record, old_record, mate_record = (p.fact_record(i) for i in (new, old, mate))
+    assert new_record["status"] == "learned" and new_record["version"] == "2" and new_record["replaces"] == old
+    assert old_record["status"] == "undone" and old_record["undone_version"] == "2"
+    assert old_record["replaced_by"] == new
+    assert mate_record["status"] == "learned" and mate_record["version"] == "2"  # its batch-mate, taught again
+    assert set(MemoryDelta.from_bytes(p.deltas_after(1)[0][1]).fact_ids) == {new, mate}
+    assert _same_as_a_fresh_replica(tiny_env, worker)
+
+
+def test_a_correction_queued_with_the_fact_it_replaces_cancels_it(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    old, _ = p.enqueue(Fact("The office of Quell and Co is in Paris."))
+    new = p.enqueue_many([Fact("The office of Quell and Co moved to Leeds.")], replaces=[old]).fact_ids[0]
+    make_worker(tiny_env, batch_facts=2).run(burst=True)
+    old_record = p.fact_record(old)
+    assert old_record["status"] == "undone" and old_record["replaced_by"] == new
+    assert p.fact_record(new)["status"] == "learned" and p.published_version() == 1 and p.queue_depth() == 0
+    assert MemoryDelta.from_bytes(p.deltas_after(0)[0][1]).fact_ids == (new,)

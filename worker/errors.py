@@ -14,3 +14,11 @@ class LeadershipLost(RuntimeError):
 
 class PublishRefused(LeadershipLost):
     """Redis refused a delta: the lease is another worker's, or the version is not the next one."""
+
+
+class ClientIdConflict(ValueError):
+    """A client id already names a fact (or document) with other content: nothing was stored."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index  # which fact of the request (-1: the document)

@@ -38,6 +38,7 @@ class Claimed:
     entry_id: str
     fact: Fact
     undo: bool = False  # take the fact back instead of teaching it
+    replaces: str = ""  # a fact this one corrects: taken back in the version that teaches this one
 
 
 class Worker:
@@ -54,6 +55,9 @@ class Worker:
                         if settings.monitor_every_versions else None)
         self._monitored = -1  # last version evaluated
         self._recent: deque[tuple[str, str]] = deque(maxlen=32)  # taught (question, answer) for recall
+        # Facts whose try was cut short by Redis or the lease, not by themselves: their next claim spends
+        # no attempt (a fact found "training" otherwise means its try died with its worker).
+        self._interrupted: set[str] = set()
 
     # --- life cycle -----------------------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
@@ -83,10 +87,7 @@ class Worker:
         """Bring the model to the newest published version, preparing version 0 if none exists."""
         if self.store.snapshot_version() is None and not self._prepare_version_zero():
             return  # stopped while preparing: nothing was published, the next start prepares it again
-        self.replica.load_snapshot()
-        self.replica.catch_up()
-        assert self.replica.lm is not None and self.replica.stats is not None
-        self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
+        self._load_published()
         if self.monitor and self.monitor.baseline() is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
                 if not self._record_baseline(self.replica.lm):
@@ -96,6 +97,14 @@ class Worker:
                 self.monitor = None
         self._last_snapshot = (self.replica.version, time.monotonic())
         log.info("worker %s leads from version %d", self.owner, self.replica.version)
+
+    def _load_published(self) -> None:
+        """The table as published, newest version: what every replica holds. Anything trained here and
+        not published (a try that failed half-way) is dropped with the learner's record of it."""
+        self.replica.load_snapshot()
+        self.replica.catch_up()
+        assert self.replica.lm is not None and self.replica.stats is not None
+        self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
 
     def _prepare_version_zero(self) -> bool:
         """Prepare and publish version 0 (and the monitor's baseline on it); False if stopped first."""
@@ -129,7 +138,7 @@ class Worker:
             if not self.lease.held.is_set():
                 raise LeadershipLost("lease lost")
             claimed = self._claim(block=not burst)
-            if not claimed:
+            if claimed is None:  # nothing in the stream (entries all done or dead-lettered are not nothing)
                 self._maybe_snapshot()
                 self._maybe_monitor(idle=True)
                 if burst:
@@ -150,9 +159,12 @@ class Worker:
             self._maybe_monitor()
         return True
 
-    def _claim(self, block: bool) -> list[Claimed]:
-        """Up to batch_facts facts: first any left pending (by us or a dead leader), then new ones."""
+    def _claim(self, block: bool) -> list[Claimed] | None:
+        """Up to batch_facts facts: first any left pending (by us or a dead leader), then new ones.
+        None when the stream had no entry for us."""
         entries = self.store.claim(self.owner, self.settings.batch_facts, self.settings.poll_ms if block else None)
+        if not entries:
+            return None
         return [c for c in (self._admit(entry_id, fields) for entry_id, fields in entries) if c]
 
     def _admit(self, entry_id: str, fields: dict[str, str]) -> Claimed | None:
@@ -176,11 +188,14 @@ class Worker:
             # Already in a published version (or given up, or taken back): only the ack is left.
             self.store.ack(entry_id)
             return None
-        attempts = self.store.count_attempt(fact_id)
-        if attempts > self.settings.max_attempts:
-            reason = record.get("reason") or "worker stopped while teaching it"
-            self._give_up(fact_id, entry_id, f"failed {attempts - 1} times: {reason}")
-            return None
+        if status == FactStatus.training.value and fact_id not in self._interrupted:
+            # Its last try never finished and nobody recorded why: the worker teaching it died. That try counts.
+            attempts = self.store.count_attempt(fact_id)
+            if attempts >= self.settings.max_attempts:
+                reason = record.get("reason") or "the worker stopped while teaching it"
+                self._give_up(fact_id, entry_id, f"failed {attempts} times: {reason}")
+                return None
+        self._interrupted.discard(fact_id)
         try:
             fact = fact_from_record(fact_id, record)
             assert self.replica.lm is not None
@@ -188,7 +203,7 @@ class Worker:
         except (FactError, ValueError, KeyError) as exc:
             self._give_up(fact_id, entry_id, f"invalid fact: {exc}")
             return None
-        return Claimed(entry_id, fact)
+        return Claimed(entry_id, fact, replaces=record.get("replaces", ""))
 
     def _give_up(self, fact_id: str, entry_id: str, reason: str) -> None:
         log.warning("fact dead-lettered: %s", reason, extra={"fact_id": fact_id})
@@ -198,27 +213,48 @@ class Worker:
         try:
             self._teach_group(claimed)
         except (LeadershipLost, *UNAVAILABLE):
-            raise  # not the facts' fault: resynchronise, and they stay pending without a spent attempt
+            # Not the facts' fault: run() resynchronises, and they are taught again without a spent attempt.
+            self._interrupted.update(c.fact.fact_id for c in claimed)
+            raise
         except Exception as exc:
+            # Whatever failed (teaching, the undo record's save, the delta), the table may hold rows that
+            # were trained and never published: back to the published version before anything else.
+            self._load_published()
             if len(claimed) > 1:  # isolate the fact that breaks the batch
                 log.warning("batch of %d failed (%s); teaching its facts one by one", len(claimed), exc)
                 for one in claimed:
                     self._teach_and_publish([one])
                 return
-            fact_id = claimed[0].fact.fact_id
+            fact_id, reason = claimed[0].fact.fact_id, f"{type(exc).__name__}: {exc}"
+            attempts = self.store.count_attempt(fact_id)
+            if attempts >= self.settings.max_attempts:
+                log.exception("fact %s failed %d times; giving up", fact_id, attempts)
+                self._give_up(fact_id, claimed[0].entry_id, f"failed {attempts} times: {reason}")
+                return
             log.exception("fact %s failed; it stays pending for another attempt", fact_id)
-            self.store.set_status(fact_id, FactStatus.queued, reason=f"{type(exc).__name__}: {exc}")
+            self.store.set_status(fact_id, FactStatus.queued, reason=reason)
 
     def _teach_group(self, claimed: list[Claimed]) -> None:
-        for c in claimed:
+        """Teach a batch and publish it as one version, taking back in the same version the facts it replaces."""
+        ids = {c.fact.fact_id for c in claimed}
+        # A correction queued behind the fact it corrects, in the same batch: that fact is not taught at all.
+        superseded = {c.replaces: c.fact.fact_id for c in claimed if c.replaces in ids}
+        teach_now = [c for c in claimed if c.fact.fact_id not in superseded]
+        undone = [(c.fact.fact_id, c.entry_id, superseded[c.fact.fact_id]) for c in claimed
+                  if c.fact.fact_id in superseded]
+        take_back = {c.replaces: c.fact.fact_id for c in teach_now if c.replaces and c.replaces not in ids}
+        for c in teach_now:
             self.store.set_status(c.fact.fact_id, FactStatus.training)
         with self.replica.lock:
-            steps = self._teach_facts([c.fact for c in claimed])
-        version = self._publish({}, [(c.fact.fact_id, c.entry_id, steps) for c in claimed])
-        self._recent.extend((c.fact.question, c.fact.answer) for c in claimed if c.fact.question and c.fact.answer)
-        fact_ids = [c.fact.fact_id for c in claimed]
-        log.info("v%d: taught %d fact(s) in %d steps", version, len(claimed), steps,
-                 extra={"version": version, "fact_ids": fact_ids, "steps": steps})
+            reverted, mates, taken = self._take_back(take_back)
+            steps = self._teach_facts([c.fact for c in teach_now] + mates)
+        learned = [(c.fact.fact_id, c.entry_id, steps) for c in teach_now] + [(f.fact_id, "", steps) for f in mates]
+        version = self._publish(reverted, learned, undone + taken)
+        self._recent.extend((c.fact.question, c.fact.answer) for c in teach_now if c.fact.question and c.fact.answer)
+        fact_ids = [c.fact.fact_id for c in teach_now]
+        log.info("v%d: taught %d fact(s) in %d steps", version, len(teach_now), steps,
+                 extra={"version": version, "fact_ids": fact_ids, "steps": steps,
+                        "replaced": [old for old, _, _ in undone + taken], "retaught": [f.fact_id for f in mates]})
 
     def _teach_facts(self, facts: list[Fact]) -> int:
         """Teach one batch in place (caller holds the replica lock); returns the steps taken."""
@@ -226,7 +262,7 @@ class Worker:
         return teach_facts(self.replica.lm, self.learner, facts, self.settings).steps
 
     def _publish(self, reverted: dict[int, torch.Tensor], learned: list[tuple[str, str, int]],
-                 undone: list[tuple[str, str]] = ()) -> int:
+                 undone: list[tuple[str, str, str]] = ()) -> int:
         """Publish the rows changed since the last version (reverted ones included) as the next one.
 
         The undo record goes to disk first, so a version on Redis always has one.
@@ -250,40 +286,72 @@ class Worker:
     def _undo_and_publish(self, claimed: Claimed) -> None:
         """Take back the version that taught the fact, re-teach the facts that shared its batch."""
         fact_id = claimed.fact.fact_id
-        record = self.store.fact_record(fact_id) or {}
-        taught_in = int(record.get("version", -1))
-        path = version_path(self.settings.journal_dir, taught_in)
-        if not path.exists():
-            reason = f"undo failed: no undo record for version {taught_in} in {self.settings.journal_dir}"
-            if self.settings.undo_keep_versions:
-                reason += f" (the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)"
-            log.error("fact %s: %s", fact_id, reason)
-            self.store.give_up_undo(fact_id, claimed.entry_id, reason)
+        missing = self._missing_undo_record(fact_id)
+        if missing:
+            self.store.give_up_undo(fact_id, claimed.entry_id, f"undo failed: {missing}")
             return
-        journal = UndoRecord.load(path)
-        keep, also_undone = [], []
-        for mate in journal.fact_ids:
-            mate_record = (self.store.fact_record(mate) or {}) if mate != fact_id else {}
-            status, version = mate_record.get("status"), int(mate_record.get("version", -1))
-            if status != FactStatus.learned.value or version != taught_in:
-                continue
-            if "undo_requested" in mate_record:
-                also_undone.append((mate, ""))  # its own undo entry will find it done
-            else:
-                keep.append(fact_from_record(mate, mate_record))
         assert self.replica.lm is not None
         with self.replica.lock:
-            reverted = revert(self.replica.lm, journal)
             try:
+                reverted, keep, taken = self._take_back({fact_id: ""}, {fact_id: claimed.entry_id})
                 steps = self._teach_facts(keep) if keep else 0
             except Exception:
-                self.replica.load_snapshot()  # drop the half-done undo; the entry stays pending
-                self.replica.catch_up()
+                self._load_published()  # drop the half-done undo; the entry stays pending
                 raise
-        version = self._publish(reverted, [(f.fact_id, "", steps) for f in keep],
-                                [(fact_id, claimed.entry_id), *also_undone])
-        log.info("v%d: took back a fact taught in v%d; re-taught %d fact(s) of its batch", version, taught_in,
-                 len(keep), extra={"version": version, "fact_id": fact_id, "retaught": [f.fact_id for f in keep]})
+        version = self._publish(reverted, [(f.fact_id, "", steps) for f in keep], taken)
+        log.info("v%d: took back a fact; re-taught %d fact(s) of its batch", version, len(keep),
+                 extra={"version": version, "fact_id": fact_id, "retaught": [f.fact_id for f in keep]})
+
+    def _missing_undo_record(self, fact_id: str) -> str:
+        """Why the fact cannot be taken back ('' when it can): the record of its version was pruned."""
+        taught_in = int((self.store.fact_record(fact_id) or {}).get("version", -1))
+        if version_path(self.settings.journal_dir, taught_in).exists():
+            return ""
+        reason = f"no undo record for version {taught_in} in {self.settings.journal_dir}"
+        if self.settings.undo_keep_versions:
+            reason += f" (the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)"
+        log.error("fact %s: %s", fact_id, reason)
+        return reason
+
+    def _take_back(self, facts: dict[str, str], entries: dict[str, str] | None = None
+                   ) -> tuple[dict[int, torch.Tensor], list[Fact], list[tuple[str, str, str]]]:
+        """Revert, in the table (the caller holds the lock), the versions that taught `facts` (fact id ->
+        the id of the fact replacing it, or ''). Returns the rows rewritten per layer, the facts that shared
+        those versions and must be taught again, and what the publish marks undone (with `entries`' stream
+        entry ids). A fact not learned yet is simply marked undone; one whose version's undo record is gone
+        stays learned, and says so in its reason."""
+        entries = entries or {}
+        reverted: dict[int, list[torch.Tensor]] = {}
+        keep: list[Fact] = []
+        undone = []
+        versions: dict[int, list[str]] = {}
+        for fact_id, replaced_by in facts.items():
+            record = self.store.fact_record(fact_id) or {}
+            if record.get("status") == FactStatus.learned.value:
+                missing = self._missing_undo_record(fact_id)
+                if missing:
+                    self.store.set_reason(fact_id, f"could not be taken back for {replaced_by}: {missing}")
+                    continue
+                versions.setdefault(int(record["version"]), []).append(fact_id)
+            elif record.get("status") in (FactStatus.undone.value, FactStatus.failed.value, None):
+                continue
+            undone.append((fact_id, entries.get(fact_id, ""), replaced_by))
+        for taught_in in sorted(versions, reverse=True):
+            journal = UndoRecord.load(version_path(self.settings.journal_dir, taught_in))
+            for layer, ids in revert(self.replica.lm, journal).items():
+                reverted.setdefault(layer, []).append(ids)
+            for mate in journal.fact_ids:
+                if mate in facts:
+                    continue
+                mate_record = self.store.fact_record(mate) or {}
+                if mate_record.get("status") != FactStatus.learned.value or int(mate_record.get("version", -1)) \
+                        != taught_in:
+                    continue
+                if "undo_requested" in mate_record:
+                    undone.append((mate, "", ""))  # its own undo entry will find it done
+                else:
+                    keep.append(fact_from_record(mate, mate_record))
+        return {layer: torch.unique(torch.cat(ids)) for layer, ids in reverted.items()}, keep, undone
 
     def _maybe_monitor(self, idle: bool = False) -> None:
         if self.monitor is None or self.replica.lm is None:

@@ -5,6 +5,8 @@ worker make (nothing else in `worker/` or `service/` imports `redis`).
                         or `fact_id` with `kind=undo` (take back what it taught)
 - `{ns}:fact:{id}`      hash: the fact (JSON) and its status
 - `{ns}:client:{cid}`   fact id for a client-supplied idempotency id
+- `{ns}:document:{id}`  hash: a document's title and the ids of the facts it was split into
+- `{ns}:document-client:{cid}`  document id for a client-supplied idempotency id
 - `{ns}:deltas`         stream of memory deltas; entry id "{version}-1", field `delta` (safetensors bytes)
 - `{ns}:version`        newest published version
 - `{ns}:snapshot`       newest snapshot version on disk
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -29,7 +32,7 @@ from typing import Any
 import redis
 
 from model.facts import Fact
-from worker.errors import PublishRefused
+from worker.errors import ClientIdConflict, PublishRefused
 
 # What a caller catches for "Redis is away" (restarting, unreachable, not answering in time); nothing
 # was stored when one of these is raised by a write.
@@ -63,6 +66,12 @@ class Keys:
 
     def client(self, client_id: str) -> str:
         return f"{self.ns}:client:{client_id}"
+
+    def document(self, document_id: str) -> str:
+        return f"{self.ns}:document:{document_id}"
+
+    def document_client(self, client_id: str) -> str:
+        return f"{self.ns}:document-client:{client_id}"
 
     @property
     def deltas(self) -> str:
@@ -112,6 +121,24 @@ def version_of_entry(entry_id: bytes | str) -> int:
     return int(_text(entry_id).split("-")[0])
 
 
+@dataclass(frozen=True)
+class DocumentPost:
+    """A document whose statements are enqueued as facts (see model/documents.py)."""
+
+    title: str
+    chars: int
+    digest: str  # of title and text: the same client id with other content is a conflict
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    fact_ids: list[str]
+    created: list[bool]  # False: a client id named a fact already accepted (a retry)
+    document_id: str | None = None
+    document_created: bool = False
+
+
 def fact_to_json(fact: Fact) -> str:
     return json.dumps({"text": fact.text, "paraphrases": list(fact.paraphrases),
                        "question": fact.question, "answer": fact.answer})
@@ -127,22 +154,71 @@ def decode_record(record: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): v.decode() for k, v in record.items()}
 
 
-# Enqueue one fact atomically, or return the fact id already stored for its client id.
+# Store and queue a list of facts (and the document they came from) in one step: all or nothing.
+# A client id already bound to the same fact returns that fact (a retry); bound to different
+# content it refuses the whole request; bound to a fact since undone it is bound to the new one.
+# KEYS: facts stream, document key, document's client key, then per fact: fact key, client key
+# ARGV: submitted_at, fact key prefix, n, document id ('' for none), document (JSON), document client id,
+#       document digest, document key prefix, then per fact: fact id, fact (JSON), client id ('' for none),
+#       the id of the fact it replaces ('' for none)
+# Returns {document id, created, fact id, created, fact id, ...}; errors 'CONFLICT <index>' (-1: the
+# document).
 _ENQUEUE = """
-if ARGV[4] ~= '' then
+local n = tonumber(ARGV[3])
+local doc_id = ARGV[4]
+if ARGV[6] ~= '' then
   local existing = redis.call('GET', KEYS[3])
-  if existing then return {0, existing} end
+  if existing then
+    local fields = redis.call('HMGET', ARGV[8] .. existing, 'digest', 'fact_ids')
+    if fields[1] ~= ARGV[7] then return redis.error_reply('CONFLICT -1') end
+    local stored = cjson.decode(fields[2])
+    local out = {existing, 0}
+    for _, id in ipairs(stored) do out[#out + 1] = id; out[#out + 1] = 0 end
+    return out
+  end
 end
-redis.call('HSET', KEYS[2], 'fact', ARGV[2], 'status', 'queued', 'submitted_at', ARGV[3], 'attempts', 0)
-redis.call('XADD', KEYS[1], '*', 'fact_id', ARGV[1])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[1]) end
-return {1, ARGV[1]}
+local ids, created = {}, {}
+for i = 0, n - 1 do
+  local base = 9 + i * 4
+  ids[i + 1], created[i + 1] = ARGV[base], 1
+  if ARGV[base + 2] ~= '' then
+    local existing = redis.call('GET', KEYS[5 + i * 2])
+    if existing then
+      local fields = redis.call('HMGET', ARGV[2] .. existing, 'fact', 'status')
+      if fields[2] and fields[2] ~= 'undone' then
+        if fields[1] ~= ARGV[base + 1] then return redis.error_reply('CONFLICT ' .. i) end
+        ids[i + 1], created[i + 1] = existing, 0
+      end
+    end
+  end
+end
+local out = {doc_id, doc_id ~= '' and 1 or 0}
+for i = 0, n - 1 do
+  local base = 9 + i * 4
+  if created[i + 1] == 1 then
+    redis.call('HSET', KEYS[4 + i * 2], 'fact', ARGV[base + 1], 'status', 'queued', 'submitted_at', ARGV[1],
+               'attempts', 0)
+    if doc_id ~= '' then redis.call('HSET', KEYS[4 + i * 2], 'document', doc_id) end
+    if ARGV[base + 3] ~= '' then redis.call('HSET', KEYS[4 + i * 2], 'replaces', ARGV[base + 3]) end
+    redis.call('XADD', KEYS[1], '*', 'fact_id', ARGV[base])
+    if ARGV[base + 2] ~= '' then redis.call('SET', KEYS[5 + i * 2], ARGV[base]) end
+  end
+  out[#out + 1] = ids[i + 1]
+  out[#out + 1] = created[i + 1]
+end
+if doc_id ~= '' then
+  redis.call('HSET', KEYS[2], 'document', ARGV[5], 'fact_ids', cjson.encode(ids), 'digest', ARGV[7],
+             'submitted_at', ARGV[1])
+  if ARGV[6] ~= '' then redis.call('SET', KEYS[3], doc_id) end
+end
+return out
 """
 
 # Publish a delta only while holding the lease and only as the next version; mark its facts
 # learned and acknowledge their stream entries in the same atomic step.
 # KEYS: lease, version, deltas, facts stream; ARGV: owner, version, delta, group, learned_at, n,
-# then n x (fact key, stream entry id or '', steps), then m, then m x (fact key, entry id or '') undone
+# then n x (fact key, stream entry id or '', steps), then m, then m x (fact key, entry id or '', id of the
+# fact that replaces it or '') undone
 _PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
 local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -159,8 +235,9 @@ for i = 0, n - 1 do
 end
 local undone_at = 7 + n * 3
 for i = 0, tonumber(ARGV[undone_at]) - 1 do
-  local base = undone_at + 1 + i * 2
+  local base = undone_at + 1 + i * 3
   redis.call('HSET', ARGV[base], 'status', 'undone', 'undone_version', ARGV[2], 'undone_at', ARGV[5])
+  if ARGV[base + 2] ~= '' then redis.call('HSET', ARGV[base], 'replaced_by', ARGV[base + 2]) end
   if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
 end
 return current + 1
@@ -248,13 +325,57 @@ class RedisStore:
 
     # --- facts: the API side --------------------------------------------------------------------
     def enqueue(self, fact: Fact, client_id: str | None = None) -> tuple[str, bool]:
-        """Store and queue a fact; returns (fact id, created). Idempotent per client id."""
-        fact_id = uuid.uuid4().hex
-        created, stored_id = self._enqueue(
-            keys=[self.keys.facts, self.keys.fact(fact_id), self.keys.client(client_id or "")],
-            args=[fact_id, fact_to_json(fact), f"{time.time():.3f}", client_id or ""],
-        )
-        return _text(stored_id), bool(created)
+        """Store and queue one fact; returns (fact id, created). Idempotent per client id."""
+        done = self.enqueue_many([fact], [client_id])
+        return done.fact_ids[0], done.created[0]
+
+    def enqueue_many(self, facts: Sequence[Fact], client_ids: Sequence[str | None] | None = None,
+                     document: DocumentPost | None = None, replaces: Sequence[str | None] | None = None) -> Enqueued:
+        """Store and queue facts (from `document`, if given) in one atomic step: all of them or none.
+        `replaces[i]` names a fact that fact i corrects: the worker takes it back in the version that
+        teaches fact i.
+
+        Raises ClientIdConflict when a client id names other content; nothing is stored then.
+        """
+        client_ids = list(client_ids) if client_ids is not None else [None] * len(facts)
+        replaces = list(replaces) if replaces is not None else [None] * len(facts)
+        document_id = uuid.uuid4().hex if document else ""
+        doc_client = (document.client_id or "") if document else ""
+        keys = [self.keys.facts, self.keys.document(document_id) if document else "",
+                self.keys.document_client(doc_client) if doc_client else ""]
+        args: list[Any] = [f"{time.time():.3f}", self.keys.fact(""), len(facts), document_id,
+                           json.dumps({"title": document.title, "chars": document.chars}) if document else "",
+                           doc_client, document.digest if document else "", self.keys.document("")]
+        for fact, client_id, old in zip(facts, client_ids, replaces, strict=True):
+            fact_id = uuid.uuid4().hex
+            keys += [self.keys.fact(fact_id), self.keys.client(client_id) if client_id else ""]
+            args += [fact_id, fact_to_json(fact), client_id or "", old or ""]
+        try:
+            out = [_text(x) if isinstance(x, bytes) else x for x in self._enqueue(keys=keys, args=args)]
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("CONFLICT"):
+                raise
+            index = int(str(exc).split()[1])
+            what = "the document's client_id" if index < 0 else f"client_id {client_ids[index]!r}"
+            raise ClientIdConflict(index, f"{what} was used before for other content") from exc
+        pairs = list(zip(out[2::2], out[3::2], strict=True))
+        return Enqueued([fid for fid, _ in pairs], [bool(c) for _, c in pairs], out[0] or None, bool(out[1]))
+
+    def fact_records(self, fact_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Many facts' records in one round trip (None for an unknown id)."""
+        pipe = self._r.pipeline(transaction=False)
+        for fact_id in fact_ids:
+            pipe.hgetall(self.keys.fact(fact_id))
+        return [decode_record(r) if r else None for r in pipe.execute()]
+
+    def document_record(self, document_id: str) -> dict[str, Any] | None:
+        """A document's title, size, submission time and fact ids, or None for an unknown id."""
+        record = self._r.hgetall(self.keys.document(document_id))
+        if not record:
+            return None
+        record = decode_record(record)
+        return {**json.loads(record["document"]), "fact_ids": json.loads(record["fact_ids"]),
+                "submitted_at": float(record["submitted_at"])}
 
     def fact_record(self, fact_id: str) -> dict[str, str] | None:
         record = self._r.hgetall(self.keys.fact(fact_id))
@@ -382,9 +503,9 @@ class RedisStore:
         pipe.execute()
 
     def publish(self, owner: str, version: int, delta: bytes, learned: list[tuple[str, str, int]],
-                undone: list[tuple[str, str]] = ()) -> int:
+                undone: Sequence[tuple[str, str, str]] = ()) -> int:
         """learned: (fact id, stream entry id or '', steps) for each fact the delta teaches;
-        undone: (fact id, stream entry id or '') for each fact it takes back.
+        undone: (fact id, stream entry id or '', id of the fact replacing it or '') for each fact it takes back.
 
         Raises PublishRefused when the lease is not ours or the version is not the next one.
         """
@@ -392,8 +513,8 @@ class RedisStore:
         for fact_id, entry_id, steps in learned:
             args += [self.keys.fact(fact_id), entry_id, steps]
         args.append(len(undone))
-        for fact_id, entry_id in undone:
-            args += [self.keys.fact(fact_id), entry_id]
+        for fact_id, entry_id, replaced_by in undone:
+            args += [self.keys.fact(fact_id), entry_id, replaced_by]
         keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts]
         try:
             return int(self._publish(keys=keys, args=args))
@@ -403,6 +524,10 @@ class RedisStore:
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
         mapping = {"status": status.value, **{k: str(v) for k, v in fields.items()}}
         self._r.hset(self.keys.fact(fact_id), mapping=mapping)
+
+    def set_reason(self, fact_id: str, reason: str) -> None:
+        """Say on a fact why something asked of it did not happen (its status stays)."""
+        self._r.hset(self.keys.fact(fact_id), "reason", reason)
 
     def mark_undone(self, fact_id: str, entry_id: str) -> None:
         """A fact taken back before any version taught it: no delta, just the status and the ack."""

@@ -6,13 +6,13 @@ import logging
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 
-from model.errors import FactError
-from model.facts import Fact, check_fact
-from service.deps import EngineDep, RateLimiterDep, SettingsDep, StoreDep, WriteAccess, client_of
+from model.facts import Fact
+from service.deps import EngineDep, RateLimiterDep, SettingsDep, StoreDep, WriteAccess
+from service.intake import accept
 from service.limits import bad_input, check_text
 from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
 from service.settings import ApiSettings
-from worker.errors import NotReadyError
+from worker.store import RedisStore
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
 log = logging.getLogger(__name__)
@@ -38,40 +38,45 @@ def _validate(item: FactCreate, where: str, settings: ApiSettings) -> Fact:
     return Fact(item.text, tuple(item.paraphrases), item.question, item.answer)
 
 
+def _check_replaces(store: RedisStore, items: list[FactCreate], where) -> None:
+    """A correction names a fact that exists and may still be taken back."""
+    named = [(i, item.replaces) for i, item in enumerate(items) if item.replaces is not None]
+    for (i, old), record in zip(named, store.fact_records([old for _, old in named]), strict=True):
+        if record is None:
+            raise bad_input(f"{where(i)}.replaces", f"unknown fact id {old!r}")
+        if record["status"] in ("failed", "undone"):
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"{where(i)}.replaces: fact {old} is {record['status']}: there is nothing to replace")
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=FactsAccepted, dependencies=[WriteAccess])
 def teach(
     settings: SettingsDep, store: StoreDep, engine: EngineDep, limiter: RateLimiterDep, request: Request,
     body: FactCreate | list[FactCreate] = Body(description="one fact, or a list of facts"),
 ) -> FactsAccepted:
-    """Queue facts for learning. Answers 202 once every fact is stored in Redis."""
+    """Queue facts for learning. Answers 202 once every fact is stored in Redis (all of them, or none).
+
+    A `client_id` sent again with the same fact is that fact (a retry); with other content it is a 409.
+    """
     items = body if isinstance(body, list) else [body]
     if not items:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "body: the list of facts is empty")
     if len(items) > settings.max_facts_per_request:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                             f"body: {len(items)} facts; at most {settings.max_facts_per_request} per request")
-    facts = [_validate(item, f"facts[{i}]" if isinstance(body, list) else "body", settings)
-             for i, item in enumerate(items)]
-    tokenizer = engine.tokenizer
-    if tokenizer is None:  # nothing is accepted unchecked
-        raise NotReadyError("the tokenizer is still loading: facts are checked before they are accepted")
-    for i, fact in enumerate(facts):  # refuse at the door what the worker could not train on
-        try:
-            check_fact(fact, tokenizer)
-        except FactError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"facts[{i}]: {exc}") from exc
-    retry_after = limiter.take(client_of(request), len(facts))
-    if retry_after is not None:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            f"rate limit: at most {settings.teach_rate_per_min:g} facts per minute per client "
-                            f"(bursts of {settings.teach_burst}); retry in {retry_after:g}s",
-                            headers={"Retry-After": str(int(retry_after))})
+
+    def where(i: int) -> str:
+        return f"facts[{i}]" if isinstance(body, list) else "body"
+
+    facts = [_validate(item, where(i), settings) for i, item in enumerate(items)]
+    _check_replaces(store, items, where)
+    done = accept(facts, [item.client_id for item in items], where=where, settings=settings, store=store,
+                  engine=engine, limiter=limiter, request=request, replaces=[item.replaces for item in items])
     accepted = []
-    for fact, item in zip(facts, items, strict=True):
-        fact_id, created = store.enqueue(fact, item.client_id)
-        log.info("fact queued", extra={"fact_id": fact_id, "duplicate": not created})
-        # Only a duplicate can have moved on from "queued"; a new fact needs no second read.
-        current = {} if created else store.fact_record(fact_id) or {}
+    records = store.fact_records([fid for fid, new in zip(done.fact_ids, done.created, strict=True) if not new])
+    duplicates = iter(records)  # only a duplicate can have moved on from "queued"
+    for fact_id, created in zip(done.fact_ids, done.created, strict=True):
+        current = {} if created else next(duplicates) or {}
         accepted.append(FactAccepted(id=fact_id, status=current.get("status", "queued"), duplicate=not created))
     return FactsAccepted(facts=accepted)
 
@@ -82,7 +87,7 @@ def fact_status(fact_id: str, store: StoreDep) -> FactPublic:
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
     return FactPublic(
-        id=fact_id, status=record["status"],
+        id=fact_id, status=record["status"], document=record.get("document"),
         version=int(record["version"]) if "version" in record else None,
         steps=int(record["steps"]) if "steps" in record else None,
         reason=record.get("reason"), attempts=int(record.get("attempts", 0)),
@@ -90,6 +95,7 @@ def fact_status(fact_id: str, store: StoreDep) -> FactPublic:
         learned_at=float(record["learned_at"]) if "learned_at" in record else None,
         undo_requested="undo_requested" in record,
         undone_version=int(record["undone_version"]) if "undone_version" in record else None,
+        replaces=record.get("replaces"), replaced_by=record.get("replaced_by"),
     )
 
 
