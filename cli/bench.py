@@ -180,8 +180,8 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
                "model": args.model, "snapshot": args.snapshot, "settings": teaching}
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items()), file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
-                        forms=args.forms or FORMS, on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)",
-                                                              file=sys.stderr))
+                        forms=args.forms or FORMS,
+                        on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)", file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
     (out / "usage.md").write_text(table + "\n")

@@ -1,4 +1,4 @@
-"""`smft teach` and `smft ask`: a running API's client."""
+"""`smft teach`, `smft teach-document` and `smft ask`: a running API's client."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ def cmd_teach(args: argparse.Namespace) -> int:
     fact: dict[str, Any] = {"text": args.text, "paraphrases": args.paraphrase or []}
     if args.question:
         fact.update(question=args.question, answer=args.answer)
+    if args.replaces:
+        fact.update(replaces=args.replaces)
     print(json.dumps(_http(args, "POST", "/v1/facts", fact), indent=2))
+    return 0
+
+
+def cmd_teach_document(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    body = {"title": args.title or (Path(args.file).name if args.file != "-" else "stdin"), "text": text}
+    print(json.dumps(_http(args, "POST", "/v1/documents", body), indent=2))
     return 0
 
 
@@ -34,7 +46,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    for name, fn in (("teach", cmd_teach), ("ask", cmd_ask)):
+    for name, fn in (("teach", cmd_teach), ("teach-document", cmd_teach_document), ("ask", cmd_ask)):
         sp = sub.add_parser(name, help=f"{name} through a running API")
         sp.add_argument("--url", default="http://127.0.0.1:8000")
         sp.add_argument("--token")
@@ -44,6 +56,10 @@ def register(sub: Any) -> None:
             sp.add_argument("--paraphrase", action="append")
             sp.add_argument("--question")
             sp.add_argument("--answer")
+            sp.add_argument("--replaces", help="id of a fact this one corrects (it is taken back)")
+        elif name == "teach-document":
+            sp.add_argument("file", help="a text file, or - for standard input")
+            sp.add_argument("--title", help="default: the file's name")
         else:
             sp.add_argument("question")
             sp.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32)

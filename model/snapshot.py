@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,19 +91,39 @@ def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path) -> P
         tensors[f"stats.{layer}.reads"] = stats.reads[layer].contiguous()
     meta = {"version": str(version), "memory_config": lm.config.to_json(), "model_name": lm.model_name,
             "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint}
-    path = Path(path)
+    return save_atomically(tensors, Path(path), meta)
+
+
+TEMPORARY = ".*.tmp-*"  # what save_atomically leaves behind when its process dies mid-write
+
+
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write a safetensors file so that `path` is either absent, the old file, or the whole new one, also
+    after a power loss (file and directory fsynced). The temporary name is unique to this call: pids
+    repeat across containers, which all run as pid 1."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return path
+
+
+def remove_temporary_files(directory: Path) -> list[Path]:
+    """Delete what interrupted writes left in `directory` (call only where no write is under way)."""
+    removed = sorted(directory.glob(TEMPORARY)) if directory.is_dir() else []
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def read_snapshot(path: Path) -> Snapshot:

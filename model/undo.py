@@ -9,15 +9,15 @@ versions added on top.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from model.errors import SnapshotError
 from model.lm import MemoryLM
+from model.snapshot import save_atomically
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,9 @@ class UndoRecord:
             tensors[f"{layer}.slot_ids"] = ids.contiguous()
             tensors[f"{layer}.before"] = before.contiguous()
             tensors[f"{layer}.after"] = after.contiguous()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"version": str(self.version), "fact_ids": json.dumps(self.fact_ids)})
-        os.replace(tmp, path)
-        return path
+        # fsynced like a snapshot: a published version must never lose its undo record to a power cut
+        meta = {"version": str(self.version), "fact_ids": json.dumps(self.fact_ids)}
+        return save_atomically(tensors, Path(path), meta)
 
     @classmethod
     def load(cls, path: Path) -> UndoRecord:

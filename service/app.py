@@ -12,7 +12,7 @@ from service import errors
 from service.deps import require_read_access
 from service.engine import Engine
 from service.metrics import RequestMetrics
-from service.middleware import BodyLimit, RequestLog
+from service.middleware import BodyLimit, BrowserGuard, RequestLog
 from service.openai.serving import OpenAIServing
 from service.ratelimit import RateLimiter
 from service.routes import documents, facts, health, monitor, openai, query
@@ -51,6 +51,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   lifespan=lifespan, dependencies=[Depends(require_read_access)])
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BrowserGuard, allowed_hosts=settings.host_names())
     app.add_middleware(RequestLog, metrics=app.state.request_metrics)  # outermost: sees every response
     errors.install(app)
     for module in (facts, documents, query, health, monitor, openai):

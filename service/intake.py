@@ -39,6 +39,6 @@ def accept(facts: Sequence[Fact], client_ids: Sequence[str | None], *, where: Ca
                             f"(bursts of {settings.teach_burst}); retry in {retry_after:g}s",
                             headers={"Retry-After": str(int(retry_after))})
     done = store.enqueue_many(facts, client_ids, document, replaces)
-    log.info("facts queued", extra={"fact_ids": done.fact_ids, "document": done.document_id,
-                                    "duplicates": done.created.count(False)})
+    for fact_id, created in zip(done.fact_ids, done.created, strict=True):
+        log.info("fact queued", extra={"fact_id": fact_id, "duplicate": not created, "document": done.document_id})
     return done

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, access logs and request metrics, and the request-body size limit."""
+"""ASGI middleware: request ids, access logs and request metrics, the request-body size limit, and what
+keeps a web page from reaching the API through its visitor's browser (Host names, JSON bodies)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,45 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class BrowserGuard:
+    """Refuses what a web page could make a browser send to a tokenless API on the visitor's machine.
+
+    - A Host outside `allowed_hosts` (DNS rebinding: evil.example resolving to 127.0.0.1) gets 403;
+      an empty list checks nothing (an API with a token, behind names its operator chooses).
+    - A body that is not JSON gets 415: a page can post text/plain or a form to any address without
+      asking, but sending application/json across origins needs a CORS preflight, which this API
+      never grants.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str]) -> None:
+        self.app, self.allowed_hosts = app, allowed_hosts
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+        if self.allowed_hosts and host and host not in self.allowed_hosts:
+            await _reply(send, 403, f"host: {host[:64]!r} is not one this API answers to "
+                                    "(SMFT_ALLOWED_HOSTS lists them)")
+            return
+        has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+        media = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if has_body and not (media == "application/json" or media.endswith("+json")):
+            await _reply(send, 415, f"content-type: {media or 'none'}; request bodies must be application/json")
+            return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 async def _reply(send, code: int, message: str) -> None:

@@ -14,6 +14,8 @@ class ApiSettings(CommonSettings):
     port: int = Field(8000, ge=1, le=65535)
     api_token: str | None = Field(None, description="when set, write endpoints need 'Authorization: Bearer <token>'")
     protect_reads: bool = Field(False, description="reads (query, chat, status, monitor) need the token too")
+    allowed_hosts: list[str] = Field(default_factory=list, description=(
+        "Host header names the API answers to; empty: loopback names only without a token, any with one"))
     teach_rate_per_min: float = Field(120.0, ge=0, description="facts per minute one client may teach (0: no limit)")
     teach_burst: int = Field(128, ge=1, description="facts one client may teach at once before the rate applies")
     max_text_chars: int = Field(2000, ge=1, description="longest fact text, paraphrase, question or answer")
@@ -37,12 +39,20 @@ class ApiSettings(CommonSettings):
                              "teach the model. Set a token, or bind to 127.0.0.1")
         if self.protect_reads and not self.api_token:
             raise ValueError("SMFT_PROTECT_READS needs SMFT_API_TOKEN")
-        largest = max(self.max_facts_per_request, self.max_document_facts)
-        if self.teach_burst < largest:
+        if self.teach_burst < self.max_facts_per_request:
             raise ValueError(f"teach_burst ({self.teach_burst}) must allow one full request "
-                             f"(max_facts_per_request={self.max_facts_per_request}, "
-                             f"max_document_facts={self.max_document_facts})")
+                             f"(max_facts_per_request={self.max_facts_per_request})")
         return self
+
+
+    def host_names(self) -> frozenset[str]:
+        """Host names to accept (empty: any). Without a token only loopback names, so that a page whose
+        name resolves to 127.0.0.1 (DNS rebinding) cannot reach a tokenless API."""
+        if self.allowed_hosts:
+            return frozenset(h.lower() for h in self.allowed_hosts)
+        if self.api_token:
+            return frozenset()
+        return frozenset({"localhost", "127.0.0.1", "::1", self.host.lower()})
 
 
 class ServeSettings(ApiSettings, WorkerSettings):

@@ -1,10 +1,14 @@
 """Documents: how a text is split into statements, and teaching, following and undoing one over real HTTP
 (tiny model, real Redis, real worker and API processes)."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from model.documents import split_statements
-from tests.processes import wait_status
+from tests.processes import ROOT, wait_status
 
 
 def test_sentences_become_statements_that_each_name_their_subject():
@@ -92,3 +96,22 @@ def test_bad_documents_get_a_4xx_that_says_what_is_wrong(service, body, code, wo
     assert words.lower() in r.json()["detail"].lower()
     assert api.client.get("/v1/documents/nope").status_code == 404
     assert api.client.delete("/v1/documents/nope").status_code == 404
+
+
+def test_the_cli_teaches_a_document_and_a_correction(service, tmp_path):
+    _, api, _, _ = service
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Ada Brook keeps the ledger. She signs it every Friday.\n- The vault opens at noon\n")
+
+    def smft(*args: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "cli", *args, "--url", api.url], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120, check=True)
+        return json.loads(out.stdout)
+
+    doc = smft("teach-document", str(notes))
+    assert [f["text"] for f in doc["facts"]] == ["Ada Brook keeps the ledger. She signs it every Friday.",
+                                                 "The vault opens at noon"]
+    assert api.client.get(f"/v1/documents/{doc['id']}").json()["title"] == "notes.txt"
+    old = doc["facts"][1]["id"]
+    fix = smft("teach", "The vault opens at one.", "--replaces", old)["facts"][0]["id"]
+    assert wait_status(api, fix, "learned")["replaces"] == old

@@ -89,3 +89,22 @@ def test_request_ids_json_logs_and_request_metrics(strict_api):
     methods = {dict(labels)["method"] for name, labels in samples if name == "smft_http_requests_total"}
     assert "other" in methods and not methods & {"BREW", "FROB"}
     assert any(name == "process_resident_memory_bytes" for name, _ in samples)  # the process' own metrics
+
+
+def test_a_web_page_cannot_teach_a_tokenless_api_through_its_visitors_browser(module_service):
+    _, api, _, _ = module_service
+    body = '{"text": "A page taught this behind its owner\'s back."}'
+    for headers in ({}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}):
+        r = api.client.post("/v1/facts", content=body, headers=headers)  # what a page may send without asking
+        assert r.status_code == 415 and "application/json" in r.json()["detail"], (headers, r.text)
+    r = api.client.post("/v1/facts", content=body, headers={"content-type": "application/json",
+                                                           "host": "evil.example"})  # DNS rebinding
+    assert r.status_code == 403 and "evil.example" in r.json()["detail"]
+    assert api.client.get("/v1/status", headers={"host": "evil.example:8000"}).status_code == 403
+    assert api.client.get("/v1/status", headers={"host": f"localhost:{api.port}"}).status_code == 200
+    assert api.client.post("/v1/monitor/evaluate").status_code == 202  # no body: no type needed
+
+
+def test_with_a_token_any_host_name_is_served(strict_api):
+    api, _ = strict_api
+    assert api.client.get("/v1/status", headers={"host": "smft.internal.example"}).status_code == 200

@@ -368,3 +368,18 @@ def test_a_correction_queued_with_the_fact_it_replaces_cancels_it(tiny_env):
     assert old_record["status"] == "undone" and old_record["replaced_by"] == new
     assert p.fact_record(new)["status"] == "learned" and p.published_version() == 1 and p.queue_depth() == 0
     assert MemoryDelta.from_bytes(p.deltas_after(0)[0][1]).fact_ids == (new,)
+
+
+def test_writes_cut_short_leave_no_file_behind_once_a_leader_starts(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    worker = make_worker(tiny_env)
+    worker.run(burst=True)  # version 0 prepared and written
+    left = [worker.settings.snapshot_dir / ".v00000001.safetensors.tmp-1-abc",
+            worker.settings.journal_dir / ".v00000001.safetensors.tmp-1-def"]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    make_worker(tiny_env).run(burst=True)
+    assert not any(path.exists() for path in left)
+    assert (worker.settings.snapshot_dir / "v00000000.safetensors").exists()

@@ -20,7 +20,7 @@ from model.facts import Fact, check_fact
 from model.learners import SparseMemoryLearner
 from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
-from model.snapshot import make_delta
+from model.snapshot import make_delta, remove_temporary_files
 from model.undo import UndoRecord, revert
 from worker.errors import LeadershipLost
 from worker.lease import Lease
@@ -85,6 +85,9 @@ class Worker:
 
     def _synchronise(self) -> None:
         """Bring the model to the newest published version, preparing version 0 if none exists."""
+        for directory in (self.settings.snapshot_dir, self.settings.journal_dir):  # only the leader writes there
+            for leftover in remove_temporary_files(directory):
+                log.warning("removed %s, left by a write that never finished", leftover)
         if self.store.snapshot_version() is None and not self._prepare_version_zero():
             return  # stopped while preparing: nothing was published, the next start prepares it again
         self._load_published()
