@@ -18,6 +18,7 @@ from model.loading import load_tokenizer
 from model.prompting import conversation_prompt
 from service.batcher import QueryBatcher
 from service.errors import VersionWaitTimeout
+from service.limits import GenerationGate, check_prompt
 from worker.errors import NotReadyError
 from worker.replica import MemoryReplica
 from worker.settings import CommonSettings
@@ -37,8 +38,9 @@ class Answer:
 
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
-                 max_batch: int = 8) -> None:
+                 max_batch: int = 8, max_generations: int = 32) -> None:
         self.store = store
+        self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
         self.batcher = QueryBatcher(self.replica, batch_window_ms, max_batch)
         self._changed = threading.Condition()
@@ -52,6 +54,16 @@ class Engine:
     @property
     def loaded(self) -> bool:
         return self.replica.lm is not None
+
+    def check_prompt(self, field: str, messages: list[dict[str, str]], max_new_tokens: int,
+                     limit: int | None) -> None:
+        """422 when the prompt these messages make is too long to answer (see limits.check_prompt)."""
+        lm = self.replica.lm
+        if lm is None:
+            raise NotReadyError("model not loaded yet")
+        tokens = len(lm.tokenizer(conversation_prompt(lm.tokenizer, messages), add_special_tokens=False)["input_ids"])
+        context = getattr(lm.model.config, "max_position_embeddings", None) or 2048
+        check_prompt(field, tokens, max_new_tokens, context, limit)
 
     @property
     def version(self) -> int:

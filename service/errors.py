@@ -19,6 +19,10 @@ from worker.errors import ClientIdConflict, NotReadyError
 from worker.store import UNAVAILABLE
 
 
+class Overloaded(RuntimeError):
+    """As many generations as this replica admits are already waiting or running."""
+
+
 class VersionWaitTimeout(TimeoutError):
     """A read-your-write query waited its `wait_s` and the memory version it needs was not applied."""
 
@@ -39,6 +43,7 @@ class HttpError:
 ERRORS: dict[type[Exception], HttpError] = {
     NotReadyError: HttpError(503, lambda exc: f"not ready: {exc}", retry_after_s=5),
     VersionWaitTimeout: HttpError(504, str),
+    Overloaded: HttpError(503, lambda exc: f"busy: {exc}; retry shortly", retry_after_s=1),
     ClientIdConflict: HttpError(409, lambda exc: f"{exc}; nothing was stored (use a new client_id)"),
     # Nothing was acknowledged: the client may retry the same request (with its client_id).
     **{kind: HttpError(503, lambda exc: f"redis unavailable ({type(exc).__name__}); nothing was stored, "

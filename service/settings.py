@@ -26,6 +26,9 @@ class ApiSettings(CommonSettings):
     max_body_bytes: int = Field(4_000_000, ge=1024, description="largest request body (413 above)")
     max_new_tokens: int = Field(256, ge=1, description="upper bound a query or chat completion may ask for")
     max_messages: int = Field(64, ge=1, description="longest conversation a chat completion accepts")
+    max_prompt_tokens: int | None = Field(None, ge=1, description=(
+        "longest prompt in tokens (unset: the model's context less the new tokens asked for)"))
+    max_generations: int = Field(32, ge=1, description="generations one replica holds at once; past it, 503")
     served_model: str = Field("smft", description="model id of the OpenAI-compatible API (GET /v1/models)")
     max_wait_s: float = Field(60.0, ge=0, description="longest a query waits to read its own write")
     batch_window_ms: float = Field(5.0, ge=0, le=1000, description="how long a query waits for others to batch with")

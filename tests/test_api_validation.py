@@ -54,3 +54,25 @@ def test_other_bad_requests(service):
     assert "nothing was stored" in clash.json()["detail"]
     assert api.client.get("/v1/status").json()["queue_depth"] <= depth
     wait_status(api, ok.json()["facts"][0]["id"], "learned")
+
+
+def test_prompts_longer_than_the_model_reads_get_a_422_not_minutes_of_prefill(service):
+    _, api, _, _ = service
+    long = " ".join(["lighthouse"] * 180)  # within the character limit, past the tiny model's 512 tokens
+    r = api.client.post("/v1/chat/completions", json={
+        "model": "smft", "messages": [{"role": "user", "content": long}] * 64})
+    assert r.status_code == 422 and "tokens" in r.json()["detail"] and "messages" in r.json()["detail"]
+    r = api.client.post("/v1/query", json={"question": long + "?"})
+    assert r.status_code == 422 and "tokens" in r.json()["detail"] and "question" in r.json()["detail"]
+
+
+def test_generations_past_the_bound_are_refused_at_once():
+    from service.errors import Overloaded
+    from service.limits import GenerationGate
+
+    gate = GenerationGate(2)
+    gate.enter()
+    with gate.held():
+        with pytest.raises(Overloaded, match="2 generations"):
+            gate.enter()
+    gate.enter()  # one left when the held one ended

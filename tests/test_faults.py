@@ -105,3 +105,36 @@ def test_nothing_acknowledged_is_lost_through_worker_api_and_redis_crashes(tiny_
             api.stop()
         stop(worker)
         server.stop()
+
+
+def test_answers_keep_coming_from_the_memory_held_while_redis_is_away(tiny_model_dir, tmp_path):
+    """Redis frozen (SIGSTOP: connections hang, as behind a black-holed network) and then gone: questions
+    and chats are answered from the memory the replica holds, probes answer, writes say 503."""
+    server = RedisServer(tmp_path / "redis").start()
+    background = tmp_path / "background.txt"
+    background.write_text("\n\n".join(TINY_DOCS))
+    env = tiny_service_env(tiny_model_dir, server.url, background, tmp_path / "data")
+    log = tmp_path / "service.log"
+    worker = start_worker(env, log)
+    api = Api(env, log)
+    chat = {"model": "smft", "max_tokens": 4, "messages": [{"role": "user", "content": "Which cape?"}]}
+    try:
+        api.wait_ready()
+        for away in ("frozen", "stopped"):
+            if away == "frozen":
+                server.proc.send_signal(signal.SIGSTOP)
+            else:
+                server.proc.send_signal(signal.SIGCONT)
+                server.kill()
+            q = api.client.post("/v1/query", json={"question": "Which cape?", "max_new_tokens": 4})
+            assert q.status_code == 200 and q.json()["memory_version"] == 0, (away, q.text)
+            assert api.client.post("/v1/chat/completions", json=chat).status_code == 200, away
+            assert api.client.get("/healthz").status_code == 200, away
+            r = api.client.post("/v1/facts", json={"text": "The lighthouse stands on Cape Orvin."})
+            assert r.status_code == 503 and "nothing was stored" in r.json()["detail"], (away, r.text)
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGCONT)
+        api.stop()
+        stop(worker)
+        server.stop()

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
@@ -92,12 +92,14 @@ class OpenAIServing:
             raise bad_input(field, f"{max_new} exceeds the limit of {settings.max_new_tokens}")
         if not self.engine.loaded:
             raise NotReadyError("model not loaded yet")
+        self.engine.check_prompt("messages", messages, max_new, settings.max_prompt_tokens)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return ChatRequest(messages, SamplingParams(max_new, req.temperature, req.top_p, stop, req.seed), req.model,
                            req.stream, include_usage)
 
     async def complete(self, chat: ChatRequest) -> ChatCompletion:
-        done, version = await asyncio.to_thread(self.engine.complete, chat.messages, chat.params)
+        with self.engine.gate.held():
+            done, version = await asyncio.to_thread(self.engine.complete, chat.messages, chat.params)
         return ChatCompletion(
             id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=chat.model,
             system_fingerprint=f"smft-v{version}",
@@ -105,7 +107,8 @@ class OpenAIServing:
             usage=_usage(done))
 
     def stream(self, chat: ChatRequest) -> Iterator[str]:
-        """SSE chunks in OpenAI's format. Generation runs in its own thread; a client that goes away stops it."""
+        """SSE chunks in OpenAI's format. Generation starts now, in its own thread, so that a busy replica
+        answers 503 before the response begins; a client that goes away stops it."""
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         pieces: queue.Queue[str | None] = queue.Queue()
         cancelled = threading.Event()
@@ -118,13 +121,20 @@ class OpenAIServing:
             except Exception as exc:
                 result["error"] = exc
             finally:
+                self.engine.gate.leave()  # entered by the caller, before any byte was sent
                 pieces.put(None)
 
         def chunk(choices: list[ChunkChoice], **extra) -> str:
             body = ChatCompletionChunk(id=completion_id, created=created, model=chat.model, choices=choices, **extra)
             return _sse(body.model_dump_json())
 
+        self.engine.gate.enter()  # raises Overloaded (503) now, while a status can still be sent
         threading.Thread(target=run, name=f"stream-{completion_id[-6:]}", daemon=True).start()
+        return self._chunks(chat, pieces, cancelled, result, chunk)
+
+    @staticmethod
+    def _chunks(chat: ChatRequest, pieces: queue.Queue[str | None], cancelled: threading.Event, result: dict,
+                chunk: Callable[..., str]) -> Iterator[str]:
         try:
             yield chunk([ChunkChoice(delta=DeltaMessage(role="assistant", content=""))])
             while (text := pieces.get()) is not None:

@@ -19,7 +19,7 @@ async def _version_of_fact(store: RedisStore, fact_id: str, wait_s: float) -> in
     """The version that taught `fact_id`, waiting (bounded) for the worker to learn it."""
     deadline = time.monotonic() + wait_s
     while True:
-        record = store.fact_record(fact_id)
+        record = await asyncio.to_thread(store.fact_record, fact_id)  # never block the event loop on Redis
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"after_fact: unknown fact id {fact_id!r}")
         if record["status"] == FactStatus.learned.value:
@@ -44,13 +44,17 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, sto
     min_version = req.min_version if req.min_version is not None else -1
     if req.after_fact is not None:
         min_version = max(min_version, await _version_of_fact(store, req.after_fact, wait_s))
-    published = store.published_version()
-    if min_version > published:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"min_version: {min_version} is not published yet (newest is {published})")
+    if min_version > engine.version:  # only a read-your-write needs Redis: the rest answer while it is away
+        published = await asyncio.to_thread(store.published_version)
+        if min_version > published:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"min_version: {min_version} is not published yet (newest is {published})")
+    await asyncio.to_thread(engine.check_prompt, "question", [{"role": "user", "content": req.question}],
+                            req.max_new_tokens, settings.max_prompt_tokens)
     left = max(0.0, wait_s - (time.perf_counter() - start))
-    # Not ready (503) and a version not reached in time (504) are answered by service/errors.py.
-    answer = await asyncio.to_thread(engine.answer, req.question, req.max_new_tokens, min_version, left)
+    # Not ready (503), busy (503) and a version not reached in time (504) are answered by service/errors.py.
+    with engine.gate.held():
+        answer = await asyncio.to_thread(engine.answer, req.question, req.max_new_tokens, min_version, left)
     total = (time.perf_counter() - start) * 1000
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
