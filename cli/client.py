@@ -10,11 +10,23 @@ from typing import Any
 def _http(args: argparse.Namespace, method: str, path: str, body: Any | None = None) -> Any:
     import httpx
 
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    token = _token(args)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     r = httpx.request(method, f"{args.url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
     if r.status_code >= 400:
         raise SystemExit(f"HTTP {r.status_code}: {r.text}")
     return r.json()
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """From --token-file, else SMFT_API_TOKEN (a --token on the command line is visible to every local user
+    in `ps`, so it is only a last resort)."""
+    import os
+    from pathlib import Path
+
+    if args.token_file:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    return args.token or os.environ.get("SMFT_API_TOKEN") or None
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
@@ -49,7 +61,9 @@ def register(sub: Any) -> None:
     for name, fn in (("teach", cmd_teach), ("teach-document", cmd_teach_document), ("ask", cmd_ask)):
         sp = sub.add_parser(name, help=f"{name} through a running API")
         sp.add_argument("--url", default="http://127.0.0.1:8000")
-        sp.add_argument("--token")
+        sp.add_argument("--token-file", help="a file holding the API token (default: SMFT_API_TOKEN)")
+        sp.add_argument("--token", help="the API token itself: visible to other local users in `ps`; prefer "
+                                        "SMFT_API_TOKEN or --token-file")
         sp.set_defaults(fn=fn)
         if name == "teach":
             sp.add_argument("text")

@@ -7,6 +7,7 @@ benchmark and the tests. Worker and API read their settings from SMFT_* variable
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import signal
 import socket
@@ -36,7 +37,11 @@ class RedisServer:
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory, self.port = directory, port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # Another local user could otherwise reach it on loopback. The password goes in a config file
+        # only its owner can read (never on the command line, which `ps` shows to everyone) and to the
+        # worker and API in their environment.
+        self.password = secrets.token_urlsafe(24)
+        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
@@ -45,10 +50,13 @@ class RedisServer:
             raise RuntimeError("redis-server not found: run scripts/setup.sh (installs Debian's redis-server) "
                                "or set SMFT_REDIS_URL to an existing Redis")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory.resolve()),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL)
+        self.directory.chmod(0o700)  # its files hold every fact taught
+        config = self.directory / "redis.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.directory.resolve()}\nappendonly yes\n"
+                          f"appendfsync always\nsave \"\"\nprotected-mode yes\nrequirepass {self.password}\n")
+        self.proc = subprocess.Popen([binary, str(config)], stdout=subprocess.DEVNULL)
         store = RedisStore.connect(self.url)
         deadline = time.monotonic() + timeout_s
         try:

@@ -108,3 +108,22 @@ def test_a_web_page_cannot_teach_a_tokenless_api_through_its_visitors_browser(mo
 def test_with_a_token_any_host_name_is_served(strict_api):
     api, _ = strict_api
     assert api.client.get("/v1/status", headers={"host": "smft.internal.example"}).status_code == 200
+
+
+def test_the_private_redis_needs_its_password_and_only_its_owner_reads_its_files(tmp_path):
+    import stat
+
+    import redis
+
+    from service.processes import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port).ping()  # another local user, without the password
+        assert redis.Redis.from_url(server.url).ping()
+        for path in (server.directory, server.directory / "redis.conf"):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+        assert server.password not in " ".join(server.proc.args)  # `ps` shows the command line to everyone
+    finally:
+        server.stop()
