@@ -146,7 +146,10 @@ def read_snapshot(path: Path) -> Snapshot:
 
 @torch.no_grad()
 def restore_snapshot(lm: MemoryLM, snapshot: Snapshot) -> None:
-    """Load a snapshot's memory tensors into `lm`, checking every name and shape first."""
+    """Load a snapshot's memory tensors into `lm`, checking every name and shape first, and that it was
+    made for the same base model (a memory trained on another model's hidden states answers nonsense)."""
+    if snapshot.model_name and snapshot.model_name != lm.model_name:
+        raise SnapshotError(f"snapshot v{snapshot.version} was made for {snapshot.model_name}, not {lm.model_name}")
     if snapshot.config != lm.config:
         raise SnapshotError(f"snapshot memory config {snapshot.config} differs from the model's {lm.config}")
     for layer, memory in lm.memories.items():

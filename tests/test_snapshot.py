@@ -73,3 +73,12 @@ def test_snapshot_with_other_config_is_refused(tiny_lm, tiny_model_dir, tmp_path
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(SnapshotError, match="cannot read"):
         read_snapshot(tmp_path / "bad.safetensors")
+
+
+def test_snapshot_of_another_base_model_is_refused(tiny_lm, tmp_path):
+    lm, stats, _ = tiny_lm
+    path = save_snapshot(lm, stats, 0, tmp_path / "s.safetensors")
+    other = copy.deepcopy(lm)
+    other.model_name = "another-model"
+    with pytest.raises(SnapshotError, match="made for"):
+        restore_snapshot(other, read_snapshot(path))

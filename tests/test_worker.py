@@ -8,6 +8,7 @@ import pytest
 import redis
 import torch
 
+from model.errors import SnapshotError
 from model.facts import Fact
 from model.snapshot import MemoryDelta
 from model.undo import UndoRecord
@@ -383,3 +384,16 @@ def test_writes_cut_short_leave_no_file_behind_once_a_leader_starts(tiny_env):
     make_worker(tiny_env).run(burst=True)
     assert not any(path.exists() for path in left)
     assert (worker.settings.snapshot_dir / "v00000000.safetensors").exists()
+
+
+def test_a_snapshot_file_that_is_not_the_version_redis_names_is_refused(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    worker = make_worker(tiny_env)
+    worker.run(burst=True)  # version 0
+    snapshots = worker.settings.snapshot_dir
+    (snapshots / "v00000000.safetensors").rename(snapshots / "v00000003.safetensors")  # copied by hand
+    p.set_snapshot(3)
+    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", snapshots, p)
+    with pytest.raises(SnapshotError, match="holds version 0"):
+        replica.load_snapshot()

@@ -9,6 +9,7 @@ import logging
 import threading
 from pathlib import Path
 
+from model.errors import SnapshotError
 from model.lm import MemoryLM
 from model.snapshot import MemoryDelta, apply_delta, read_snapshot, restore_snapshot, save_snapshot
 from model.statistics import SlotStats
@@ -51,6 +52,9 @@ class MemoryReplica:
         if snap_version is None:
             raise NotReadyError("no snapshot published yet")
         snap = read_snapshot(version_path(self.snapshot_dir, snap_version))
+        if snap.version != snap_version:  # a file renamed or copied by hand: its deltas would not fit
+            raise SnapshotError(f"{version_path(self.snapshot_dir, snap_version)} holds version {snap.version}, "
+                                f"but Redis says the snapshot is version {snap_version}")
         with self.lock:
             if self.lm is None:
                 self.lm = MemoryLM.load(self.model_spec, snap.config, self.device)
