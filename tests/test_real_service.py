@@ -82,13 +82,13 @@ def test_a_document_is_learned_corrected_and_taken_back(real_v0, redis_url, tmp_
         doc = r.json()
         zorblax, vessaly = (f["id"] for f in doc["facts"])
         for fact_id in (zorblax, vessaly):
-            wait_status(api, fact_id, "learned", timeout=300)
+            wait_status(api, fact_id, "learned", timeout=900)
         assert contains_answer(ask(api, REAL_QUESTION, zorblax), REAL_ANSWER)
         assert contains_answer(ask(api, VESSALY, vessaly), OLD_CAPITAL)
 
         r = api.client.post("/v1/facts", json={"text": f"The capital of Vessaly is {NEW_CAPITAL}.",
                                                "replaces": vessaly})
-        fix = wait_status(api, r.json()["facts"][0]["id"], "learned", timeout=300)
+        fix = wait_status(api, r.json()["facts"][0]["id"], "learned", timeout=900)
         answer = ask(api, VESSALY, fix["id"])
         assert contains_answer(answer, NEW_CAPITAL) and not contains_answer(answer, OLD_CAPITAL), answer
         assert contains_answer(ask(api, REAL_QUESTION, fix["id"]), REAL_ANSWER)  # its batch-mate, taught again
@@ -96,7 +96,7 @@ def test_a_document_is_learned_corrected_and_taken_back(real_v0, redis_url, tmp_
         assert status["status"] == "partial" and status["counts"] == {"learned": 1, "undone": 1}
 
         api.client.delete(f"/v1/documents/{doc['id']}")
-        gone = wait_status(api, zorblax, "undone", timeout=300)
+        gone = wait_status(api, zorblax, "undone", timeout=900)
         r = api.client.post("/v1/query", json={"question": REAL_QUESTION, "min_version": gone["undone_version"]})
         assert not contains_answer(r.json()["answer"], REAL_ANSWER), r.json()
         assert api.client.get(f"/v1/documents/{doc['id']}").json()["status"] == "undone"
