@@ -38,7 +38,7 @@ def accept(facts: Sequence[Fact], client_ids: Sequence[str | None], *, where: Ca
                             f"rate limit: at most {settings.teach_rate_per_min:g} facts per minute per client "
                             f"(bursts of {settings.teach_burst}); retry in {retry_after:g}s",
                             headers={"Retry-After": str(int(retry_after))})
-    done = store.enqueue_many(facts, client_ids, document, replaces)
+    done = store.enqueue_many(facts, client_ids, document, replaces, settings.client_id_ttl_s)
     for fact_id, created in zip(done.fact_ids, done.created, strict=True):
         log.info("fact queued", extra={"fact_id": fact_id, "duplicate": not created, "document": done.document_id})
     return done

@@ -21,6 +21,7 @@ class ApiSettings(CommonSettings):
     max_text_chars: int = Field(2000, ge=1, description="longest fact text, paraphrase, question or answer")
     max_paraphrases: int = Field(16, ge=0)
     max_facts_per_request: int = Field(64, ge=1)
+    client_id_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long a client_id names its fact or document")
     max_document_chars: int = Field(20_000, ge=1, description="longest document text (POST /v1/documents)")
     max_document_facts: int = Field(128, ge=1, description="most statements one document may be split into")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="largest request body (413 above)")

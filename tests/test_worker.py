@@ -397,3 +397,22 @@ def test_a_snapshot_file_that_is_not_the_version_redis_names_is_refused(tiny_env
     replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", snapshots, p)
     with pytest.raises(SnapshotError, match="holds version 0"):
         replica.load_snapshot()
+
+
+def test_redis_memory_stays_bounded_stream_client_ids_and_dead_letters(tiny_env, monkeypatch):
+    import worker.store
+
+    p = store(tiny_env)
+    p.ensure_group()
+    ids = [p.enqueue_many([f], [f"key-{i}"], client_id_ttl_s=3600).fact_ids[0] for i, f in enumerate(FACTS)]
+    assert 0 < raw(tiny_env).ttl(p.keys.client("key-0")) <= 3600  # client ids expire
+    monkeypatch.setattr(worker.store, "DEAD_LETTERS_KEPT", 2)
+    for _ in range(3):
+        p.enqueue(Fact("a"))  # one token: dead-lettered at once
+    make_worker(tiny_env, snapshot_every_versions=1).run(burst=True)
+    assert all(p.fact_record(i)["status"] == "learned" for i in ids)
+    assert raw(tiny_env).xlen(p.keys.facts) <= 1  # trimmed behind what was done (the last one may stay)
+    assert p.dead_letter_count() == 2 and p.queue_depth() == 0
+    late, _ = p.enqueue(FACTS[0])  # entries after the trim are still taught
+    make_worker(tiny_env).run(burst=True)
+    assert p.fact_record(late)["status"] == "learned"

@@ -142,6 +142,7 @@ class Worker:
                 raise LeadershipLost("lease lost")
             claimed = self._claim(block=not burst)
             if claimed is None:  # nothing in the stream (entries all done or dead-lettered are not nothing)
+                self.store.trim_facts_stream()  # idle: entries of facts already done go
                 self._maybe_snapshot()
                 self._maybe_monitor(idle=True)
                 if burst:
@@ -384,6 +385,7 @@ class Worker:
         self.store.set_snapshot(version)
         # Keep the deltas since the previous snapshot, so a replica slightly behind needs no reload.
         self.store.trim_deltas_through(last_version)
+        self.store.trim_facts_stream()  # and under steady load, which never leaves the loop idle
         self._last_snapshot = (version, time.monotonic())
         log.info("snapshot v%d written", version)
 

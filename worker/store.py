@@ -39,6 +39,8 @@ from worker.errors import ClientIdConflict, PublishRefused
 UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 # How long a connection attempt and a reply may take; blocking reads ask for at most ~1 s less.
 CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S = 5.0, 10.0
+CLIENT_ID_TTL_S = 7 * 24 * 3600  # how long a client id names its fact: retries come within minutes
+DEAD_LETTERS_KEPT = 10_000  # the newest; older ones stay readable on their facts (status failed, reason)
 
 
 class FactStatus(str, Enum):
@@ -117,6 +119,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def version_of_entry(entry_id: bytes | str) -> int:
     return int(_text(entry_id).split("-")[0])
 
@@ -157,34 +164,35 @@ def decode_record(record: dict[bytes, bytes]) -> dict[str, Any]:
 # Store and queue a list of facts (and the document they came from) in one step: all or nothing.
 # A client id already bound to the same fact returns that fact (a retry); bound to different
 # content it refuses the whole request; bound to a fact since undone it is bound to the new one.
+# Client ids expire after a TTL (a retry comes within minutes; the keys must not grow forever).
 # KEYS: facts stream, document key, document's client key, then per fact: fact key, client key
-# ARGV: submitted_at, fact key prefix, n, document id ('' for none), document (JSON), document client id,
-#       document digest, document key prefix, then per fact: fact id, fact (JSON), client id ('' for none),
-#       the id of the fact it replaces ('' for none)
+# ARGV: submitted_at, fact key prefix, n, client id TTL (s), document id ('' for none), document (JSON),
+#       document client id, document digest, document key prefix, then per fact: fact id, fact (JSON),
+#       client id ('' for none), the id of the fact it replaces ('' for none)
 # Returns {document id, created, fact id, created, fact id, ...}; errors 'CONFLICT <index>' (-1: the
 # document).
 _ENQUEUE = """
-local n = tonumber(ARGV[3])
-local doc_id = ARGV[4]
-if ARGV[6] ~= '' then
+local submitted_at, fact_prefix, n, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local doc_id, doc_json, doc_client, doc_digest, doc_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local FIRST = 10
+if doc_client ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then
-    local fields = redis.call('HMGET', ARGV[8] .. existing, 'digest', 'fact_ids')
-    if fields[1] ~= ARGV[7] then return redis.error_reply('CONFLICT -1') end
-    local stored = cjson.decode(fields[2])
+    local fields = redis.call('HMGET', doc_prefix .. existing, 'digest', 'fact_ids')
+    if fields[1] ~= doc_digest then return redis.error_reply('CONFLICT -1') end
     local out = {existing, 0}
-    for _, id in ipairs(stored) do out[#out + 1] = id; out[#out + 1] = 0 end
+    for _, id in ipairs(cjson.decode(fields[2])) do out[#out + 1] = id; out[#out + 1] = 0 end
     return out
   end
 end
 local ids, created = {}, {}
 for i = 0, n - 1 do
-  local base = 9 + i * 4
+  local base = FIRST + i * 4
   ids[i + 1], created[i + 1] = ARGV[base], 1
   if ARGV[base + 2] ~= '' then
     local existing = redis.call('GET', KEYS[5 + i * 2])
     if existing then
-      local fields = redis.call('HMGET', ARGV[2] .. existing, 'fact', 'status')
+      local fields = redis.call('HMGET', fact_prefix .. existing, 'fact', 'status')
       if fields[2] and fields[2] ~= 'undone' then
         if fields[1] ~= ARGV[base + 1] then return redis.error_reply('CONFLICT ' .. i) end
         ids[i + 1], created[i + 1] = existing, 0
@@ -194,22 +202,22 @@ for i = 0, n - 1 do
 end
 local out = {doc_id, doc_id ~= '' and 1 or 0}
 for i = 0, n - 1 do
-  local base = 9 + i * 4
+  local base = FIRST + i * 4
+  local key = KEYS[4 + i * 2]
   if created[i + 1] == 1 then
-    redis.call('HSET', KEYS[4 + i * 2], 'fact', ARGV[base + 1], 'status', 'queued', 'submitted_at', ARGV[1],
-               'attempts', 0)
-    if doc_id ~= '' then redis.call('HSET', KEYS[4 + i * 2], 'document', doc_id) end
-    if ARGV[base + 3] ~= '' then redis.call('HSET', KEYS[4 + i * 2], 'replaces', ARGV[base + 3]) end
+    redis.call('HSET', key, 'fact', ARGV[base + 1], 'status', 'queued', 'submitted_at', submitted_at, 'attempts', 0)
+    if doc_id ~= '' then redis.call('HSET', key, 'document', doc_id) end
+    if ARGV[base + 3] ~= '' then redis.call('HSET', key, 'replaces', ARGV[base + 3]) end
     redis.call('XADD', KEYS[1], '*', 'fact_id', ARGV[base])
-    if ARGV[base + 2] ~= '' then redis.call('SET', KEYS[5 + i * 2], ARGV[base]) end
+    if ARGV[base + 2] ~= '' then redis.call('SET', KEYS[5 + i * 2], ARGV[base], 'EX', ttl) end
   end
   out[#out + 1] = ids[i + 1]
   out[#out + 1] = created[i + 1]
 end
 if doc_id ~= '' then
-  redis.call('HSET', KEYS[2], 'document', ARGV[5], 'fact_ids', cjson.encode(ids), 'digest', ARGV[7],
-             'submitted_at', ARGV[1])
-  if ARGV[6] ~= '' then redis.call('SET', KEYS[3], doc_id) end
+  redis.call('HSET', KEYS[2], 'document', doc_json, 'fact_ids', cjson.encode(ids), 'digest', doc_digest,
+             'submitted_at', submitted_at)
+  if doc_client ~= '' then redis.call('SET', KEYS[3], doc_id, 'EX', ttl) end
 end
 return out
 """
@@ -330,7 +338,8 @@ class RedisStore:
         return done.fact_ids[0], done.created[0]
 
     def enqueue_many(self, facts: Sequence[Fact], client_ids: Sequence[str | None] | None = None,
-                     document: DocumentPost | None = None, replaces: Sequence[str | None] | None = None) -> Enqueued:
+                     document: DocumentPost | None = None, replaces: Sequence[str | None] | None = None,
+                     client_id_ttl_s: int = CLIENT_ID_TTL_S) -> Enqueued:
         """Store and queue facts (from `document`, if given) in one atomic step: all of them or none.
         `replaces[i]` names a fact that fact i corrects: the worker takes it back in the version that
         teaches fact i.
@@ -343,7 +352,7 @@ class RedisStore:
         doc_client = (document.client_id or "") if document else ""
         keys = [self.keys.facts, self.keys.document(document_id) if document else "",
                 self.keys.document_client(doc_client) if doc_client else ""]
-        args: list[Any] = [f"{time.time():.3f}", self.keys.fact(""), len(facts), document_id,
+        args: list[Any] = [f"{time.time():.3f}", self.keys.fact(""), len(facts), client_id_ttl_s, document_id,
                            json.dumps({"title": document.title, "chars": document.chars}) if document else "",
                            doc_client, document.digest if document else "", self.keys.document("")]
         for fact, client_id, old in zip(facts, client_ids, replaces, strict=True):
@@ -455,6 +464,19 @@ class RedisStore:
     def set_snapshot(self, version: int) -> None:
         self._set_snapshot(keys=[self.keys.snapshot], args=[version])
 
+    def trim_facts_stream(self) -> int:
+        """Drop the stream entries every learner is done with (the facts' records stay); returns how many.
+
+        Entries after the group's last delivered one are waiting, and pending ones are being worked on:
+        everything before the oldest of those goes."""
+        group = self._group_info()
+        if group is None:
+            return 0
+        keep_from = _stream_id(group["last-delivered-id"])
+        if int(group.get("pending") or 0):
+            keep_from = min(keep_from, _stream_id(self._r.xpending(self.keys.facts, self.keys.group)["min"]))
+        return int(self._r.xtrim(self.keys.facts, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False))
+
     def trim_deltas_through(self, version: int) -> None:
         """Drop deltas with version <= `version` (they are inside a snapshot on disk)."""
         self._r.xtrim(self.keys.deltas, minid=delta_entry_id(version + 1), approximate=False)
@@ -542,6 +564,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self.keys.fact(fact_id), mapping={"status": FactStatus.failed.value, "reason": reason})
         pipe.rpush(self.keys.deadletter, record)
+        pipe.ltrim(self.keys.deadletter, -DEAD_LETTERS_KEPT, -1)  # bounded: each fact's record keeps its reason
         pipe.xack(self.keys.facts, self.keys.group, entry_id)
         pipe.execute()
 
