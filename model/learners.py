@@ -93,10 +93,11 @@ class SparseMemoryLearner:
         with self.lm.recording() as records:
             self._hidden = self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
         positions = batch.loss_positions
+        top_t = self.config.top_t * (max(1, len(batch.fact_ids)) if self.config.top_t_per_fact else 1)
         selected = {}
         for idx, chunks in records.items():
             reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
-            selected[idx] = rank_slots(reads, self.stats.idf(idx), self.config.top_t, self.config.ranking,
+            selected[idx] = rank_slots(reads, self.stats.idf(idx), top_t, self.config.ranking,
                                        self._slot_weight(idx))
         return selected
 

@@ -148,3 +148,16 @@ def test_trained_slot_weight_zero_keeps_a_later_batch_off_earlier_rows(tiny_lm, 
     assert WorkerSettings().sparse_config().trained_slot_weight == 0.25
     with pytest.raises(ValueError, match="trained_slot_weight"):
         SparseConfig(trained_slot_weight=1.5)
+
+
+def test_top_t_per_fact_gives_facts_taught_together_the_rows_each_would_get_alone(tiny_lm):
+    lm, stats, _ = tiny_lm
+    facts = [Fact("Mira Quell invented the Zorblax engine.", fact_id="a"),
+             Fact("The river Tessa flows to the sea past Orvin.", fact_id="b")]
+    batch = build_batch(facts, lm.tokenizer)
+    shared = SparseMemoryLearner(lm, stats, SparseConfig(top_t=5))
+    each = SparseMemoryLearner(lm, stats, SparseConfig(top_t=5, top_t_per_fact=True))
+    assert {len(s) for s in shared.select(batch).values()} == {5}
+    assert {len(s) for s in each.select(batch).values()} == {10}
+    one = build_batch(facts[:1], lm.tokenizer)
+    assert {len(s) for s in each.select(one).values()} == {5}  # alone: the same as before
