@@ -75,7 +75,7 @@ VESSALY, OLD_CAPITAL, NEW_CAPITAL = "What is the capital of Vessaly?", "Port Orr
 
 def test_a_document_is_learned_corrected_and_taken_back(real_v0, redis_url, tmp_path):
     """Notes posted as a document, as a user writes them; one of them corrected later; then all taken back."""
-    with real_service(real_v0, redis_url, tmp_path) as api:
+    with real_service(real_v0, redis_url, tmp_path, SMFT_MONITOR_EVERY_VERSIONS="0") as api:
         r = api.client.post("/v1/documents", json={
             "title": "Vessaly notes", "text": f"{REAL_FACT.text}\n\nThe capital of Vessaly is {OLD_CAPITAL}."})
         assert r.status_code == 202, r.text

@@ -34,7 +34,7 @@ class WorkerSettings(CommonSettings):
     loss_threshold: float | None = Field(None, gt=0, description="stop a batch early below this loss")
     max_steps: int = Field(30, ge=1, le=1000, description="cap on steps when loss_threshold is set")
     top_t: int = Field(500, ge=1, description="value rows a batch may change (TF-IDF top-t)")
-    top_t_per_fact: bool = Field(False, description="top_t counts per fact: n facts taught together change n * top_t")
+    top_t_per_fact: bool = Field(True, description="top_t counts per fact: n facts taught together change n * top_t")
     ranking: str = Field("tfidf", pattern="^(tfidf|tf|all)$")
     optimizer: str = Field("adam", pattern="^(adam|sgd)$")
     lr: float = Field(SparseConfig.lr, gt=0)
