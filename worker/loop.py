@@ -290,7 +290,7 @@ class Worker:
     def _undo_and_publish(self, claimed: Claimed) -> None:
         """Take back the version that taught the fact, re-teach the facts that shared its batch."""
         fact_id = claimed.fact.fact_id
-        missing = self._missing_undo_record(fact_id)
+        missing = self._missing_undo_record(fact_id, int((self.store.fact_record(fact_id) or {}).get("version", -1)))
         if missing:
             self.store.give_up_undo(fact_id, claimed.entry_id, f"undo failed: {missing}")
             return
@@ -306,9 +306,8 @@ class Worker:
         log.info("v%d: took back a fact; re-taught %d fact(s) of its batch", version, len(keep),
                  extra={"version": version, "fact_id": fact_id, "retaught": [f.fact_id for f in keep]})
 
-    def _missing_undo_record(self, fact_id: str) -> str:
+    def _missing_undo_record(self, fact_id: str, taught_in: int) -> str:
         """Why the fact cannot be taken back ('' when it can): the record of its version was pruned."""
-        taught_in = int((self.store.fact_record(fact_id) or {}).get("version", -1))
         if version_path(self.settings.journal_dir, taught_in).exists():
             return ""
         reason = f"no undo record for version {taught_in} in {self.settings.journal_dir}"
@@ -332,7 +331,7 @@ class Worker:
         for fact_id, replaced_by in facts.items():
             record = self.store.fact_record(fact_id) or {}
             if record.get("status") == FactStatus.learned.value:
-                missing = self._missing_undo_record(fact_id)
+                missing = self._missing_undo_record(fact_id, int(record["version"]))
                 if missing:
                     self.store.set_reason(fact_id, f"could not be taken back for {replaced_by}: {missing}")
                     continue

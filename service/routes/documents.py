@@ -31,8 +31,10 @@ def teach_document(body: DocumentCreate, settings: SettingsDep, store: StoreDep,
     statements = split_statements(body.text)
     if not statements:
         raise bad_input("text", "holds no statement to learn")
-    limit = min(settings.max_document_facts, settings.teach_burst if limiter.enabled else settings.max_document_facts)
-    if len(statements) > limit:  # over the burst it could never be accepted: say so rather than 429 forever
+    limit = settings.max_document_facts
+    if limiter.enabled:  # over the burst it could never be accepted: say so rather than 429 forever
+        limit = min(limit, settings.teach_burst)
+    if len(statements) > limit:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                             f"text: {len(statements)} statements; at most {limit} per document (split it)")
     digest = hashlib.sha256(f"{body.title}\0{body.text}".encode()).hexdigest()
