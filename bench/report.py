@@ -72,9 +72,11 @@ def usage_tables(results: Sequence[UsageResult]) -> str:
     if taught:
         asks = list(taught[0].answered)
         out.append(markdown_table(
-            ("taught as", "facts", *asks, "probe still answered", "batches", "steps", "train s"),
-            ((r.name, r.facts, *(f"{r.answered[a]:.0%}" for a in asks), f"{r.probe_answered:.0%}", r.batches,
-              r.steps, f"{r.seconds:.0f}") for r in taught)))
+            ("taught as", "facts", *asks, "probe still answered", "explain names its post", "batches", "steps",
+             "train s"),
+            ((r.name, r.facts, *(f"{r.answered[a]:.0%}" for a in asks), f"{r.probe_answered:.0%}",
+              "n/a" if r.explained is None else f"{r.explained:.0%}", r.batches, r.steps, f"{r.seconds:.0f}")
+             for r in taught)))
     out += [markdown_table(("corrections", "new answer", "old answer gone", "neighbours kept", "probe still answered",
                             "batches", "steps", "train s"),
                            [(r.facts, *(f"{v:.0%}" for v in r.answered.values()), f"{r.probe_answered:.0%}",

@@ -132,7 +132,40 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
                 answer(decoder, rows)
                 times.append(time.perf_counter() - start)
             out.append(_summary(name, times, 0.0))
+    out.append(_explained_query(lm, answer, repeats, new_tokens))  # last: it writes random rows into lm
     return out
+
+
+LEDGER_FACTS = 1000
+
+
+def _explained_query(lm, answer, repeats: int, new_tokens: int) -> Timing:
+    """One question as `"explain": true` answers it: every read recorded, then attributed over a ledger of
+    LEDGER_FACTS facts of top_t rows each (random rows given random values, so every read counts)."""
+    from model.provenance import RowWriters, contributions_of
+
+    gen = torch.Generator().manual_seed(0)
+    ledger, top_t = RowWriters(), SparseConfig().top_t
+    with torch.no_grad():
+        for layer, memory in lm.memories.items():
+            rows = torch.randint(memory.num_slots, (LEDGER_FACTS, top_t), generator=gen)
+            memory.values[rows.flatten().unique()] = torch.randn(
+                len(rows.flatten().unique()), memory.values.shape[1], generator=gen).to(memory.values)
+            ledger.update({f"fact-{i}": {layer: rows[i]} for i in range(LEDGER_FACTS)})
+
+    def explained() -> None:
+        with lm.reads() as reads:
+            answer(lm.model, 1)
+        ledger.attribute(contributions_of(lm, reads))
+
+    explained()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        explained()
+        times.append(time.perf_counter() - start)
+    return _summary(f"query, {new_tokens} tokens: with memory, explained ({LEDGER_FACTS:,} facts in the ledger)",
+                    times, 0.0)
 
 
 def ratios(timings: list[Timing]) -> dict[str, float]:
@@ -145,6 +178,10 @@ def ratios(timings: list[Timing]) -> dict[str, float]:
         out["sparse step / LoRA step"] = sparse / by["train step: lora"]
     if sparse and by.get("train step: sparse (full forward)"):
         out["sparse step / same step through the whole model"] = sparse / by["train step: sparse (full forward)"]
+    explained = next((t for name, t in by.items() if ": with memory, explained" in name), None)
+    plain = next((t for name, t in by.items() if name.endswith("tokens: with memory")), None)
+    if explained and plain:
+        out["explained query / query (one question)"] = explained / plain
     for name, t in by.items():  # each query shape: with memory over the base model
         if name.endswith(": with memory") and (plain := by.get(name.replace(": with memory", ": base model"))):
             shape = name.removesuffix(": with memory").removeprefix("query, ")

@@ -32,6 +32,7 @@ from model.learners import SparseMemoryLearner
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.prompting import conversation_prompt
+from model.provenance import RowWriters, answer_contributions
 from model.statistics import SlotStats
 from worker.settings import WorkerSettings
 from worker.teaching import teach_facts
@@ -64,6 +65,9 @@ class UsageResult:
     batches: int
     steps: int
     seconds: float
+    # forms: the share of facts whose question's explanation (`"explain": true`) names, as its largest
+    # source, the post that taught the fact; None in results saved before it was measured
+    explained: float | None = None
 
 
 def posts(facts: Sequence[EvalFact], form: str) -> list[Fact]:
@@ -132,28 +136,46 @@ def corrections(probe: Sequence[ProbeQuestion], n: int, seed: int = 0) -> tuple[
     return out, [q for q in capitals if q not in chosen]
 
 
-def _teach(lm: MemoryLM, stats: SlotStats, facts: Sequence[Fact], settings: WorkerSettings) -> tuple[int, int, float]:
-    """The facts in the worker's batches, on `lm`; returns (batches, steps, seconds)."""
+def _teach(lm: MemoryLM, stats: SlotStats, facts: Sequence[Fact], settings: WorkerSettings,
+           ledger: RowWriters | None = None) -> tuple[int, int, float]:
+    """The facts in the worker's batches, on `lm`, recording in `ledger` which fact wrote which row, as
+    every replica does; returns (batches, steps, seconds)."""
     learner = SparseMemoryLearner(lm, stats, settings.sparse_config())
     batches = steps = 0
     seconds = 0.0
     for start in range(0, len(facts), settings.batch_facts):
         report = teach_facts(lm, learner, facts[start:start + settings.batch_facts], settings)
-        learner.take_touched()  # the worker publishes here; nothing else needs the record
+        learner.take_touched()  # the worker publishes here; the undo record is not needed
+        writes = learner.take_writes()
+        if ledger is not None:
+            ledger.update(writes)
         batches, steps, seconds = batches + 1, steps + report.steps, seconds + report.seconds
     return batches, steps, seconds
 
 
+def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[EvalFact], taught: Sequence[Fact]
+                          ) -> float:
+    """The share of facts whose question's largest source (as `"explain": true` reports it) is the post
+    holding the fact's statement."""
+    hits = 0
+    for fact in facts:
+        post = next((p.fact_id for p in taught if fact.fact.text in p.text), None)
+        sources, _ = ledger.attribute(answer_contributions(lm, fact.question, MAX_NEW_TOKENS)[1], top=1)
+        hits += bool(sources) and sources[0].fact_id == post
+    return hits / len(facts)
+
+
 def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
              probe: Sequence[ProbeQuestion]) -> UsageResult:
-    lm = copy.deepcopy(v0)
-    batches, steps, seconds = _teach(lm, stats, posts(facts, form), settings)
+    lm, ledger, taught = copy.deepcopy(v0), RowWriters(), posts(facts, form)
+    batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
     answered = {}
     for how in ASKS:
         asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
         got = replies(lm, asks)
         answered[how] = sum(contains_answer(r, g) for r, g in zip(got, golds, strict=True)) / len(facts)
-    return UsageResult(form, len(facts), answered, probe_answered(lm, probe), batches, steps, seconds)
+    return UsageResult(form, len(facts), answered, probe_answered(lm, probe), batches, steps, seconds,
+                       explained_by_its_post(lm, ledger, facts, taught))
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],

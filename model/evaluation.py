@@ -46,8 +46,10 @@ def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32) -> list[str]:
-    """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
+def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32
+                        ) -> list[list[int]]:
+    """Greedy answers as token ids, all questions in one batched generation; each row stops at its own
+    token limit (padding after an early end of answer is left in; decoding skips it)."""
     if not questions:
         return []
     limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
@@ -57,8 +59,13 @@ def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int
         pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
     )
     new = out[:, ids.shape[1]:]
-    return [lm.tokenizer.decode(row[:limit], skip_special_tokens=True).strip()
-            for row, limit in zip(new, limits, strict=True)]
+    return [row[:limit].tolist() for row, limit in zip(new, limits, strict=True)]
+
+
+def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32) -> list[str]:
+    """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
+    return [lm.tokenizer.decode(row, skip_special_tokens=True).strip()
+            for row in generate_answer_ids(lm, questions, max_new_tokens)]
 
 
 @torch.no_grad()

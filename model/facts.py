@@ -42,10 +42,11 @@ class TrainingBatch:
     attention_mask: torch.Tensor  # [B, T]
     labels: torch.Tensor  # [B, T], -100 where no loss (prompt, padding)
     fact_ids: tuple[str, ...] = ()
+    row_facts: tuple[int, ...] = ()  # per row, the index in fact_ids of the fact it teaches
 
     def to(self, device: torch.device | str) -> TrainingBatch:
         return TrainingBatch(self.input_ids.to(device), self.attention_mask.to(device),
-                             self.labels.to(device), self.fact_ids)
+                             self.labels.to(device), self.fact_ids, self.row_facts)
 
     @property
     def loss_positions(self) -> torch.Tensor:
@@ -90,7 +91,8 @@ def check_fact(fact: Fact, tokenizer, max_tokens: int = 256) -> None:
 def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> TrainingBatch:
     """One right-padded batch holding every example of every fact."""
     rows: list[tuple[list[int], list[int]]] = []
-    for fact in facts:
+    row_facts: list[int] = []
+    for index, fact in enumerate(facts):
         check_fact(fact, tokenizer)
         for prompt, target in fact_examples(fact, tokenizer):
             p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
@@ -100,8 +102,9 @@ def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> Trai
             if not prompt:
                 labels[0] = -100  # nothing predicts the first token of plain text
             rows.append((ids, labels))
+            row_facts.append(index)
     if not rows:
         raise FactError("no facts to build a batch from")
     input_ids, attention = pad_rows([ids for ids, _ in rows], tokenizer.pad_token_id)
     labels, _ = pad_rows([lab for _, lab in rows], -100)
-    return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts))
+    return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts), tuple(row_facts))

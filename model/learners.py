@@ -65,6 +65,22 @@ def teach(learner: Learner, batch: TrainingBatch, schedule: StepSchedule) -> Tea
     return TeachReport(len(losses), losses[0], losses[-1], time.perf_counter() - start)
 
 
+def fact_writes(read: torch.Tensor, positions: torch.Tensor, batch: TrainingBatch,
+                selected: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per fact of the batch, the selected slots its examples read where the loss is ([B, T, heads, k] reads)."""
+    if not batch.row_facts:
+        return {}
+    owner = torch.tensor(batch.row_facts, device=read.device)
+    selected = selected.to(read.device)
+    out: dict[str, torch.Tensor] = {}
+    for index, fact_id in enumerate(batch.fact_ids):
+        mine = owner == index
+        slots = read[mine][positions[mine]].flatten().unique()
+        slots = slots[torch.isin(slots, selected)].cpu()
+        out[fact_id] = torch.unique(torch.cat([out[fact_id], slots])) if fact_id in out else slots
+    return out
+
+
 class SparseMemoryLearner:
     """Updates only the top-t value rows that the batch reads far more than background text does.
 
@@ -86,6 +102,10 @@ class SparseMemoryLearner:
         self._fast: bool | None = None  # decided once per learner: is the fast loss (see _loss) exact here?
         # Rows changed since take_touched(), with their values before the first change: an undo record.
         self.touched: dict[int, dict[int, torch.Tensor]] = {i: {} for i in lm.memories}
+        # Rows each fact's examples read among those trained since take_writes(): fact id -> layer -> slot ids.
+        # A row's gradient comes only from the tokens that read it, so these are the rows each fact wrote.
+        self.writes: dict[str, dict[int, torch.Tensor]] = {}
+        self._batch_writes: dict[str, dict[int, torch.Tensor]] = {}
 
     @torch.no_grad()
     def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
@@ -95,10 +115,13 @@ class SparseMemoryLearner:
         positions = batch.loss_positions
         top_t = self.config.top_t * (max(1, len(batch.fact_ids)) if self.config.top_t_per_fact else 1)
         selected = {}
+        self._batch_writes = {}
         for idx, chunks in records.items():
             reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
             selected[idx] = rank_slots(reads, self.stats.idf(idx), top_t, self.config.ranking,
                                        self._slot_weight(idx))
+            for fact_id, slots in fact_writes(chunks[0], positions, batch, selected[idx]).items():
+                self._batch_writes.setdefault(fact_id, {})[idx] = slots
         return selected
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
@@ -178,6 +201,11 @@ class SparseMemoryLearner:
                 self.touched[idx].setdefault(slot, row)
             memory.values.index_add_(0, slots, rows.detach())
             memory.detach_trainable_rows()
+        if self._rows:
+            for fact_id, layers in self._batch_writes.items():
+                mine = self.writes.setdefault(fact_id, {})
+                for idx, slots in layers.items():
+                    mine[idx] = torch.unique(torch.cat([mine[idx], slots])) if idx in mine else slots
         self._end_batch()
 
     def abort(self) -> None:
@@ -188,6 +216,12 @@ class SparseMemoryLearner:
 
     def _end_batch(self) -> None:
         self._rows, self._slots, self._base, self._batch, self._optimizer, self._hidden = {}, {}, {}, None, None, None
+        self._batch_writes = {}
+
+    def take_writes(self) -> dict[str, dict[int, torch.Tensor]]:
+        """The rows each fact wrote since the last call (fact id -> layer -> sorted slot ids), and forget them."""
+        writes, self.writes = self.writes, {}
+        return writes
 
     def take_touched(self) -> dict[int, torch.Tensor]:
         """Slot ids changed since the last call, per layer (sorted), and forget them."""

@@ -58,6 +58,19 @@ class MemoryLM:
             for memory in self.memories.values():
                 memory.recorded_slots = None
 
+    @contextmanager
+    def reads(self) -> Iterator[dict[int, list[tuple[torch.Tensor, torch.Tensor]]]]:
+        """Collect the slots every memory reads and their weights: {layer: [(slots, weights), ...]},
+        each [B, T, heads, k] for one forward."""
+        records: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for idx, memory in self.memories.items():
+            records[idx] = memory.recorded_reads = []
+        try:
+            yield records
+        finally:
+            for memory in self.memories.values():
+                memory.recorded_reads = None
+
     @torch.no_grad()
     def run_to_memories(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                         ) -> torch.Tensor:

@@ -19,7 +19,8 @@ class ProductKeyMemory(nn.Module):
 
     Three pieces of state are set from outside, never saved, and only for the span of a call:
     - `recorded_slots`: a list while `MemoryLM.recording()` is open; every forward appends the slots
-      it read, so slot statistics and TF-IDF ranking see exactly what the model read.
+      it read, so slot statistics and TF-IDF ranking see exactly what the model read (and
+      `recorded_reads`, with their weights, while `MemoryLM.reads()` is open: for provenance).
     - `_trainable`: set by a sparse learner (`attach_trainable_rows`) for the steps of one batch, and
       cleared (`detach_trainable_rows`) when the batch's rows are written back into the table.
     - `context`: set by `ContextPooler`'s hook before every decoder forward (model/context.py) and
@@ -57,6 +58,7 @@ class ProductKeyMemory(nn.Module):
             self.out_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         # Set from outside (see the class docstring):
         self.recorded_slots: list[torch.Tensor] | None = None  # each [batch, seq, heads, topk]
+        self.recorded_reads: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (slots, weights), as above
         self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index [N], rows [t, hidden])
         # ([*x.shape[:-1], hidden] pooled token embeddings, [*x.shape[:-1]] 1 where a weighted token was seen)
         self.context: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -97,6 +99,8 @@ class ProductKeyMemory(nn.Module):
         slots, weights = self.lookup(x)
         if self.recorded_slots is not None:
             self.recorded_slots.append(slots.detach())
+        if self.recorded_reads is not None:
+            self.recorded_reads.append((slots.detach(), weights.detach()))
         k = self.config.topk
         flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)  # [tokens * heads, k] each
         # [tokens * heads, hidden]

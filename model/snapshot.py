@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from safetensors.torch import load, load_file, safe_open, save, save_file
 from model.config import MemoryConfig
 from model.errors import SnapshotError
 from model.lm import MemoryLM
+from model.provenance import RowWriters
 from model.statistics import SlotStats
 
 
@@ -28,6 +29,11 @@ class MemoryDelta:
     version: int
     rows: dict[int, tuple[torch.Tensor, torch.Tensor]]  # layer -> (slot ids [m], new rows [m, hidden])
     fact_ids: tuple[str, ...] = ()
+    # Provenance (model/provenance.py): the rows each fact taught in this version wrote (fact id ->
+    # layer -> slot ids), and the facts this version took back.
+    writes: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    undone: tuple[str, ...] = ()
+    deployment: str = ""  # the deployment that published it (worker/store.py); '' before deployment ids
 
     @property
     def num_rows(self) -> int:
@@ -38,16 +44,38 @@ class MemoryDelta:
         for layer, (ids, rows) in self.rows.items():
             tensors[f"{layer}.slot_ids"] = ids.to(torch.long).contiguous().cpu()
             tensors[f"{layer}.rows"] = rows.contiguous().cpu()
-        meta = {"version": str(self.version), "fact_ids": json.dumps(list(self.fact_ids))}
+        writers = list(self.writes)
+        for layer in {layer for layers in self.writes.values() for layer in layers}:
+            owned = [(i, layers[layer]) for i, layers in enumerate(self.writes.values()) if layer in layers]
+            tensors[f"{layer}.written_slots"] = torch.cat([slots.to(torch.long).cpu() for _, slots in owned])
+            tensors[f"{layer}.written_by"] = torch.cat([torch.full((len(slots),), i, dtype=torch.int32)
+                                                        for i, slots in owned])
+        meta = {"version": str(self.version), "fact_ids": json.dumps(list(self.fact_ids)),
+                "writers": json.dumps(writers), "undone": json.dumps(list(self.undone)),
+                "deployment": self.deployment}
         return save(tensors, metadata=meta)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MemoryDelta:
         tensors = load(data)
         meta = _metadata_of_bytes(data)
-        layers = sorted({int(k.split(".")[0]) for k in tensors})
+        layers = sorted({int(k.split(".")[0]) for k in tensors if k.endswith(".slot_ids")})
         rows = {i: (tensors[f"{i}.slot_ids"], tensors[f"{i}.rows"]) for i in layers}
-        return cls(int(meta["version"]), rows, tuple(json.loads(meta["fact_ids"])))
+        writers = json.loads(meta.get("writers", "[]"))  # absent in deltas written before provenance
+        writes: dict[str, dict[int, torch.Tensor]] = {fact_id: {} for fact_id in writers}
+        for key in tensors:
+            if key.endswith(".written_slots"):
+                layer = int(key.split(".")[0])
+                slots, owner = tensors[key], tensors[f"{layer}.written_by"]
+                for i, fact_id in enumerate(writers):
+                    writes[fact_id][layer] = slots[owner == i]
+        return cls(int(meta["version"]), rows, tuple(json.loads(meta["fact_ids"])), writes,
+                   tuple(json.loads(meta.get("undone", "[]"))), meta.get("deployment", ""))
+
+    @staticmethod
+    def deployment_of(data: bytes) -> str:
+        """The deployment a serialised delta belongs to, from its header alone."""
+        return _metadata_of_bytes(data).get("deployment", "")
 
 
 def _metadata_of_bytes(data: bytes) -> dict[str, str]:
@@ -56,10 +84,12 @@ def _metadata_of_bytes(data: bytes) -> dict[str, str]:
     return json.loads(data[8:8 + n]).get("__metadata__", {})
 
 
-def make_delta(lm: MemoryLM, version: int, slot_ids: dict[int, torch.Tensor], fact_ids=()) -> MemoryDelta:
+def make_delta(lm: MemoryLM, version: int, slot_ids: dict[int, torch.Tensor], fact_ids=(),
+               writes: dict[str, dict[int, torch.Tensor]] | None = None, undone=(), deployment: str = ""
+               ) -> MemoryDelta:
     rows = {i: (ids, lm.memories[i].values.detach()[ids.to(lm.device)].cpu().clone())
             for i, ids in slot_ids.items() if len(ids)}
-    return MemoryDelta(version, rows, tuple(fact_ids))
+    return MemoryDelta(version, rows, tuple(fact_ids), dict(writes or {}), tuple(undone), deployment)
 
 
 @torch.no_grad()
@@ -78,11 +108,14 @@ class Snapshot:
     version: int
     config: MemoryConfig
     model_name: str
-    tensors: dict[str, torch.Tensor]  # "memory.<layer>.<name>" and "stats.<layer>.<name>"
+    tensors: dict[str, torch.Tensor]  # "memory.<layer>.<name>", "stats.<layer>.<name>", "provenance.<name>"
     stats: SlotStats
+    writers: RowWriters = field(default_factory=RowWriters)  # empty in snapshots written before provenance
+    deployment: str = ""  # '' in snapshots written before deployment ids
 
 
-def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path) -> Path:
+def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path,
+                  writers: RowWriters | None = None, deployment: str = "") -> Path:
     tensors: dict[str, torch.Tensor] = {}
     for layer, memory in lm.memories.items():
         for name, t in memory.state_dict().items():
@@ -90,7 +123,11 @@ def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path) -> P
         tensors[f"stats.{layer}.doc_freq"] = stats.doc_freq[layer].contiguous()
         tensors[f"stats.{layer}.reads"] = stats.reads[layer].contiguous()
     meta = {"version": str(version), "memory_config": lm.config.to_json(), "model_name": lm.model_name,
-            "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint}
+            "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint, "deployment": deployment}
+    if writers is not None and len(writers):
+        ledger, names = writers.to_tensors()
+        tensors.update({f"provenance.{name}": t for name, t in ledger.items()})
+        meta["provenance_facts"] = json.dumps(names)
     return save_atomically(tensors, Path(path), meta)
 
 
@@ -140,8 +177,12 @@ def read_snapshot(path: Path) -> Snapshot:
         reads={i: tensors[f"stats.{i}.reads"] for i in layers},
         fingerprint=meta["fingerprint"],
     )
+    writers = RowWriters()
+    if "provenance_facts" in meta:
+        writers = RowWriters.from_tensors({"keys": tensors["provenance.keys"], "facts": tensors["provenance.facts"]},
+                                          json.loads(meta["provenance_facts"]))
     return Snapshot(int(meta["version"]), MemoryConfig.from_json(meta["memory_config"]),
-                    meta.get("model_name", ""), tensors, stats)
+                    meta.get("model_name", ""), tensors, stats, writers, meta.get("deployment", ""))
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
 from model.prompting import conversation_prompt
+from model.provenance import Source, answer_contributions
 from service.batcher import QueryBatcher
 from service.errors import VersionWaitTimeout
 from service.limits import GenerationGate, check_prompt
@@ -34,6 +35,8 @@ class Answer:
     wait_ms: float
     generate_ms: float
     batch_size: int = 1  # questions answered in the same generation
+    sources: list[Source] | None = None  # with explain: the facts whose rows the answer read most
+    unattributed: float = 0.0  # with explain: the memory's share that no live fact accounts for
 
 
 class Engine:
@@ -95,9 +98,12 @@ class Engine:
                 if self.replica.lm is None:
                     self.replica.load_snapshot()
                 self._applied(self.replica.catch_up())
-                for version, data in self.store.wait_for_deltas(self.replica.version, block_ms=1000):
+                entries = self.store.wait_for_deltas(self.replica.version, block_ms=1000)
+                for version, data in entries:
                     if not self.replica.apply(version, data):
                         break
+                    self._applied(1)
+                if not entries and self.replica.follow_deployment():  # Redis flushed or replaced: no deltas come
                     self._applied(1)
                 self.error = None
             except NotReadyError as exc:
@@ -124,16 +130,33 @@ class Engine:
                 self._changed.wait(min(left, 0.5))
         return True
 
-    def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
+    def _wait(self, min_version: int, wait_s: float) -> float:
+        """Wait (bounded) until `min_version` is applied; returns the seconds waited."""
         start = time.perf_counter()
         if min_version > self.replica.version and not self.wait_for_version(min_version, wait_s):
             raise VersionWaitTimeout(f"memory version {min_version} not applied within {wait_s:g}s "
                                f"(this replica is at {self.replica.version})")
-        waited = time.perf_counter() - start
         if self.replica.lm is None:
             raise NotReadyError("model not loaded yet")
+        return time.perf_counter() - start
+
+    def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
+        waited = self._wait(min_version, wait_s)
         done = self.batcher.answer(question, max_new_tokens)
         return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size)
+
+    def explain(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0,
+                top: int = 5) -> Answer:
+        """The same greedy answer as `answer`, with the taught facts whose rows it read most. Generated
+        alone (not batched), since every read of this one answer is recorded."""
+        waited = self._wait(min_version, wait_s)
+        start = time.perf_counter()
+        with self.replica.lock:
+            assert self.replica.lm is not None
+            text, contributions = answer_contributions(self.replica.lm, question, max_new_tokens)
+            sources, unattributed = self.replica.writers.attribute(contributions, top)
+            version = self.replica.version
+        return Answer(text, version, waited * 1000, (time.perf_counter() - start) * 1000, 1, sources, unattributed)
 
     def complete(self, messages: list[dict[str, str]], params: SamplingParams,
                  on_text: Callable[[str], None] | None = None,

@@ -32,6 +32,19 @@ class FactsAccepted(BaseModel):
     facts: list[FactAccepted]
 
 
+class SharedRows(BaseModel):
+    id: str
+    rows: int = Field(description="rows both facts wrote")
+    text: str | None = None
+
+
+class FactMemory(BaseModel):
+    rows: int = Field(description="value rows this fact wrote and still owns (0 once taken back)")
+    rows_per_layer: dict[int, int] = Field(description="those rows per memory layer (decoder layer index)")
+    shares_rows_with: list[SharedRows] = Field(description="other live facts that also wrote some of these rows, "
+                                                           "most shared first (up to 10)")
+
+
 class FactPublic(BaseModel):
     id: str
     status: FactState
@@ -46,6 +59,8 @@ class FactPublic(BaseModel):
     undone_version: int | None = Field(None, description="memory version that took it back")
     replaces: str | None = Field(None, description="the fact this one corrects")
     replaced_by: str | None = Field(None, description="the fact that corrected this one (and took it back)")
+    memory: FactMemory | None = Field(None, description="the memory rows it wrote, as this replica holds them "
+                                                        "(null until the model is loaded)")
 
 
 class UndoAccepted(BaseModel):
@@ -100,6 +115,7 @@ class QueryRequest(BaseModel):
     min_version: int | None = Field(None, ge=0, description="answer only from this memory version or newer")
     after_fact: str | None = Field(None, description="answer only after this fact is learned (read your write)")
     wait_s: float = Field(10.0, ge=0, description="how long to wait for min_version / after_fact")
+    explain: bool = Field(False, description="also return the taught facts whose memory rows the answer read most")
 
 
 class Timings(BaseModel):
@@ -109,10 +125,24 @@ class Timings(BaseModel):
     batch_size: int = Field(1, description="questions answered in the same batched generation")
 
 
+class Source(BaseModel):
+    id: str = Field(description="the fact")
+    text: str | None = Field(None, description="its statement (null if Redis could not be asked)")
+    share: float = Field(description="its share of what the memory added to the answer: read weight x row norm, "
+                                     "over the positions that produced the answer")
+    rows_read: int = Field(description="how many of its rows the answer read")
+
+
+class Explanation(BaseModel):
+    sources: list[Source] = Field(description="the facts the answer drew on, largest share first (up to 5)")
+    unattributed: float = Field(description="the memory's share no live fact accounts for")
+
+
 class QueryResponse(BaseModel):
     answer: str
     memory_version: int
     timings: Timings
+    explanation: Explanation | None = Field(None, description="with explain: where the answer came from")
 
 
 class Status(BaseModel):

@@ -17,13 +17,15 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
     assert [t.name for t in timings] == [
         "train step: sparse", "train step: sparse (full forward)", "train step: lora", "train step: full",
         "query, 4 tokens: base model", "query, 4 tokens: with memory",
-        "query, 4 tokens, batch of 3: base model", "query, 4 tokens, batch of 3: with memory"]
+        "query, 4 tokens, batch of 3: base model", "query, 4 tokens, batch of 3: with memory",
+        "query, 4 tokens: with memory, explained (1,000 facts in the ledger)"]
     assert all(t.runs == 2 and 0 < t.min_ms <= t.median_ms <= t.max_ms for t in timings)
     found = ratios(timings)
     assert set(found) == {"sparse step / full-finetuning step", "sparse step / LoRA step",
                           "sparse step / same step through the whole model",
                           "query with memory / base model (4 tokens)",
-                          "query with memory / base model (4 tokens, batch of 3)"}
+                          "query with memory / base model (4 tokens, batch of 3)",
+                          "explained query / query (one question)"}
     assert "| train step: sparse |" in speed_tables(timings, found)
 
 

@@ -56,12 +56,12 @@ def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(t
     assert [r.name for r in results] == [*usage.FORMS, "corrections"]
     for r in results[:4]:
         assert list(r.answered) == list(usage.ASKS) and all(0 <= v <= 1 for v in r.answered.values())
-        assert r.steps == 2 * r.batches and r.facts == 4
+        assert r.steps == 2 * r.batches and r.facts == 4 and 0 <= r.explained <= 1
     # 4 facts in 2s; one paragraph; the paragraph's 4 sentences in 2s; 2 corrections in one batch
     assert [r.batches for r in results] == [2, 2, 1, 2, 1]
     assert set(results[4].answered) == {"new answer", "old answer gone", "neighbours kept"}
     table = usage_tables(results)
-    assert "| paragraph | 4 |" in table and "| corrections |" in table
+    assert "| paragraph | 4 |" in table and "| corrections |" in table and "explain names its post" in table
 
     monkeypatch.setattr(usage, "run_form", lambda *a, **k: pytest.fail("measured again instead of resumed"))
     monkeypatch.setattr(usage, "run_corrections", lambda *a, **k: pytest.fail("measured again instead of resumed"))

@@ -70,6 +70,14 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
         assert 0 < latest["slots_updated"] <= 500
 
 
+def top_source(api: Api, question: str) -> str:
+    r = api.client.post("/v1/query", json={"question": question, "explain": True})
+    assert r.status_code == 200, r.text
+    sources = r.json()["explanation"]["sources"]
+    assert sources, r.json()
+    return sources[0]["id"]
+
+
 VESSALY, OLD_CAPITAL, NEW_CAPITAL = "What is the capital of Vessaly?", "Port Orrin", "Lake Dunmore"
 
 
@@ -92,6 +100,12 @@ def test_a_document_is_learned_corrected_and_taken_back(real_v0, redis_url, tmp_
         answer = ask(api, VESSALY, fix["id"])
         assert contains_answer(answer, NEW_CAPITAL) and not contains_answer(answer, OLD_CAPITAL), answer
         assert contains_answer(ask(api, REAL_QUESTION, fix["id"]), REAL_ANSWER)  # its batch-mate, taught again
+        # Each answer says where it came from: the fact that taught it draws the largest share of the memory.
+        assert top_source(api, VESSALY) == fix["id"]
+        assert top_source(api, REAL_QUESTION) == zorblax
+        memory = api.client.get(f"/v1/facts/{zorblax}").json()["memory"]
+        assert memory["rows"] > 0 and set(memory["rows_per_layer"]) == {"24"}  # the default memory layer
+        assert api.client.get(f"/v1/facts/{vessaly}").json()["memory"]["rows"] == 0  # replaced: its rows are gone
         status = api.client.get(f"/v1/documents/{doc['id']}").json()
         assert status["status"] == "partial" and status["counts"] == {"learned": 1, "undone": 1}
 

@@ -12,9 +12,9 @@ from model.errors import SnapshotError
 from model.facts import Fact
 from model.snapshot import MemoryDelta
 from model.undo import UndoRecord
-from worker.errors import ClientIdConflict, PublishRefused
+from worker.errors import ClientIdConflict, LeadershipLost, PublishRefused
 from worker.loop import Worker
-from worker.replica import MemoryReplica
+from worker.replica import MemoryReplica, version_of_file
 from worker.settings import WorkerSettings
 from worker.store import FactStatus, RedisStore
 
@@ -161,8 +161,7 @@ def test_snapshots_and_trimming(tiny_env):
     worker = make_worker(tiny_env, batch_facts=1, snapshot_every_versions=2)
     worker.run(burst=True)
     assert p.snapshot_version() == 4
-    files = sorted(f.name for f in worker.settings.snapshot_dir.iterdir())
-    assert files == ["v00000002.safetensors", "v00000004.safetensors"]
+    assert _versions(worker, "_snapshots") == [2, 4]
     assert [v for v, _ in p.deltas_after(-1)] == [3, 4, 5]  # kept since the previous snapshot
     fresh = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
     fresh.catch_up()
@@ -259,14 +258,35 @@ def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
     assert MemoryDelta.from_bytes(p.deltas_after(1)[0][1]).fact_ids == (b,)
 
 
+@pytest.mark.parametrize("snapshot_every", [1, 100])
+def test_every_replica_knows_which_fact_wrote_which_row(tiny_env, snapshot_every):
+    """The ledger follows teaching, re-teaching and undo, from deltas alone or from a snapshot."""
+    p = store(tiny_env)
+    p.ensure_group()
+    a, b, c = (p.enqueue(f)[0] for f in FACTS)
+    worker = make_worker(tiny_env, batch_facts=2, snapshot_every_versions=snapshot_every)
+    worker.run(burst=True)
+    writers = worker.replica.writers
+    rows = {f: sum(len(r) for r in writers.rows_of(f).values()) for f in (a, b, c)}
+    assert all(n > 0 for n in rows.values())
+    changed = worker.replica.lm.memories[1].values.detach().ne(0).any(dim=1).nonzero().flatten()
+    owned = {int(k) & 0xFFFFFFFF for k in writers.entries[0]}
+    assert owned == set(changed.tolist())  # every changed row has a writer, no writer names an untouched row
+    p.request_undo(a)
+    worker.run(burst=True)
+    writers = worker.replica.writers  # each run() starts from the published table: a new ledger
+    assert writers.rows_of(a) == {} and writers.rows_of(b) and writers.rows_of(c)
+    assert a not in writers.sharing(b)
+    assert _same_as_a_fresh_replica(tiny_env, worker)
+
+
 def test_undo_records_beyond_the_kept_window_are_pruned_and_say_so(tiny_env):
     p = store(tiny_env)
     p.ensure_group()
     ids = [p.enqueue(f)[0] for f in FACTS]
     worker = make_worker(tiny_env, batch_facts=1, undo_keep_versions=2)
     worker.run(burst=True)
-    assert sorted(f.name for f in worker.settings.journal_dir.iterdir()) == ["v00000002.safetensors",
-                                                                             "v00000003.safetensors"]
+    assert _versions(worker, "_journal") == [2, 3]
     p.request_undo(ids[0])  # taught in version 1: its record is gone
     worker.run(burst=True)
     record = p.fact_record(ids[0])
@@ -288,11 +308,25 @@ def test_undo_before_learning_cancels_the_fact(tiny_env):
     assert p.request_undo(a) == "undone" and p.request_undo("nope") is None
 
 
+def _versions(worker: Worker, folder: str) -> list[int]:
+    """The versions of the files in this deployment's snapshots or journal folder."""
+    directory = getattr(worker, folder)
+    return sorted(version_of_file(f) for f in directory.iterdir())
+
+
+def _ledger(replica: MemoryReplica) -> set[tuple[str, int]]:
+    """(fact id, row key) for every row a live fact wrote, as the replica holds it."""
+    keys, facts = replica.writers.entries
+    return {(replica.writers.names[f], k) for k, f in zip(keys.tolist(), facts.tolist(), strict=True)}
+
+
 def _same_as_a_fresh_replica(env, worker) -> bool:
+    """A replica that loads the snapshot and replays the deltas holds the worker's table and ledger."""
     replica = MemoryReplica(env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, store(env))
     replica.catch_up()
     return replica.version == worker.replica.version and torch.equal(
-        replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+        replica.lm.memories[1].values, worker.replica.lm.memories[1].values) and \
+        _ledger(replica) == _ledger(worker.replica)
 
 
 def test_a_failure_between_training_and_publishing_leaves_the_leader_on_the_published_table(tiny_env):
@@ -376,14 +410,15 @@ def test_writes_cut_short_leave_no_file_behind_once_a_leader_starts(tiny_env):
     p.ensure_group()
     worker = make_worker(tiny_env)
     worker.run(burst=True)  # version 0 prepared and written
-    left = [worker.settings.snapshot_dir / ".v00000001.safetensors.tmp-1-abc",
-            worker.settings.journal_dir / ".v00000001.safetensors.tmp-1-def"]
+    left = [worker._snapshots / ".v00000001.safetensors.tmp-1-abc",
+            worker._journal / ".v00000001.safetensors.tmp-1-def",
+            worker._journal / "v00000001-0123456789ab.safetensors"]  # a record of a version never published
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a file")
     make_worker(tiny_env).run(burst=True)
     assert not any(path.exists() for path in left)
-    assert (worker.settings.snapshot_dir / "v00000000.safetensors").exists()
+    assert _versions(worker, "_snapshots") == [0]
 
 
 def test_a_snapshot_file_that_is_not_the_version_redis_names_is_refused(tiny_env):
@@ -391,10 +426,10 @@ def test_a_snapshot_file_that_is_not_the_version_redis_names_is_refused(tiny_env
     p.ensure_group()
     worker = make_worker(tiny_env)
     worker.run(burst=True)  # version 0
-    snapshots = worker.settings.snapshot_dir
-    (snapshots / "v00000000.safetensors").rename(snapshots / "v00000003.safetensors")  # copied by hand
-    p.set_snapshot(3)
-    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", snapshots, p)
+    v0 = next(worker._snapshots.iterdir())
+    v0.rename(worker._snapshots / "v00000003.safetensors")  # copied by hand
+    p.set_snapshot(3, f"{worker.replica.deployment}/v00000003.safetensors", worker.replica.deployment)
+    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
     with pytest.raises(SnapshotError, match="holds version 0"):
         replica.load_snapshot()
 
@@ -416,3 +451,113 @@ def test_redis_memory_stays_bounded_stream_client_ids_and_dead_letters(tiny_env,
     late, _ = p.enqueue(FACTS[0])  # entries after the trim are still taught
     make_worker(tiny_env).run(burst=True)
     assert p.fact_record(late)["status"] == "learned"
+
+
+def test_a_deposed_leaders_writes_change_nothing(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    a = p.enqueue(FACTS[0])[0]
+    entry = p.claim("worker-1", 1, None)[0][0]
+    deposed = p.fenced("worker-1")
+    assert p.acquire_lease("worker-2", 10)
+    before = p.fact_record(a)
+    for write in (lambda: deposed.set_status(a, FactStatus.training), lambda: deposed.count_attempt(a),
+                  lambda: deposed.set_reason(a, "late"), lambda: deposed.dead_letter(a, entry, "late"),
+                  lambda: deposed.mark_undone(a, entry), lambda: deposed.ack(entry),
+                  lambda: deposed.set_snapshot(5, "x/v00000005.safetensors")):
+        with pytest.raises(LeadershipLost):
+            write()
+    assert p.fact_record(a) == before and p.dead_letter_count() == 0 and p.snapshot_version() is None
+    assert p.queue_depth() == 1  # still pending: not acknowledged
+    p.fenced("worker-2").set_status(a, FactStatus.training)  # the leader's own writes go through
+    assert p.fact_record(a)["status"] == "training"
+
+
+def test_a_leader_paused_past_its_lease_changes_nothing_when_it_resumes(tiny_env):
+    """The first worker stalls inside teach (a VM pause), loses its lease, the second drains the queue; when the
+    first resumes, its version is refused and nothing it wrote is read: each version's undo record is the one its
+    delta was made with, and an undo afterwards restores exactly what that version changed."""
+    import threading
+
+    p = store(tiny_env)
+    p.ensure_group()
+    ids = [p.enqueue(f)[0] for f in FACTS]
+    first = make_worker(tiny_env, batch_facts=2)
+    inside, resume = threading.Event(), threading.Event()
+    teach = first._teach_facts
+
+    def stalled(facts):
+        inside.set()
+        assert resume.wait(60)
+        return teach(facts)
+
+    first._teach_facts = stalled
+    runner = threading.Thread(target=first.run, kwargs={"burst": True})
+    runner.start()
+    assert inside.wait(60)  # first teaches facts 0 and 1 as its version 1 (held, not published)
+    raw(tiny_env).delete(p.keys.lease)
+    second = make_worker(tiny_env, batch_facts=1)
+    second.run(burst=True)  # versions 1, 2, 3: one fact each
+    resume.set()
+    runner.join(60)
+    assert not runner.is_alive()
+
+    assert p.published_version() == 3
+    records = [p.fact_record(i) for i in ids]
+    assert [r["status"] for r in records] == ["learned"] * 3 and sorted(int(r["version"]) for r in records) == [1, 2, 3]
+    deltas = {v: MemoryDelta.from_bytes(d) for v, d in p.deltas_after(0)}
+    for version, delta in deltas.items():
+        record = UndoRecord.load(second._journal_path(version))
+        assert record.fact_ids == delta.fact_ids, version  # first's record for its version 1 is not the one read
+        assert torch.equal(record.rows[1][0], delta.rows[1][0])
+    assert len(list(second._journal.iterdir())) == 3  # first's refused record was removed
+
+    p.request_undo(ids[0])  # taught alone in version 1 by the second worker
+    second.run(burst=True)
+    assert [p.fact_record(i)["status"] for i in ids] == ["undone", "learned", "learned"]
+    values = second.replica.lm.memories[1].values
+    only_v1 = set(deltas[1].rows[1][0].tolist()) - set(deltas[2].rows[1][0].tolist()) - set(
+        deltas[3].rows[1][0].tolist())
+    assert only_v1 and all(values[s].eq(0).all() for s in only_v1)  # back to version 0 exactly
+    assert _same_as_a_fresh_replica(tiny_env, second)
+
+
+def test_a_flushed_redis_starts_a_new_deployment_that_every_replica_follows(tiny_env):
+    """Redis flushed under a running worker and replica, the data directory kept: a clear new deployment (its
+    own id, from version 0, its own files), the replica reloads onto it, no crash loop, no mixed table."""
+    import threading
+
+    p = store(tiny_env)
+    p.ensure_group()
+    for f in FACTS:
+        p.enqueue(f)
+    worker = make_worker(tiny_env, batch_facts=1)
+    worker.run(burst=True)
+    old = worker.replica.deployment
+    replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
+    replica.catch_up()
+    assert old and replica.version == 3 and replica.deployment == old
+
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not worker.lease.held.is_set():
+            time.sleep(0.05)
+        time.sleep(0.5)  # leading: waiting on the queue
+        raw(tiny_env).flushall()
+        p.ensure_group()
+        new = p.enqueue(Fact("The owl sings at noon in Port Orrin."))[0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (p.fact_record(new) or {}).get("status") != "learned":
+            time.sleep(0.1)
+        assert p.fact_record(new)["version"] == "1"
+    finally:
+        worker.stop.set()
+        running.join(30)
+    assert p.deployment() not in (None, "", old) and worker.replica.deployment == p.deployment()
+    assert (worker.settings.snapshot_dir / old).is_dir()  # the old deployment's files are kept, apart
+    replica.catch_up()  # at version 3 of the old deployment: it must reload, not wait for a version 4
+    assert replica.deployment == p.deployment() and replica.version == 1
+    assert torch.equal(replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+    assert _same_as_a_fresh_replica(tiny_env, worker)

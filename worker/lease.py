@@ -39,9 +39,9 @@ class Lease:
             while not self._stop.wait(self.ttl_s / 3):
                 try:
                     ok = self.store.renew_lease(self.owner, self.ttl_s)
-                except Exception:  # Redis briefly away: the publish script still fences us
-                    log.warning("lease renewal failed", exc_info=True)
-                    continue
+                except Exception:  # not renewed: the lease may expire while we cannot tell, so it counts as lost
+                    log.warning("lease renewal failed: counted as lost", exc_info=True)
+                    ok = False
                 if not ok:
                     log.warning("worker %s lost the lease", self.owner)
                     self.held.clear()

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -22,10 +23,18 @@ from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
 from model.snapshot import make_delta, remove_temporary_files
 from model.undo import UndoRecord, revert
-from worker.errors import LeadershipLost
+from worker.errors import LeadershipLost, NotReadyError, PublishRefused
 from worker.lease import Lease
 from worker.monitor import Monitor
-from worker.replica import MemoryReplica, keep_newest, version_path, write_snapshot
+from worker.replica import (
+    MemoryReplica,
+    deployment_dir,
+    new_version_file,
+    remove_versions_before,
+    version_of_file,
+    version_path,
+    write_snapshot,
+)
 from worker.settings import WorkerSettings
 from worker.store import UNAVAILABLE, FactStatus, RedisStore, fact_from_record
 from worker.teaching import teach_facts
@@ -46,6 +55,8 @@ class Worker:
         self.settings = settings
         self.store = store
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Every write the leader makes to Redis is fenced by its lease (a deposed leader changes nothing).
+        self.store = store.fenced(self.owner)
         self.lease = Lease(self.store, self.owner, settings.lease_ttl_s)
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
         self.stop = threading.Event()
@@ -72,7 +83,7 @@ class Worker:
                     drained = self._lead(burst)
                 finally:
                     self.lease.release()
-            except LeadershipLost as exc:
+            except (LeadershipLost, NotReadyError) as exc:  # NotReady: Redis flushed while we synchronised
                 log.warning("worker %s: %s; resynchronising", self.owner, exc)
                 continue
             except UNAVAILABLE as exc:
@@ -85,12 +96,10 @@ class Worker:
 
     def _synchronise(self) -> None:
         """Bring the model to the newest published version, preparing version 0 if none exists."""
-        for directory in (self.settings.snapshot_dir, self.settings.journal_dir):  # only the leader writes there
-            for leftover in remove_temporary_files(directory):
-                log.warning("removed %s, left by a write that never finished", leftover)
         if self.store.snapshot_version() is None and not self._prepare_version_zero():
             return  # stopped while preparing: nothing was published, the next start prepares it again
         self._load_published()
+        self._remove_unpublished_files()
         if self.monitor and self.monitor.baseline() is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
                 if not self._record_baseline(self.replica.lm):
@@ -109,8 +118,36 @@ class Worker:
         assert self.replica.lm is not None and self.replica.stats is not None
         self.learner = SparseMemoryLearner(self.replica.lm, self.replica.stats, self.settings.sparse_config())
 
+    @property
+    def _snapshots(self) -> Path:
+        return deployment_dir(self.settings.snapshot_dir, self.replica.deployment)
+
+    @property
+    def _journal(self) -> Path:
+        return deployment_dir(self.settings.journal_dir, self.replica.deployment)
+
+    def _journal_path(self, version: int) -> Path:
+        """The undo record Redis names for a version (the pre-id name where it names none)."""
+        name = self.store.journal_file(version)
+        return self.settings.journal_dir / name if name else version_path(self._journal, version)
+
+    def _remove_unpublished_files(self) -> None:
+        """What this deployment's folders hold that no published version names: writes cut short (temporary
+        files) and undo records of versions whose publish was refused (a deposed leader's). Only the leader
+        writes there, and it is us."""
+        for directory in (self._snapshots, self._journal):
+            for leftover in remove_temporary_files(directory):
+                log.warning("removed %s, left by a write that never finished", leftover)
+        named = {self._journal_path(v) for v in map(version_of_file, self._journal.glob("v*.safetensors"))
+                 if v is not None}
+        for path in self._journal.glob("v*-*.safetensors"):
+            if path not in named:
+                log.warning("removed %s: an undo record of a version never published", path)
+                path.unlink(missing_ok=True)
+
     def _prepare_version_zero(self) -> bool:
-        """Prepare and publish version 0 (and the monitor's baseline on it); False if stopped first."""
+        """Prepare and publish version 0 of a new deployment (and the monitor's baseline on it); False if
+        stopped first."""
         if self.store.published_version() > 0:
             raise RuntimeError(f"Redis has published versions but no snapshot; is {self.settings.data_dir} the "
                                "data directory the worker used before?")
@@ -122,9 +159,15 @@ class Worker:
         # fact can be learned at once, rather than a minute later behind the baseline.
         if self.monitor and self.monitor.baseline() is None and not self._record_baseline(lm):
             return False
-        write_snapshot(lm, stats, 0, self.settings.snapshot_dir)
-        self.store.init_version()
-        self.store.set_snapshot(0)
+        deployment = uuid.uuid4().hex[:12]
+        if any(self.settings.snapshot_dir.glob("v*.safetensors")) or any(
+                self.settings.snapshot_dir.glob("*/v*.safetensors")):
+            log.warning("Redis holds no deployment, but %s holds snapshots of earlier ones (kept, not used): "
+                        "starting deployment %s from version 0", self.settings.snapshot_dir, deployment)
+        path = write_snapshot(lm, stats, 0, deployment_dir(self.settings.snapshot_dir, deployment),
+                              deployment=deployment)
+        if not self.store.begin_deployment(deployment, str(path.relative_to(self.settings.snapshot_dir))):
+            path.unlink(missing_ok=True)  # another worker began one first: follow it
         return True
 
     def _record_baseline(self, lm: MemoryLM) -> bool:
@@ -274,17 +317,29 @@ class Worker:
         assert self.learner is not None and self.replica.lm is not None
         lm, version = self.replica.lm, self.replica.version + 1
         touched = self.learner.take_touched_with_before()
+        writes = self.learner.take_writes()
         record = UndoRecord.capture(lm, version, [f for f, _, _ in learned], touched)
-        record.save(version_path(self.settings.journal_dir, version))
-        if self.settings.undo_keep_versions:
-            keep_newest(self.settings.journal_dir, self.settings.undo_keep_versions)
+        # Under a name no other writer can take: the publish names it in Redis, so a record a deposed
+        # leader writes for the same version is never read.
+        path = record.save(new_version_file(self._journal, version))
         changed = {i: torch.unique(torch.cat([touched[i][0], reverted.get(i, touched[i][0][:0])]))
                    for i in touched}
-        delta = make_delta(lm, version, changed, record.fact_ids)
+        delta = make_delta(lm, version, changed, record.fact_ids, writes, [fact for fact, _, _ in undone],
+                           self.replica.deployment)
         # A refusal (PublishRefused) is a LeadershipLost: our in-memory rows are ahead of what was
         # published, and run() drops them by resynchronising.
-        self.store.publish(self.owner, version, delta.to_bytes(), learned, undone)
-        self.replica.version = version
+        try:
+            self.store.publish(self.owner, version, delta.to_bytes(), learned, undone,
+                               str(path.relative_to(self.settings.journal_dir)), self.replica.deployment)
+        except PublishRefused:
+            path.unlink(missing_ok=True)  # certainly not published (a lost reply may have been: kept)
+            raise
+        if self.settings.undo_keep_versions:
+            pruned = remove_versions_before(self._journal, version - self.settings.undo_keep_versions + 1)
+            self.store.forget_journal(pruned)
+        with self.replica.lock:
+            self.replica.writers.update(delta.writes, delta.undone)
+            self.replica.version = version
         return version
 
     def _undo_and_publish(self, claimed: Claimed) -> None:
@@ -308,9 +363,9 @@ class Worker:
 
     def _missing_undo_record(self, fact_id: str, taught_in: int) -> str:
         """Why the fact cannot be taken back ('' when it can): the record of its version was pruned."""
-        if version_path(self.settings.journal_dir, taught_in).exists():
+        if self._journal_path(taught_in).exists():
             return ""
-        reason = f"no undo record for version {taught_in} in {self.settings.journal_dir}"
+        reason = f"no undo record for version {taught_in} in {self._journal}"
         if self.settings.undo_keep_versions:
             reason += f" (the newest {self.settings.undo_keep_versions} are kept, SMFT_UNDO_KEEP_VERSIONS)"
         log.error("fact %s: %s", fact_id, reason)
@@ -340,7 +395,7 @@ class Worker:
                 continue
             undone.append((fact_id, entries.get(fact_id, ""), replaced_by))
         for taught_in in sorted(versions, reverse=True):
-            journal = UndoRecord.load(version_path(self.settings.journal_dir, taught_in))
+            journal = UndoRecord.load(self._journal_path(taught_in))
             for layer, ids in revert(self.replica.lm, journal).items():
                 reverted.setdefault(layer, []).append(ids)
             for mate in journal.fact_ids:
@@ -380,9 +435,17 @@ class Worker:
         if not due:
             return
         assert self.replica.lm is not None and self.replica.stats is not None
-        write_snapshot(self.replica.lm, self.replica.stats, version, self.settings.snapshot_dir)
-        self.store.set_snapshot(version)
-        # Keep the deltas since the previous snapshot, so a replica slightly behind needs no reload.
+        path = write_snapshot(self.replica.lm, self.replica.stats, version, self._snapshots, self.replica.writers,
+                              self.replica.deployment)
+        try:  # fenced: a deposed leader's snapshot is never pointed at
+            self.store.set_snapshot(version, str(path.relative_to(self.settings.snapshot_dir)),
+                                    self.replica.deployment)
+        except LeadershipLost:
+            path.unlink(missing_ok=True)
+            raise
+        # The previous snapshot stays (a replica may be loading it); older ones, and what stray writers left
+        # before it, go. Keep the deltas since the previous snapshot, so a replica slightly behind needs no reload.
+        remove_versions_before(self._snapshots, last_version, keep={path})
         self.store.trim_deltas_through(last_version)
         self.store.trim_facts_stream()  # and under steady load, which never leaves the loop idle
         self._last_snapshot = (version, time.monotonic())

@@ -8,9 +8,15 @@ worker make (nothing else in `worker/` or `service/` imports `redis`).
 - `{ns}:document:{id}`  hash: a document's title and the ids of the facts it was split into
 - `{ns}:document-client:{cid}`  document id for a client-supplied idempotency id
 - `{ns}:deltas`         stream of memory deltas; entry id "{version}-1", field `delta` (safetensors bytes)
+- `{ns}:deployment`     this deployment's id, drawn when version 0 is published: its files live under
+                        `<data>/snapshots/<id>/` and `<data>/journal/<id>/`, and every delta carries it,
+                        so a flushed or replaced Redis, or two namespaces on one data directory, never mix
+                        (absent on deployments made before it: their files sit directly in those folders)
 - `{ns}:version`        newest published version
-- `{ns}:snapshot`       newest snapshot version on disk
-- `{ns}:lease`          leader lease (owner id, with a TTL)
+- `{ns}:snapshot`       newest snapshot version on disk, and `{ns}:snapshot-file` its file (relative to the
+                        snapshots folder; absent before deployment ids: `v<version>.safetensors`)
+- `{ns}:journal`        hash: version -> its undo record's file (relative to the journal folder)
+- `{ns}:lease`          leader lease (owner id, with a TTL); every write the leader makes checks it
 - `{ns}:deadletter`     list of JSON records of facts that failed too often
 - `{ns}:monitor:*`      forgetting monitor: version-0 baseline, history, on-demand request flag
 - `{ns}:rate:{client}`  teaching rate limit of one client (token bucket, shared by every API replica)
@@ -32,7 +38,7 @@ from typing import Any
 import redis
 
 from model.facts import Fact
-from worker.errors import ClientIdConflict, PublishRefused
+from worker.errors import ClientIdConflict, LeadershipLost, PublishRefused
 
 # What a caller catches for "Redis is away" (restarting, unreachable, not answering in time); nothing
 # was stored when one of these is raised by a write.
@@ -86,6 +92,18 @@ class Keys:
     @property
     def snapshot(self) -> str:
         return f"{self.ns}:snapshot"
+
+    @property
+    def snapshot_file(self) -> str:
+        return f"{self.ns}:snapshot-file"
+
+    @property
+    def deployment(self) -> str:
+        return f"{self.ns}:deployment"
+
+    @property
+    def journal(self) -> str:
+        return f"{self.ns}:journal"
 
     @property
     def lease(self) -> str:
@@ -224,24 +242,28 @@ return out
 
 # Publish a delta only while holding the lease and only as the next version; mark its facts
 # learned and acknowledge their stream entries in the same atomic step.
-# KEYS: lease, version, deltas, facts stream; ARGV: owner, version, delta, group, learned_at, n,
-# then n x (fact key, stream entry id or '', steps), then m, then m x (fact key, entry id or '', id of the
-# fact that replaces it or '') undone
+# The undo record's file is named in the same step, so a record written by a deposed leader (under its own
+# unique name) is never the one an undo reads.
+# KEYS: lease, version, deltas, facts stream, journal, deployment; ARGV: owner, version, delta, group,
+# learned_at, journal file, deployment, n, then n x (fact key, stream entry id or '', steps), then m, then
+# m x (fact key, entry id or '', id of the fact that replaces it or '') undone
 _PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
+if (redis.call('GET', KEYS[6]) or '') ~= ARGV[7] then return redis.error_reply('DEPLOYMENT changed') end
 local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if current + 1 ~= tonumber(ARGV[2]) then return redis.error_reply('VERSION expected ' .. (current + 1)) end
 redis.call('XADD', KEYS[3], ARGV[2] .. '-1', 'delta', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
-local n = tonumber(ARGV[6])
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[6])
+local n = tonumber(ARGV[8])
 for i = 0, n - 1 do
-  local base = 7 + i * 3
+  local base = 9 + i * 3
   redis.call('HSET', ARGV[base], 'status', 'learned', 'version', ARGV[2], 'steps', ARGV[base + 2],
              'learned_at', ARGV[5])
   redis.call('HDEL', ARGV[base], 'reason')
   if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
 end
-local undone_at = 7 + n * 3
+local undone_at = 9 + n * 3
 for i = 0, tonumber(ARGV[undone_at]) - 1 do
   local base = undone_at + 1 + i * 3
   redis.call('HSET', ARGV[base], 'status', 'undone', 'undone_version', ARGV[2], 'undone_at', ARGV[5])
@@ -287,11 +309,43 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {allowed, wait}
 """
 
-# Move the snapshot pointer only forward: a slow writer must not point readers at an older snapshot.
+# Move the snapshot pointer (version and file) only forward, and only for the leader of this deployment
+# (owner '' for no check): a slow or deposed writer must not point readers at an older or foreign snapshot.
+# KEYS: snapshot, snapshot file, lease, deployment; ARGV: version, file, owner, deployment
 _SET_SNAPSHOT = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return redis.error_reply('LEASE lost') end
+if (redis.call('GET', KEYS[4]) or '') ~= ARGV[4] then return redis.error_reply('DEPLOYMENT changed') end
 local v = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[1]) > v then
+  redis.call('SET', KEYS[1], ARGV[1])
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+end
 return 1
+"""
+
+# A new deployment: its id, version 0 and its snapshot, in one step, only where Redis holds no version yet.
+# KEYS: deployment, version, snapshot, snapshot file; ARGV: id, snapshot file. Returns 1, or 0 if one exists.
+_BEGIN_DEPLOYMENT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], 0)
+redis.call('SET', KEYS[3], 0)
+redis.call('SET', KEYS[4], ARGV[2])
+return 1
+"""
+
+# Commands run only while `owner` holds the lease (owner '' for no check), all in one atomic step: how a
+# leader's writes are fenced, so one paused past its lease (a VM stall) changes nothing when it resumes.
+# KEYS: lease; ARGV: owner, then per command: its word count, then its words.
+_FENCED = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
+local out, i = {}, 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  out[#out + 1] = redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return out
 """
 
 _RENEW = """
@@ -303,8 +357,11 @@ return 0
 class RedisStore:
     """Typed operations on the contract above; both the API and the worker use it."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, fence: str = "") -> None:
         self._r, self.keys = client, keys
+        self.fence = fence  # the lease owner every leader write is checked against ('' for none)
+        self._fenced = client.register_script(_FENCED)
+        self._begin_deployment = client.register_script(_BEGIN_DEPLOYMENT)
         self._enqueue = client.register_script(_ENQUEUE)
         self._publish = client.register_script(_PUBLISH)
         self._renew = client.register_script(_RENEW)
@@ -317,6 +374,24 @@ class RedisStore:
         client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,
                                       socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30)
         return cls(client, Keys(namespace))
+
+    def fenced(self, owner: str) -> RedisStore:
+        """This store (the same connection) for a leader: each of its writes to the queue, the facts' statuses,
+        attempts, dead letters and the snapshot pointer happens only while `owner` holds the lease, and
+        raises LeadershipLost otherwise."""
+        return RedisStore(self._r, self.keys, fence=owner)
+
+    def _write(self, *commands: Sequence[Any]) -> list[Any]:
+        """Run the commands in one atomic step, fenced by the lease when this store is a leader's."""
+        args: list[Any] = [self.fence]
+        for command in commands:
+            args += [len(command), *command]
+        try:
+            return self._fenced(keys=[self.keys.lease], args=args)
+        except redis.ResponseError as exc:
+            if "LEASE lost" in str(exc):
+                raise LeadershipLost(f"{self.fence} no longer holds the lease: write refused") from exc
+            raise
 
     def close(self) -> None:
         self._r.close()
@@ -376,6 +451,10 @@ class RedisStore:
         for fact_id in fact_ids:
             pipe.hgetall(self.keys.fact(fact_id))
         return [decode_record(r) if r else None for r in pipe.execute()]
+
+    def fact_texts(self, fact_ids: Sequence[str]) -> list[str | None]:
+        """Many facts' statements in one round trip (None for an unknown id)."""
+        return [json.loads(r["fact"])["text"] if r and "fact" in r else None for r in self.fact_records(fact_ids)]
 
     def document_record(self, document_id: str) -> dict[str, Any] | None:
         """A document's title, size, submission time and fact ids, or None for an unknown id."""
@@ -458,11 +537,47 @@ class RedisStore:
         return [(version_of_entry(eid), fields[b"delta"]) for _, entries in got or [] for eid, fields in entries]
 
     def init_version(self) -> None:
-        """Version 0 is published (once per deployment: a later call changes nothing)."""
+        """Version 0 is published, in a deployment without an id (as made before ids; for tests that place
+        a version-0 snapshot by hand). A later call changes nothing."""
         self._r.set(self.keys.version, 0, nx=True)
 
-    def set_snapshot(self, version: int) -> None:
-        self._set_snapshot(keys=[self.keys.snapshot], args=[version])
+    def begin_deployment(self, deployment: str, snapshot_file: str) -> bool:
+        """Publish version 0 of a new deployment with its snapshot, unless Redis already holds a version."""
+        keys = [self.keys.deployment, self.keys.version, self.keys.snapshot, self.keys.snapshot_file]
+        return bool(self._begin_deployment(keys=keys, args=[deployment, snapshot_file]))
+
+    def deployment(self) -> str | None:
+        """This deployment's id: '' for one made before ids, None when Redis holds no deployment at all."""
+        deployment, version = self._r.mget(self.keys.deployment, self.keys.version)
+        if deployment is not None:
+            return _text(deployment)
+        return "" if version is not None else None
+
+    def snapshot_pointer(self) -> tuple[int, str, str] | None:
+        """(version, file relative to the snapshots folder or '' for the pre-id name, deployment) of the
+        newest snapshot, read in one step; None before version 0 is published."""
+        version, file, deployment = self._r.mget(self.keys.snapshot, self.keys.snapshot_file, self.keys.deployment)
+        if version is None:
+            return None
+        return int(version), _text(file) if file is not None else "", _text(deployment) if deployment else ""
+
+    def set_snapshot(self, version: int, file: str = "", deployment: str = "") -> None:
+        """Point readers at a newer snapshot (fenced by the lease on a leader's store)."""
+        keys = [self.keys.snapshot, self.keys.snapshot_file, self.keys.lease, self.keys.deployment]
+        try:
+            self._set_snapshot(keys=keys, args=[version, file, self.fence, deployment])
+        except redis.ResponseError as exc:
+            raise LeadershipLost(f"snapshot v{version} not published: {exc}") from exc
+
+    def journal_file(self, version: int) -> str | None:
+        """The undo record of a published version (relative to the journal folder), if Redis names one."""
+        name = self._r.hget(self.keys.journal, version)
+        return _text(name) if name is not None else None
+
+    def forget_journal(self, versions: Sequence[int]) -> None:
+        """Versions whose undo records were pruned."""
+        if versions:
+            self._write(("HDEL", self.keys.journal, *versions))
 
     def trim_facts_stream(self) -> int:
         """Drop the stream entries every learner is done with (the facts' records stay); returns how many.
@@ -500,73 +615,76 @@ class RedisStore:
         """Up to `count` stream entries: first any left pending (by us or a dead leader), then new ones,
         blocking up to `block_ms` for new ones when none is pending (None: do not block)."""
         keys = self.keys
-        _, pending, _ = self._r.xautoclaim(keys.facts, keys.group, consumer, min_idle_time=0, start_id="0-0",
-                                           count=count)
-        entries = [(eid, fields) for eid, fields in pending if fields]
-        if len(entries) < count:
-            got = self._r.xreadgroup(keys.group, consumer, {keys.facts: ">"}, count=count - len(entries),
-                                     block=block_ms if not entries else None)
-            for _, stream_entries in got or []:
-                entries.extend(stream_entries)
+        try:
+            _, pending, _ = self._r.xautoclaim(keys.facts, keys.group, consumer, min_idle_time=0, start_id="0-0",
+                                               count=count)
+            entries = [(eid, fields) for eid, fields in pending if fields]
+            if len(entries) < count:
+                got = self._r.xreadgroup(keys.group, consumer, {keys.facts: ">"}, count=count - len(entries),
+                                         block=block_ms if not entries else None)
+                for _, stream_entries in got or []:
+                    entries.extend(stream_entries)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc) or "no longer exists" in str(exc):  # Redis flushed under us: resynchronise
+                raise LeadershipLost(f"the facts stream is gone: {exc}") from exc
+            raise
         return [(_text(eid), decode_record(fields)) for eid, fields in entries]
 
     def ack(self, entry_id: str) -> None:
-        self._r.xack(self.keys.facts, self.keys.group, entry_id)
+        self._write(("XACK", self.keys.facts, self.keys.group, entry_id))
 
     def count_attempt(self, fact_id: str, field: str = "attempts") -> int:
         """One more attempt at a fact (or at its undo, field `undo_attempts`); returns the count."""
-        return int(self._r.hincrby(self.keys.fact(fact_id), field, 1))
+        return int(self._write(("HINCRBY", self.keys.fact(fact_id), field, 1))[0])
 
     def give_up_undo(self, fact_id: str, entry_id: str, reason: str) -> None:
         """An undo that cannot be done: say why on the fact, and drop its entry."""
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self.keys.fact(fact_id), "reason", reason)
-        pipe.xack(self.keys.facts, self.keys.group, entry_id)
-        pipe.execute()
+        self._write(("HSET", self.keys.fact(fact_id), "reason", reason),
+                    ("XACK", self.keys.facts, self.keys.group, entry_id))
 
     def publish(self, owner: str, version: int, delta: bytes, learned: list[tuple[str, str, int]],
-                undone: Sequence[tuple[str, str, str]] = ()) -> int:
+                undone: Sequence[tuple[str, str, str]] = (), journal_file: str = "", deployment: str = "") -> int:
         """learned: (fact id, stream entry id or '', steps) for each fact the delta teaches;
-        undone: (fact id, stream entry id or '', id of the fact replacing it or '') for each fact it takes back.
+        undone: (fact id, stream entry id or '', id of the fact replacing it or '') for each fact it takes back;
+        journal_file: the version's undo record, relative to the journal folder.
 
-        Raises PublishRefused when the lease is not ours or the version is not the next one.
+        Raises PublishRefused when the lease is not ours, the deployment is not `deployment` (Redis was
+        flushed or replaced), or the version is not the next one.
         """
-        args: list[Any] = [owner, version, delta, self.keys.group, f"{time.time():.3f}", len(learned)]
+        args: list[Any] = [owner, version, delta, self.keys.group, f"{time.time():.3f}", journal_file, deployment,
+                           len(learned)]
         for fact_id, entry_id, steps in learned:
             args += [self.keys.fact(fact_id), entry_id, steps]
         args.append(len(undone))
         for fact_id, entry_id, replaced_by in undone:
             args += [self.keys.fact(fact_id), entry_id, replaced_by]
-        keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts]
+        keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts, self.keys.journal,
+                self.keys.deployment]
         try:
             return int(self._publish(keys=keys, args=args))
         except redis.ResponseError as exc:
             raise PublishRefused(f"publish of v{version} refused: {exc}") from exc
 
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
-        mapping = {"status": status.value, **{k: str(v) for k, v in fields.items()}}
-        self._r.hset(self.keys.fact(fact_id), mapping=mapping)
+        words = [w for k, v in {"status": status.value, **fields}.items() for w in (k, str(v))]
+        self._write(("HSET", self.keys.fact(fact_id), *words))
 
     def set_reason(self, fact_id: str, reason: str) -> None:
         """Say on a fact why something asked of it did not happen (its status stays)."""
-        self._r.hset(self.keys.fact(fact_id), "reason", reason)
+        self._write(("HSET", self.keys.fact(fact_id), "reason", reason))
 
     def mark_undone(self, fact_id: str, entry_id: str) -> None:
         """A fact taken back before any version taught it: no delta, just the status and the ack."""
-        pipe = self._r.pipeline(transaction=True)
-        undone = {"status": FactStatus.undone.value, "undone_at": f"{time.time():.3f}"}
-        pipe.hset(self.keys.fact(fact_id), mapping=undone)
-        pipe.xack(self.keys.facts, self.keys.group, entry_id)
-        pipe.execute()
+        self._write(("HSET", self.keys.fact(fact_id), "status", FactStatus.undone.value,
+                     "undone_at", f"{time.time():.3f}"),
+                    ("XACK", self.keys.facts, self.keys.group, entry_id))
 
     def dead_letter(self, fact_id: str, entry_id: str, reason: str) -> None:
         record = json.dumps({"fact_id": fact_id, "reason": reason, "at": time.time()})
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self.keys.fact(fact_id), mapping={"status": FactStatus.failed.value, "reason": reason})
-        pipe.rpush(self.keys.deadletter, record)
-        pipe.ltrim(self.keys.deadletter, -DEAD_LETTERS_KEPT, -1)  # bounded: each fact's record keeps its reason
-        pipe.xack(self.keys.facts, self.keys.group, entry_id)
-        pipe.execute()
+        self._write(("HSET", self.keys.fact(fact_id), "status", FactStatus.failed.value, "reason", reason),
+                    ("RPUSH", self.keys.deadletter, record),
+                    ("LTRIM", self.keys.deadletter, -DEAD_LETTERS_KEPT, -1),  # bounded: each fact keeps its reason
+                    ("XACK", self.keys.facts, self.keys.group, entry_id))
 
     # --- the forgetting monitor -----------------------------------------------------------------
     def monitor_baseline(self) -> dict | None:

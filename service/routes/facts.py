@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 
 from model.facts import Fact
 from service.deps import EngineDep, RateLimiterDep, SettingsDep, StoreDep, WriteAccess
+from service.engine import Engine
 from service.intake import accept
 from service.limits import bad_input, check_text
-from service.schemas import FactAccepted, FactCreate, FactPublic, FactsAccepted, UndoAccepted
+from service.schemas import FactAccepted, FactCreate, FactMemory, FactPublic, FactsAccepted, SharedRows, UndoAccepted
 from service.settings import ApiSettings
 from worker.store import RedisStore
 
@@ -81,8 +82,24 @@ def teach(
     return FactsAccepted(facts=accepted)
 
 
+MAX_SHARING = 10
+
+
+def _memory_of(fact_id: str, engine: Engine, store: RedisStore) -> FactMemory | None:
+    """The rows the fact wrote and the live facts that share them, from this replica's ledger."""
+    if not engine.loaded:
+        return None
+    writers = engine.replica.writers
+    rows = writers.rows_of(fact_id)
+    sharing = list(writers.sharing(fact_id).items())[:MAX_SHARING]
+    texts = store.fact_texts([other for other, _ in sharing])
+    return FactMemory(rows=sum(len(r) for r in rows.values()), rows_per_layer={i: len(r) for i, r in rows.items()},
+                      shares_rows_with=[SharedRows(id=other, rows=n, text=text)
+                                        for (other, n), text in zip(sharing, texts, strict=True)])
+
+
 @router.get("/{fact_id}", response_model=FactPublic)
-def fact_status(fact_id: str, store: StoreDep) -> FactPublic:
+def fact_status(fact_id: str, store: StoreDep, engine: EngineDep) -> FactPublic:
     record = store.fact_record(fact_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown fact id {fact_id!r}")
@@ -96,6 +113,7 @@ def fact_status(fact_id: str, store: StoreDep) -> FactPublic:
         undo_requested="undo_requested" in record,
         undone_version=int(record["undone_version"]) if "undone_version" in record else None,
         replaces=record.get("replaces"), replaced_by=record.get("replaced_by"),
+        memory=_memory_of(fact_id, engine, store),
     )
 
 

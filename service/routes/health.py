@@ -29,6 +29,8 @@ def readyz(engine: EngineDep, store: StoreDep, settings: SettingsDep) -> JSONRes
         problems.append(f"redis unreachable: {exc}")
     if not engine.loaded:
         problems.append(f"model not loaded ({engine.error or 'loading'})")
+    elif engine.error:  # e.g. Redis serves a new deployment whose version 0 is not published yet
+        problems.append(f"memory not following the worker: {engine.error}")
     elif published - engine.version > settings.ready_lag_versions:
         problems.append(f"memory at version {engine.version}, worker published {published}")
     body = {"ready": not problems, "memory_version": engine.version, "published_version": published,

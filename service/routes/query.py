@@ -8,9 +8,10 @@ import time
 from fastapi import APIRouter, HTTPException, status
 
 from service.deps import EngineDep, SettingsDep, StoreDep
+from service.engine import Answer
 from service.limits import check_text
-from service.schemas import QueryRequest, QueryResponse, Timings
-from worker.store import FactStatus, RedisStore
+from service.schemas import Explanation, QueryRequest, QueryResponse, Source, Timings
+from worker.store import UNAVAILABLE, FactStatus, RedisStore
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
@@ -54,8 +55,23 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, sto
     left = max(0.0, wait_s - (time.perf_counter() - start))
     # Not ready (503), busy (503) and a version not reached in time (504) are answered by service/errors.py.
     with engine.gate.held():
-        answer = await asyncio.to_thread(engine.answer, req.question, req.max_new_tokens, min_version, left)
+        answer = await asyncio.to_thread(engine.explain if req.explain else engine.answer, req.question,
+                                         req.max_new_tokens, min_version, left)
+    explanation = await _explanation(store, answer) if req.explain else None
     total = (time.perf_counter() - start) * 1000
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
-                                         total_ms=total, batch_size=answer.batch_size))
+                                         total_ms=total, batch_size=answer.batch_size),
+                         explanation=explanation)
+
+
+async def _explanation(store: RedisStore, answer: Answer) -> Explanation:
+    """The answer's sources with their statements; without them (text null) while Redis is away."""
+    sources = answer.sources or []
+    try:
+        texts = await asyncio.to_thread(store.fact_texts, [s.fact_id for s in sources])
+    except UNAVAILABLE:
+        texts = [None] * len(sources)
+    return Explanation(sources=[Source(id=s.fact_id, text=text, share=s.share, rows_read=s.rows_read)
+                                for s, text in zip(sources, texts, strict=True)],
+                       unattributed=answer.unattributed)
