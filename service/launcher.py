@@ -12,7 +12,21 @@ from service.processes import RedisServer, free_port, start_api, start_worker, s
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-WORKER_RESTARTS = 5
+
+
+class Backoff:
+    """How long to wait before restarting a worker that exited: doubling from `first_s` up to `longest_s`,
+    and back to `first_s` once a run lasted `stable_s` (a crash after days is not a crash loop)."""
+
+    def __init__(self, first_s: float = 1.0, longest_s: float = 60.0, stable_s: float = 300.0) -> None:
+        self.first_s, self.longest_s, self.stable_s = first_s, longest_s, stable_s
+        self._next = first_s
+
+    def after_run(self, ran_s: float) -> float:
+        if ran_s >= self.stable_s:
+            self._next = self.first_s
+        wait, self._next = self._next, min(self._next * 2, self.longest_s)
+        return wait
 
 
 def child_env(settings: ServeSettings) -> dict[str, str]:
@@ -48,7 +62,7 @@ def serve(settings: ServeSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     worker = start_worker(env)
     api = start_api(env, settings.port, host=settings.host)
-    restarts, code = 0, 0
+    backoff, started, restart_at, code = Backoff(), time.monotonic(), None, 0
     log.info("serving on http://%s:%d (Ctrl-C stops Redis, worker and API)", settings.host, settings.port)
     try:
         while not stopping:
@@ -57,14 +71,16 @@ def serve(settings: ServeSettings) -> int:
                 log.error("the API exited with code %s; stopping", api.returncode)
                 code = 1
                 break
-            if worker.poll() is not None:
-                if restarts >= WORKER_RESTARTS:
-                    log.error("the worker exited %d times; stopping", restarts + 1)
-                    code = 1
-                    break
-                restarts += 1
-                log.warning("the worker exited with code %s; restarting it (%d)", worker.returncode, restarts)
-                worker = start_worker(env)
+            # A worker that keeps failing is restarted, with growing waits, for as long as it takes: the
+            # API goes on answering from the memory it holds, and facts wait in Redis.
+            if restart_at is None and worker.poll() is not None:
+                ran = time.monotonic() - started
+                wait = backoff.after_run(ran)
+                log.error("the worker exited with code %s after %.0f s; restarting it in %.0f s",
+                          worker.returncode, ran, wait)
+                restart_at = time.monotonic() + wait
+            if restart_at is not None and time.monotonic() >= restart_at:
+                worker, started, restart_at = start_worker(env), time.monotonic(), None
     finally:
         stop(api, "api")
         stop(worker, "worker", grace_s=60)

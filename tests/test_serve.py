@@ -44,6 +44,16 @@ def test_serve_starts_everything_and_stops_cleanly(tiny_env, tmp_path):
             time.sleep(0.1)
         learned = client.get(f"/v1/facts/{fact}").json()
         assert learned["status"] == "learned" and learned["steps"] == 2
+        # A worker that dies is restarted (after a short wait) and goes on learning; the API never stops.
+        worker = next(c for c in children if "-m worker" in " ".join(c.cmdline()))
+        worker.kill()
+        again = client.post("/v1/facts", json={"text": "Serve learns after its worker died."}).json()["facts"][0]["id"]
+        assert client.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and client.get(f"/v1/facts/{again}").json()["status"] != "learned":
+            time.sleep(0.2)
+        assert client.get(f"/v1/facts/{again}").json()["status"] == "learned"
+        children = psutil.Process(proc.pid).children(recursive=True)
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # append-only persistence
         proc.send_signal(signal.SIGINT)
         assert proc.wait(90) == 0
@@ -52,3 +62,12 @@ def test_serve_starts_everything_and_stops_cleanly(tiny_env, tmp_path):
         client.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_failing_worker_is_restarted_with_growing_waits_for_as_long_as_it_takes():
+    from service.launcher import Backoff
+
+    backoff = Backoff(first_s=1, longest_s=8, stable_s=300)
+    assert [backoff.after_run(2) for _ in range(6)] == [1, 2, 4, 8, 8, 8]  # no limit on restarts
+    assert backoff.after_run(600) == 1  # a long run was not a crash loop: back to the first wait
+    assert backoff.after_run(2) == 2

@@ -451,6 +451,19 @@ def test_redis_memory_stays_bounded_stream_client_ids_and_dead_letters(tiny_env,
     late, _ = p.enqueue(FACTS[0])  # entries after the trim are still taught
     make_worker(tiny_env).run(burst=True)
     assert p.fact_record(late)["status"] == "learned"
+    assert raw(tiny_env).ttl(p.keys.fact(late)) == -1  # records are kept by default
+
+
+def test_finished_fact_records_expire_when_configured(tiny_env):
+    p = store(tiny_env)
+    p.ensure_group()
+    learned, bad, cancelled = p.enqueue(FACTS[0])[0], p.enqueue(Fact("a"))[0], p.enqueue(FACTS[1])[0]
+    p.request_undo(cancelled)
+    waiting = p.enqueue(FACTS[2])[0]
+    make_worker(tiny_env, fact_record_ttl_s=600, batch_facts=2).run(burst=True)
+    for fact_id, status in ((learned, "learned"), (bad, "failed"), (cancelled, "undone"), (waiting, "learned")):
+        assert p.fact_record(fact_id)["status"] == status
+        assert 0 < raw(tiny_env).ttl(p.keys.fact(fact_id)) <= 600, status
 
 
 def test_a_deposed_leaders_writes_change_nothing(tiny_env):
@@ -561,3 +574,45 @@ def test_a_flushed_redis_starts_a_new_deployment_that_every_replica_follows(tiny
     assert replica.deployment == p.deployment() and replica.version == 1
     assert torch.equal(replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
     assert _same_as_a_fresh_replica(tiny_env, worker)
+
+
+def test_redis_out_of_memory_makes_the_worker_wait_and_the_api_refuse_not_die(tiny_env):
+    import threading
+
+    p = store(tiny_env)
+    p.ensure_group()
+    a = p.enqueue(FACTS[0])[0]
+    r = raw(tiny_env)
+    r.config_set("maxmemory-policy", "noeviction")
+    worker = make_worker(tiny_env)
+    running = threading.Thread(target=worker.run)
+    try:
+        r.config_set("maxmemory", "1")  # every write refused from now on
+        with pytest.raises(redis.OutOfMemoryError):  # what the API answers 503 to: nothing stored
+            p.enqueue(FACTS[1])
+        running.start()
+        time.sleep(3)
+        assert running.is_alive() and p.fact_record(a)["status"] == "queued" and p.published_version() == -1
+        r.config_set("maxmemory", "0")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p.fact_record(a)["status"] != "learned":
+            time.sleep(0.1)
+        assert p.fact_record(a)["status"] == "learned"
+    finally:
+        r.config_set("maxmemory", "0")
+        worker.stop.set()
+        if running.is_alive():
+            running.join(30)
+
+
+def test_a_worker_says_when_its_background_corpus_is_not_the_deployments(tiny_env, tmp_path, caplog):
+    make_worker(tiny_env).run(burst=True)  # version 0 on the test corpus
+    other = tmp_path / "other.txt"
+    other.write_text("\n\n".join(f"Other document {i}: the owl sings at noon {i} times. " * 30 for i in range(4)))
+    with caplog.at_level("WARNING", logger="worker.loop"):
+        make_worker(tiny_env, background=[other]).run(burst=True)
+    assert "is not the one this deployment's slot statistics came from" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="worker.loop"):
+        make_worker(tiny_env).run(burst=True)
+    assert "slot statistics came from" not in caplog.text

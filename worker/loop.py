@@ -56,7 +56,7 @@ class Worker:
         self.store = store
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Every write the leader makes to Redis is fenced by its lease (a deposed leader changes nothing).
-        self.store = store.fenced(self.owner)
+        self.store = store.fenced(self.owner, settings.fact_record_ttl_s)
         self.lease = Lease(self.store, self.owner, settings.lease_ttl_s)
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
         self.stop = threading.Event()
@@ -87,8 +87,9 @@ class Worker:
                 log.warning("worker %s: %s; resynchronising", self.owner, exc)
                 continue
             except UNAVAILABLE as exc:
-                # Redis restarting: nothing was acknowledged that is not in it; wait and resynchronise.
-                log.warning("redis unavailable (%s); retrying in 1s", exc)
+                # Redis restarting, or out of memory (its maxmemory reached): nothing was acknowledged that is
+                # not in it; wait and resynchronise.
+                log.warning("redis unavailable (%s: %s); retrying in 1s", type(exc).__name__, exc)
                 self.stop.wait(1.0)
                 continue
             if drained:
@@ -100,6 +101,7 @@ class Worker:
             return  # stopped while preparing: nothing was published, the next start prepares it again
         self._load_published()
         self._remove_unpublished_files()
+        self._check_background()
         if self.monitor and self.monitor.baseline() is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
                 if not self._record_baseline(self.replica.lm):
@@ -144,6 +146,23 @@ class Worker:
             if path not in named:
                 log.warning("removed %s: an undo record of a version never published", path)
                 path.unlink(missing_ok=True)
+
+    def _check_background(self) -> None:
+        """Say so when the background corpus configured now is not the one this deployment's slot statistics
+        came from: the statistics in the snapshot stay what TF-IDF uses (changing them under a taught table
+        would move which rows count as specific)."""
+        assert self.replica.stats is not None
+        try:
+            configured = load_corpus(self.settings.background or None).fingerprint
+        except (OSError, ValueError) as exc:  # unreadable now; the deployment does not need it
+            log.warning("could not read the configured background corpus (%s); the deployment keeps its "
+                        "slot statistics", exc)
+            return
+        if configured != self.replica.stats.fingerprint:
+            log.warning("the background corpus configured (SMFT_BACKGROUND, fingerprint %s) is not the one this "
+                        "deployment's slot statistics came from (%s): the deployment keeps its statistics; a new "
+                        "data directory or namespace starts one on the new corpus", configured[:12],
+                        self.replica.stats.fingerprint[:12])
 
     def _prepare_version_zero(self) -> bool:
         """Prepare and publish version 0 of a new deployment (and the monitor's baseline on it); False if

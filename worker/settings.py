@@ -63,6 +63,9 @@ class WorkerSettings(CommonSettings):
     monitor_full_every: int = Field(10, ge=0, description="every Nth evaluation uses the whole probe (0: never)")
     undo_keep_versions: int = Field(500, ge=0, description="undo records kept on disk, newest first (0: all); a "
                                     "fact taught in an older version can no longer be undone")
+    fact_record_ttl_s: int = Field(0, ge=0, description="how long a fact's record stays in Redis once it is "
+                                   "learned, failed or undone (0: for ever); after it, the fact is unknown to "
+                                   "GET and DELETE, and explanations show its id without its text")
     # At most 5 s: a Redis reply that takes longer than the store's socket timeout (10 s) counts as Redis away.
     poll_ms: int = Field(1000, ge=10, le=5000, description="how long one queue read blocks")
 

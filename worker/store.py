@@ -42,7 +42,8 @@ from worker.errors import ClientIdConflict, LeadershipLost, PublishRefused
 
 # What a caller catches for "Redis is away" (restarting, unreachable, not answering in time); nothing
 # was stored when one of these is raised by a write.
-UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+# Out of memory (maxmemory with noeviction) refuses a write before it runs: nothing stored, retry later.
+UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.OutOfMemoryError)
 # How long a connection attempt and a reply may take; blocking reads ask for at most ~1 s less.
 CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S = 5.0, 10.0
 CLIENT_ID_TTL_S = 7 * 24 * 3600  # how long a client id names its fact: retries come within minutes
@@ -245,8 +246,8 @@ return out
 # The undo record's file is named in the same step, so a record written by a deposed leader (under its own
 # unique name) is never the one an undo reads.
 # KEYS: lease, version, deltas, facts stream, journal, deployment; ARGV: owner, version, delta, group,
-# learned_at, journal file, deployment, n, then n x (fact key, stream entry id or '', steps), then m, then
-# m x (fact key, entry id or '', id of the fact that replaces it or '') undone
+# learned_at, journal file, deployment, record TTL in s (0: kept), n, then n x (fact key, stream entry id or
+# '', steps), then m, then m x (fact key, entry id or '', id of the fact that replaces it or '') undone
 _PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
 if (redis.call('GET', KEYS[6]) or '') ~= ARGV[7] then return redis.error_reply('DEPLOYMENT changed') end
@@ -255,19 +256,22 @@ if current + 1 ~= tonumber(ARGV[2]) then return redis.error_reply('VERSION expec
 redis.call('XADD', KEYS[3], ARGV[2] .. '-1', 'delta', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[6])
-local n = tonumber(ARGV[8])
+local ttl = tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
 for i = 0, n - 1 do
-  local base = 9 + i * 3
+  local base = 10 + i * 3
   redis.call('HSET', ARGV[base], 'status', 'learned', 'version', ARGV[2], 'steps', ARGV[base + 2],
              'learned_at', ARGV[5])
   redis.call('HDEL', ARGV[base], 'reason')
+  if ttl > 0 then redis.call('EXPIRE', ARGV[base], ttl) end
   if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
 end
-local undone_at = 9 + n * 3
+local undone_at = 10 + n * 3
 for i = 0, tonumber(ARGV[undone_at]) - 1 do
   local base = undone_at + 1 + i * 3
   redis.call('HSET', ARGV[base], 'status', 'undone', 'undone_version', ARGV[2], 'undone_at', ARGV[5])
   if ARGV[base + 2] ~= '' then redis.call('HSET', ARGV[base], 'replaced_by', ARGV[base + 2]) end
+  if ttl > 0 then redis.call('EXPIRE', ARGV[base], ttl) end
   if ARGV[base + 1] ~= '' then redis.call('XACK', KEYS[4], ARGV[4], ARGV[base + 1]) end
 end
 return current + 1
@@ -357,9 +361,10 @@ return 0
 class RedisStore:
     """Typed operations on the contract above; both the API and the worker use it."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, fence: str = "") -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, fence: str = "", record_ttl_s: int = 0) -> None:
         self._r, self.keys = client, keys
         self.fence = fence  # the lease owner every leader write is checked against ('' for none)
+        self.record_ttl_s = record_ttl_s  # how long a fact's record stays once it is final (0: for ever)
         self._fenced = client.register_script(_FENCED)
         self._begin_deployment = client.register_script(_BEGIN_DEPLOYMENT)
         self._enqueue = client.register_script(_ENQUEUE)
@@ -375,11 +380,15 @@ class RedisStore:
                                       socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30)
         return cls(client, Keys(namespace))
 
-    def fenced(self, owner: str) -> RedisStore:
+    def fenced(self, owner: str, record_ttl_s: int = 0) -> RedisStore:
         """This store (the same connection) for a leader: each of its writes to the queue, the facts' statuses,
         attempts, dead letters and the snapshot pointer happens only while `owner` holds the lease, and
-        raises LeadershipLost otherwise."""
-        return RedisStore(self._r, self.keys, fence=owner)
+        raises LeadershipLost otherwise. Records of facts it finishes expire after `record_ttl_s` (0: never)."""
+        return RedisStore(self._r, self.keys, fence=owner, record_ttl_s=record_ttl_s)
+
+    def _expiry(self, fact_id: str) -> list[tuple[Any, ...]]:
+        """The command that lets a finished fact's record expire, if records expire."""
+        return [("EXPIRE", self.keys.fact(fact_id), self.record_ttl_s)] if self.record_ttl_s > 0 else []
 
     def _write(self, *commands: Sequence[Any]) -> list[Any]:
         """Run the commands in one atomic step, fenced by the lease when this store is a leader's."""
@@ -567,6 +576,8 @@ class RedisStore:
         try:
             self._set_snapshot(keys=keys, args=[version, file, self.fence, deployment])
         except redis.ResponseError as exc:
+            if isinstance(exc, redis.OutOfMemoryError):
+                raise
             raise LeadershipLost(f"snapshot v{version} not published: {exc}") from exc
 
     def journal_file(self, version: int) -> str | None:
@@ -652,7 +663,7 @@ class RedisStore:
         flushed or replaced), or the version is not the next one.
         """
         args: list[Any] = [owner, version, delta, self.keys.group, f"{time.time():.3f}", journal_file, deployment,
-                           len(learned)]
+                           self.record_ttl_s, len(learned)]
         for fact_id, entry_id, steps in learned:
             args += [self.keys.fact(fact_id), entry_id, steps]
         args.append(len(undone))
@@ -663,6 +674,8 @@ class RedisStore:
         try:
             return int(self._publish(keys=keys, args=args))
         except redis.ResponseError as exc:
+            if isinstance(exc, redis.OutOfMemoryError):  # nothing published; the worker waits (UNAVAILABLE)
+                raise
             raise PublishRefused(f"publish of v{version} refused: {exc}") from exc
 
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
@@ -677,14 +690,14 @@ class RedisStore:
         """A fact taken back before any version taught it: no delta, just the status and the ack."""
         self._write(("HSET", self.keys.fact(fact_id), "status", FactStatus.undone.value,
                      "undone_at", f"{time.time():.3f}"),
-                    ("XACK", self.keys.facts, self.keys.group, entry_id))
+                    ("XACK", self.keys.facts, self.keys.group, entry_id), *self._expiry(fact_id))
 
     def dead_letter(self, fact_id: str, entry_id: str, reason: str) -> None:
         record = json.dumps({"fact_id": fact_id, "reason": reason, "at": time.time()})
         self._write(("HSET", self.keys.fact(fact_id), "status", FactStatus.failed.value, "reason", reason),
                     ("RPUSH", self.keys.deadletter, record),
                     ("LTRIM", self.keys.deadletter, -DEAD_LETTERS_KEPT, -1),  # bounded: each fact keeps its reason
-                    ("XACK", self.keys.facts, self.keys.group, entry_id))
+                    ("XACK", self.keys.facts, self.keys.group, entry_id), *self._expiry(fact_id))
 
     # --- the forgetting monitor -----------------------------------------------------------------
     def monitor_baseline(self) -> dict | None:

@@ -6,11 +6,10 @@ The memory version is reported as `system_fingerprint` ("smft-v<version>").
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
@@ -106,23 +105,31 @@ class OpenAIServing:
             choices=[Choice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],
             usage=_usage(done))
 
-    def stream(self, chat: ChatRequest) -> Iterator[str]:
+    def stream(self, chat: ChatRequest) -> AsyncIterator[str]:
         """SSE chunks in OpenAI's format. Generation starts now, in its own thread, so that a busy replica
-        answers 503 before the response begins; a client that goes away stops it."""
+        answers 503 before the response begins; a client that goes away stops it. The response waits for
+        text on the event loop, so a stream holds no thread of the server's pool (only its generation
+        thread, and those are bounded by the generation gate). Call it from the event loop."""
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        pieces: queue.Queue[str | None] = queue.Queue()
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
         cancelled = threading.Event()
         result: dict = {}
 
+        def put(text: str | None) -> None:
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, text)
+            except RuntimeError:  # the event loop is gone (shutdown): nobody is reading
+                cancelled.set()
+
         def run() -> None:
             try:
-                result["done"], result["version"] = self.engine.complete(chat.messages, chat.params, pieces.put,
-                                                                         cancelled)
+                result["done"], result["version"] = self.engine.complete(chat.messages, chat.params, put, cancelled)
             except Exception as exc:
                 result["error"] = exc
             finally:
                 self.engine.gate.leave()  # entered by the caller, before any byte was sent
-                pieces.put(None)
+                put(None)
 
         def chunk(choices: list[ChunkChoice], **extra) -> str:
             body = ChatCompletionChunk(id=completion_id, created=created, model=chat.model, choices=choices, **extra)
@@ -133,11 +140,11 @@ class OpenAIServing:
         return self._chunks(chat, pieces, cancelled, result, chunk)
 
     @staticmethod
-    def _chunks(chat: ChatRequest, pieces: queue.Queue[str | None], cancelled: threading.Event, result: dict,
-                chunk: Callable[..., str]) -> Iterator[str]:
+    async def _chunks(chat: ChatRequest, pieces: asyncio.Queue[str | None], cancelled: threading.Event,
+                      result: dict, chunk: Callable[..., str]) -> AsyncIterator[str]:
         try:
             yield chunk([ChunkChoice(delta=DeltaMessage(role="assistant", content=""))])
-            while (text := pieces.get()) is not None:
+            while (text := await pieces.get()) is not None:
                 yield chunk([ChunkChoice(delta=DeltaMessage(content=text))])
             if "error" in result:
                 error = result["error"]
