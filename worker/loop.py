@@ -53,7 +53,6 @@ class Claimed:
 class Worker:
     def __init__(self, settings: WorkerSettings, store: RedisStore) -> None:
         self.settings = settings
-        self.store = store
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Every write the leader makes to Redis is fenced by its lease (a deposed leader changes nothing).
         self.store = store.fenced(self.owner, settings.fact_record_ttl_s)
