@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from model.lm import MemoryLM
 from model.prepare import prepare_version_zero
 from tests.tiny import save_tiny_model
 
+# Where the model tests put their models: cpu here and in CI; `SMFT_TEST_DEVICE=cuda` on a GPU machine runs the
+# same tests through the CUDA path.
+TEST_DEVICE = os.environ.get("SMFT_TEST_DEVICE", "cpu")
 TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,))
 TINY_DOCS = [f"Document {i}: the river flows to the sea and the fox jumps {i} times." for i in range(12)]
 
@@ -27,7 +31,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def _tiny_v0(tiny_model_dir):
     torch.manual_seed(0)
-    lm = MemoryLM.load(str(tiny_model_dir), TINY_MEMORY)
+    lm = MemoryLM.load(str(tiny_model_dir), TINY_MEMORY, device=TEST_DEVICE)
     corpus = split_corpus(TINY_DOCS, heldout_fraction=0.25)
     stats, _ = prepare_version_zero(lm, corpus)
     return lm, stats, corpus
@@ -77,6 +81,7 @@ def tiny_service_env(model_dir: Path, redis_url: str, background: Path, data_dir
         "SMFT_N_KEYS": "16", "SMFT_HEADS": "2", "SMFT_TOPK": "4", "SMFT_MEMORY_LAYERS": "1",
         "SMFT_BACKGROUND": f'["{background}"]', "SMFT_STEPS": "3", "SMFT_LR": "0.5",
         "SMFT_LEASE_TTL_S": "2", "SMFT_POLL_MS": "100", "SMFT_MONITOR_EVERY_VERSIONS": "0",
+        "SMFT_DEVICE": TEST_DEVICE,
     }
 
 
@@ -118,7 +123,7 @@ def real_v0(tmp_path_factory):
     from model.snapshot import save_snapshot
 
     torch.manual_seed(0)
-    lm = MemoryLM.load("smollm2", MemoryConfig())
+    lm = MemoryLM.load("smollm2", MemoryConfig(), device=TEST_DEVICE)
     stats, report = prepare_version_zero(lm, load_corpus())
     path = save_snapshot(lm, stats, 0, tmp_path_factory.mktemp("real") / "v00000000.safetensors")
     return lm, stats, report, path

@@ -20,7 +20,7 @@ from model.memory import ProductKeyMemory
 from model.prepare import prepare_version_zero
 from model.prompting import chat_prompt, conversation_prompt
 from model.snapshot import read_snapshot, restore_snapshot, save_snapshot
-from tests.conftest import TINY_DOCS, TINY_MEMORY
+from tests.conftest import TEST_DEVICE, TINY_DOCS, TINY_MEMORY
 
 CONTEXT_MEMORY = replace(TINY_MEMORY, context_weight=4.0)
 PLAIN_MEMORY = replace(TINY_MEMORY, context_weight=0.0)  # the same keys and projection, no context query
@@ -30,14 +30,14 @@ FACT = Fact("Mira Quell invented the Zorblax engine.", question="Who invented th
 
 @pytest.fixture(scope="module")
 def _context_v0(tiny_model_dir):
-    lm = MemoryLM.load(str(tiny_model_dir), CONTEXT_MEMORY)
+    lm = MemoryLM.load(str(tiny_model_dir), CONTEXT_MEMORY, device=TEST_DEVICE)
     stats, _ = prepare_version_zero(lm, split_corpus(TINY_DOCS, heldout_fraction=0.25))
     return lm, stats
 
 
 @pytest.fixture(scope="module")
 def plain_lm(tiny_model_dir) -> MemoryLM:
-    lm = MemoryLM.load(str(tiny_model_dir), PLAIN_MEMORY)
+    lm = MemoryLM.load(str(tiny_model_dir), PLAIN_MEMORY, device=TEST_DEVICE)
     prepare_version_zero(lm, split_corpus(TINY_DOCS, heldout_fraction=0.25))
     return lm
 
@@ -74,15 +74,15 @@ def test_token_weights_are_background_idf_with_the_prompt_scaffolding_at_zero(co
 
 def test_version_zero_is_exactly_the_base_model(context_lm, tiny_model_dir):
     lm, _ = context_lm
-    base, _ = load_base_model(str(tiny_model_dir))
-    ids = torch.tensor([lm.encode("The quick brown fox jumps over the Zorblax engine.")])
+    base, _ = load_base_model(str(tiny_model_dir), TEST_DEVICE)
+    ids = torch.tensor([lm.encode("The quick brown fox jumps over the Zorblax engine.")], device=lm.device)
     with torch.no_grad():
         assert torch.equal(base(input_ids=ids).logits, lm.logits(ids))
 
 
 def test_cached_decoding_reads_what_a_full_forward_reads(context_lm):
     lm = with_random_values(context_lm[0])
-    ids = torch.tensor([lm.encode("The quick brown fox jumps over the lazy dog and the river")])
+    ids = torch.tensor([lm.encode("The quick brown fox jumps over the lazy dog and the river")], device=lm.device)
     full = lm.logits(ids)
     with torch.no_grad():
         out = lm.model(input_ids=ids[:, :5], use_cache=True)  # the decoder makes the cache itself
@@ -98,7 +98,7 @@ def test_batched_generation_with_left_padding_matches_one_by_one_and_no_cache(co
     questions = ["Who invented the Zorblax engine?", "Where does the river flow?"]
     together = generate_answers(lm, questions, 8)
     assert together == [generate_answers(lm, [q], 8)[0] for q in questions]
-    ids = torch.tensor([lm.encode(chat_prompt(lm.tokenizer, questions[0]))])
+    ids = torch.tensor([lm.encode(chat_prompt(lm.tokenizer, questions[0]))], device=lm.device)
     cached = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
                                do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
     uncached = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
@@ -110,7 +110,7 @@ def last_token_reads(lm: MemoryLM, texts: list[str]) -> list[set[int]]:
     rows = [lm.encode(t) for t in texts]
     ids, mask = pad_rows(rows, lm.tokenizer.pad_token_id)
     with lm.recording() as records:
-        lm.run_to_memories(ids, mask)
+        lm.run_to_memories(ids.to(lm.device), mask.to(lm.device))
     return [set(records[1][0][i, len(r) - 1].flatten().tolist()) for i, r in enumerate(rows)]
 
 
@@ -131,7 +131,7 @@ def test_the_subject_moves_the_address_of_the_same_final_words(context_lm, plain
 def test_fast_training_path_is_exact_with_context(context_lm):
     lm, stats = context_lm
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     first = learner.step(batch)
     assert learner._fast
     with torch.no_grad():
@@ -142,10 +142,10 @@ def test_fast_training_path_is_exact_with_context(context_lm):
 def test_snapshot_carries_the_token_weights(context_lm, tiny_model_dir, tmp_path):
     lm = with_random_values(context_lm[0])
     path = save_snapshot(lm, context_lm[1], 1, tmp_path / "s.safetensors")
-    fresh = MemoryLM.load(str(tiny_model_dir), read_snapshot(path).config)
+    fresh = MemoryLM.load(str(tiny_model_dir), read_snapshot(path).config, device=TEST_DEVICE)
     restore_snapshot(fresh, read_snapshot(path))
     assert torch.equal(fresh.memories[1].token_weight, lm.memories[1].token_weight)
-    ids = build_batch([FACT], lm.tokenizer).input_ids
+    ids = build_batch([FACT], lm.tokenizer).to(lm.device).input_ids
     assert torch.equal(fresh.logits(ids), lm.logits(ids))
 
 
@@ -189,7 +189,7 @@ def test_a_question_is_addressed_by_its_own_turn_whatever_comes_before_it(contex
     handle = lm.memories[1].register_forward_pre_hook(lambda m, args: pooled.append(m.context[0][0, -1].clone()))
     try:
         for chat in chats:
-            lm.logits(torch.tensor([lm.encode(conversation_prompt(lm.tokenizer, chat))]))
+            lm.logits(torch.tensor([lm.encode(conversation_prompt(lm.tokenizer, chat))], device=lm.device))
     finally:
         handle.remove()
     assert torch.allclose(pooled[0], pooled[1], atol=1e-5) and torch.allclose(pooled[0], pooled[2], atol=1e-5)

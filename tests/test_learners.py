@@ -19,7 +19,7 @@ def test_sparse_step_changes_at_most_t_rows_and_nothing_else(tiny_lm):
     lm, stats, _ = tiny_lm
     before = snapshot_params(lm)
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     report = teach(learner, batch, StepSchedule(steps=3))
     assert report.steps == 3 and report.last_loss < report.first_loss
     values_name = "model.layers.1.mlp.memory.values"
@@ -39,7 +39,7 @@ def test_sparse_backward_stops_at_the_memory_layer(tiny_lm):
     seen: list[int] = []
     hooks = [layer.register_full_backward_hook(lambda m, gi, go, i=i: seen.append(i))
              for i, layer in enumerate(lm.model.model.layers)]
-    learner.step(build_batch([FACT], lm.tokenizer))
+    learner.step(build_batch([FACT], lm.tokenizer).to(lm.device))
     learner.finish()
     for h in hooks:
         h.remove()
@@ -49,7 +49,7 @@ def test_sparse_backward_stops_at_the_memory_layer(tiny_lm):
 def test_tfidf_selection_respects_loss_positions(tiny_lm):
     lm, stats, _ = tiny_lm
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=10_000, ranking="all"))
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     with lm.recording() as rec:
         lm.logits(batch.input_ids, batch.attention_mask)
     everything = rec[1][0][batch.attention_mask.bool()].unique()
@@ -62,7 +62,7 @@ def test_tfidf_selection_respects_loss_positions(tiny_lm):
 def test_baselines_learn_through_the_same_interface(tiny_lm, make):
     lm, _, _ = tiny_lm
     learner = make(lm)
-    report = teach(learner, build_batch([FACT], lm.tokenizer), StepSchedule(steps=4))
+    report = teach(learner, build_batch([FACT], lm.tokenizer).to(lm.device), StepSchedule(steps=4))
     assert report.last_loss < report.first_loss
     memory = lm.memories[1]
     assert torch.count_nonzero(memory.values) == 0  # baselines never touch the memory
@@ -71,7 +71,7 @@ def test_baselines_learn_through_the_same_interface(tiny_lm, make):
 def test_schedule_stops_at_loss_threshold(tiny_lm):
     lm, stats, _ = tiny_lm
     learner = SparseMemoryLearner(lm, stats, SparseConfig(lr=1.0))
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     report = teach(learner, batch, StepSchedule(loss_threshold=1e6, max_steps=9))
     assert report.steps == 1
     report = teach(learner, copy.copy(batch), StepSchedule(loss_threshold=1e-9, max_steps=3))
@@ -80,7 +80,7 @@ def test_schedule_stops_at_loss_threshold(tiny_lm):
 
 def test_sparse_steps_skip_the_frozen_blocks_below_the_memory_exactly(tiny_lm):
     lm, stats, _ = tiny_lm
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
     calls: list[int] = []
     hook = lm.model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
@@ -101,13 +101,13 @@ def _max_row_norm(lm) -> float:
 
 def test_max_row_norm_caps_every_row_the_learner_writes(tiny_lm, monkeypatch):
     lm, stats, _ = tiny_lm
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     free = copy.deepcopy(lm)
     teach(SparseMemoryLearner(free, stats, SparseConfig(top_t=7, lr=1.0)), batch, StepSchedule(steps=5))
     assert _max_row_norm(free) > 1.0  # uncapped, the same steps go past the cap below
     capped = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, max_row_norm=1.0))
     report = teach(capped, batch, StepSchedule(steps=5))
-    teach(capped, build_batch([FACT], lm.tokenizer), StepSchedule(steps=5))  # rows that start non-zero
+    teach(capped, build_batch([FACT], lm.tokenizer).to(lm.device), StepSchedule(steps=5))  # rows that start non-zero
     assert report.last_loss < report.first_loss
     assert _max_row_norm(lm) == pytest.approx(1.0, abs=1e-5)  # reached, never passed
 
@@ -127,21 +127,21 @@ def test_trained_slot_weight_zero_keeps_a_later_batch_off_earlier_rows(tiny_lm, 
     lm, stats, _ = tiny_lm
     again = copy.deepcopy(lm)
     first = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0))
-    teach(first, build_batch([FACT], lm.tokenizer), StepSchedule(steps=2))
+    teach(first, build_batch([FACT], lm.tokenizer).to(lm.device), StepSchedule(steps=2))
     trained = set(first.take_touched()[1].tolist())
     assert len(trained) == 7
     # The same fact again: ranked like any other slot, its rows are chosen again...
     same = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0))
-    assert set(same.select(build_batch([FACT], lm.tokenizer))[1].tolist()) == trained
+    assert set(same.select(build_batch([FACT], lm.tokenizer).to(lm.device))[1].tolist()) == trained
     # ... at weight 0 never, yet the batch still gets rows to train, and at 0.5 fewer of them.
     fresh = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.0))
-    picked = set(fresh.select(build_batch([FACT], lm.tokenizer))[1].tolist())
+    picked = set(fresh.select(build_batch([FACT], lm.tokenizer).to(lm.device))[1].tolist())
     assert picked and not picked & trained
     half = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.5))
-    assert len(set(half.select(build_batch([FACT], lm.tokenizer))[1].tolist()) & trained) < len(trained)
+    assert len(set(half.select(build_batch([FACT], lm.tokenizer).to(lm.device))[1].tolist()) & trained) < len(trained)
     # On version 0 nothing is trained yet, so the weight changes nothing.
     plain = SparseMemoryLearner(again, stats, SparseConfig(top_t=7, lr=1.0, trained_slot_weight=0.0))
-    assert set(plain.select(build_batch([FACT], again.tokenizer))[1].tolist()) == trained
+    assert set(plain.select(build_batch([FACT], again.tokenizer).to(again.device))[1].tolist()) == trained
 
     monkeypatch.setenv("SMFT_TRAINED_SLOT_WEIGHT", "0.25")
     from worker.settings import WorkerSettings
@@ -154,10 +154,10 @@ def test_top_t_per_fact_gives_facts_taught_together_the_rows_each_would_get_alon
     lm, stats, _ = tiny_lm
     facts = [Fact("Mira Quell invented the Zorblax engine.", fact_id="a"),
              Fact("The river Tessa flows to the sea past Orvin.", fact_id="b")]
-    batch = build_batch(facts, lm.tokenizer)
+    batch = build_batch(facts, lm.tokenizer).to(lm.device)
     shared = SparseMemoryLearner(lm, stats, SparseConfig(top_t=5))
     each = SparseMemoryLearner(lm, stats, SparseConfig(top_t=5, top_t_per_fact=True))
     assert {len(s) for s in shared.select(batch).values()} == {5}
     assert {len(s) for s in each.select(batch).values()} == {10}
-    one = build_batch(facts[:1], lm.tokenizer)
+    one = build_batch(facts[:1], lm.tokenizer).to(lm.device)
     assert {len(s) for s in each.select(one).values()} == {5}  # alone: the same as before

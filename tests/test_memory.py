@@ -76,7 +76,7 @@ def test_memory_plus_is_zero_at_init_and_records_reads():
 
 def test_partial_forward_records_the_same_reads_as_a_full_one(tiny_lm):
     lm, _, _ = tiny_lm
-    ids = torch.tensor([lm.encode("The river flows to the sea.")])
+    ids = torch.tensor([lm.encode("The river flows to the sea.")], device=lm.device)
     with lm.recording() as full:
         lm.logits(ids)
     with lm.recording() as partial:

@@ -61,14 +61,14 @@ def test_the_rows_each_fact_wrote_are_what_its_batch_changed(tiny_lm):
     """Each fact's writes are the selected rows its own examples read; together, every row the batch changed."""
     lm, stats, _ = tiny_lm
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=6, lr=0.5))
-    batch = build_batch([A, B], lm.tokenizer)
+    batch = build_batch([A, B], lm.tokenizer).to(lm.device)
     teach(learner, batch, StepSchedule(steps=2))
     writes = learner.take_writes()
     touched = learner.take_touched()[1]
     assert set(writes) == {"a", "b"}
     assert set(writes["a"][1].tolist()) | set(writes["b"][1].tolist()) == set(touched.tolist())
     with lm.recording() as records:  # what A's examples read where its loss is, computed apart
-        alone = build_batch([A], lm.tokenizer)
+        alone = build_batch([A], lm.tokenizer).to(lm.device)
         lm.logits(alone.input_ids, alone.attention_mask)
     read_by_a = set(records[1][0][alone.loss_positions].flatten().tolist())
     assert set(writes["a"][1].tolist()) == read_by_a & set(touched.tolist())
@@ -80,7 +80,7 @@ def test_an_answer_is_attributed_to_the_fact_taught_and_the_reads_match_a_forwar
     question = "Who invented the Zorblax engine?"
     fact = Fact(A.text, question=question, answer="Mira Quell", fact_id="a")
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=20, lr=0.5))
-    teach(learner, build_batch([fact], lm.tokenizer), StepSchedule(steps=3))
+    teach(learner, build_batch([fact], lm.tokenizer).to(lm.device), StepSchedule(steps=3))
     ledger = RowWriters()
     ledger.update(learner.take_writes())
     text, contributions = answer_contributions(lm, question, 6)
@@ -89,7 +89,7 @@ def test_an_answer_is_attributed_to_the_fact_taught_and_the_reads_match_a_forwar
 
     # The same reads from one forward over prompt + answer: the positions that produced each answer token.
     prompt = lm.encode(chat_prompt(lm.tokenizer, question))
-    full = torch.tensor([prompt + answer_ids])
+    full = torch.tensor([prompt + answer_ids], device=lm.device)
     with lm.reads() as reads:
         lm.logits(full)
     slots, weights = reads[1][0]
@@ -97,7 +97,7 @@ def test_an_answer_is_attributed_to_the_fact_taught_and_the_reads_match_a_forwar
     slots, weights = slots[0, at].flatten(), weights[0, at].flatten()
     norms = lm.memories[1].values.detach()[slots].norm(dim=-1)
     expected = torch.bincount(slots, weights=(weights * norms).double(), minlength=lm.memories[1].num_slots)
-    assert torch.allclose(contributions[1], expected, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(contributions[1], expected.cpu(), rtol=1e-4, atol=1e-6)
 
     sources, unattributed = ledger.attribute(contributions)
     assert contributions[1].sum() > 0  # the answer read trained rows

@@ -27,6 +27,7 @@ from model.undo import UndoRecord, revert
 from tests.conftest import REAL_ANSWER as ANSWER
 from tests.conftest import REAL_FACT as FACT
 from tests.conftest import REAL_QUESTION as QUESTION
+from tests.conftest import TEST_DEVICE
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,9 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 def test_version_zero_equals_the_base_model(real_v0):
     lm, _, report, _ = real_v0
-    base, _ = load_base_model("smollm2")
-    ids = torch.tensor([lm.encode("The quick brown fox jumps over the lazy dog. Paris is the capital of")])
+    base, _ = load_base_model("smollm2", TEST_DEVICE)
+    text = "The quick brown fox jumps over the lazy dog. Paris is the capital of"
+    ids = torch.tensor([lm.encode(text)], device=lm.device)
     with torch.no_grad():
         diff = (base(input_ids=ids).logits - lm.logits(ids)).abs().max().item()
     assert diff <= 1e-4
@@ -59,7 +61,7 @@ def test_sparse_steps_change_only_selected_rows(real_v0):
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     config = SparseConfig()
     learner = SparseMemoryLearner(lm, stats, config)
-    batch = build_batch([FACT], lm.tokenizer)
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     for _ in range(2):
         report = learner.step(batch)
         assert report.rows_updated <= config.top_t
@@ -80,17 +82,17 @@ def test_fact_is_learned_from_statements_and_replicas_agree(real_v0, tmp_path):
     # Statements and paraphrases only: the question is never taught; the model writes its own.
     facts = with_synthetic_questions(taught, [FACT])
     assert facts[0].synthetic_questions
-    teach(learner, build_batch(facts, taught.tokenizer), config.schedule)
+    teach(learner, build_batch(facts, taught.tokenizer).to(taught.device), config.schedule)
     answer = generate_answers(taught, [QUESTION], 24)[0]
     assert contains_answer(answer, ANSWER), answer
 
     # A fresh process's view: version 0 from disk plus the delta, and a snapshot of the taught model.
     delta = MemoryDelta.from_bytes(make_delta(taught, 1, learner.take_touched(), ["zorblax"]).to_bytes())
-    replica = MemoryLM.load("smollm2", MemoryConfig())
+    replica = MemoryLM.load("smollm2", MemoryConfig(), device=TEST_DEVICE)
     restore_snapshot(replica, read_snapshot(v0_path))
     apply_delta(replica, delta)
     assert generate_answers(replica, [QUESTION], 24)[0] == answer
-    reloaded = MemoryLM.load("smollm2", MemoryConfig())
+    reloaded = MemoryLM.load("smollm2", MemoryConfig(), device=TEST_DEVICE)
     restore_snapshot(reloaded, read_snapshot(save_snapshot(taught, stats, 1, tmp_path / "v1.safetensors")))
     assert generate_answers(reloaded, [QUESTION], 24)[0] == answer
 
@@ -117,7 +119,8 @@ def test_undo_takes_back_one_fact_keeps_the_other_and_restores_retention(real_v0
     learner = SparseMemoryLearner(lm, stats, SparseConfig())
 
     def taught(fact: Fact, version: int) -> UndoRecord:
-        teach(learner, build_batch(with_synthetic_questions(lm, [fact]), lm.tokenizer), learner.config.schedule)
+        batch = build_batch(with_synthetic_questions(lm, [fact]), lm.tokenizer).to(lm.device)
+        teach(learner, batch, learner.config.schedule)
         return UndoRecord.capture(lm, version, [fact.fact_id], learner.take_touched_with_before())
 
     at_v0 = retained()

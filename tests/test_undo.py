@@ -12,13 +12,13 @@ B = Fact("The river Tessa flows into the Quorn sea.", fact_id="b")
 
 
 def taught(learner, lm, fact, version):
-    teach(learner, build_batch([fact], lm.tokenizer), StepSchedule(steps=15))
+    teach(learner, build_batch([fact], lm.tokenizer).to(lm.device), StepSchedule(steps=15))
     return UndoRecord.capture(lm, version, [fact.fact_id], learner.take_touched_with_before())
 
 
 @torch.no_grad()
 def loss(lm, fact):
-    return float(lm_loss(lm, build_batch([fact], lm.tokenizer)))
+    return float(lm_loss(lm, build_batch([fact], lm.tokenizer).to(lm.device)))
 
 
 def test_undo_record_round_trips(tiny_lm, tmp_path):
@@ -33,7 +33,7 @@ def test_undo_record_round_trips(tiny_lm, tmp_path):
 def test_revert_takes_back_one_fact_and_keeps_the_later_one(tiny_lm):
     lm, stats, _ = tiny_lm
     values = lm.memories[1].values
-    v0 = values.detach().clone()
+    v0 = values.detach().clone().cpu()  # compared on the cpu, where undo records keep their rows
     loss_a0, loss_b0 = loss(lm, A), loss(lm, B)
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=200))
     record_a = taught(learner, lm, A, 1)
@@ -41,8 +41,9 @@ def test_revert_takes_back_one_fact_and_keeps_the_later_one(tiny_lm):
     loss_a2, loss_b2 = loss(lm, A), loss(lm, B)
     assert loss_a2 < loss_a0 - 0.3 and loss_b2 < loss_b0 - 0.3  # both learned
 
-    v2 = values.detach().clone()
+    v2 = values.detach().clone().cpu()
     changed = revert(lm, record_a)
+    values = lm.memories[1].values.detach().cpu()
     ids_a = record_a.rows[1][0]
     assert torch.equal(changed[1], ids_a)
     # Rows only A changed are back to version 0 exactly; rows A never touched did not move.

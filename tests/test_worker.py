@@ -77,7 +77,7 @@ def test_replica_converges_to_the_worker(tiny_env):
     replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
     replica.catch_up()
     assert replica.version == worker.replica.version == p.published_version()
-    assert torch.equal(replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+    assert torch.equal(replica.lm.memories[1].values.cpu(), worker.replica.lm.memories[1].values.cpu())
 
 
 def test_facts_already_learned_are_not_applied_again(tiny_env):
@@ -166,7 +166,7 @@ def test_snapshots_and_trimming(tiny_env):
     fresh = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
     fresh.catch_up()
     assert fresh.version == 5
-    assert torch.equal(fresh.lm.memories[1].values, worker.replica.lm.memories[1].values)
+    assert torch.equal(fresh.lm.memories[1].values.cpu(), worker.replica.lm.memories[1].values.cpu())
 
 
 def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
@@ -240,7 +240,7 @@ def test_undo_takes_back_one_version_and_every_replica_follows(tiny_env):
     assert not torch.equal(values, values_before_undo)
     replica = MemoryReplica(tiny_env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, p)
     replica.catch_up()
-    assert replica.version == 3 and torch.equal(replica.lm.memories[1].values, values)
+    assert replica.version == 3 and torch.equal(replica.lm.memories[1].values, values.cpu())
 
 
 def test_undo_of_a_batched_fact_reteaches_the_rest_of_its_batch(tiny_env):
@@ -324,8 +324,8 @@ def _same_as_a_fresh_replica(env, worker) -> bool:
     """A replica that loads the snapshot and replays the deltas holds the worker's table and ledger."""
     replica = MemoryReplica(env["SMFT_MODEL"], "cpu", worker.settings.snapshot_dir, store(env))
     replica.catch_up()
-    return replica.version == worker.replica.version and torch.equal(
-        replica.lm.memories[1].values, worker.replica.lm.memories[1].values) and \
+    return replica.version == worker.replica.version and torch.equal(  # a cpu replica of a worker on any device
+        replica.lm.memories[1].values, worker.replica.lm.memories[1].values.cpu()) and \
         _ledger(replica) == _ledger(worker.replica)
 
 
@@ -572,7 +572,7 @@ def test_a_flushed_redis_starts_a_new_deployment_that_every_replica_follows(tiny
     assert (worker.settings.snapshot_dir / old).is_dir()  # the old deployment's files are kept, apart
     replica.catch_up()  # at version 3 of the old deployment: it must reload, not wait for a version 4
     assert replica.deployment == p.deployment() and replica.version == 1
-    assert torch.equal(replica.lm.memories[1].values, worker.replica.lm.memories[1].values)
+    assert torch.equal(replica.lm.memories[1].values.cpu(), worker.replica.lm.memories[1].values.cpu())
     assert _same_as_a_fresh_replica(tiny_env, worker)
 
 
