@@ -9,6 +9,7 @@ it records learning (taught questions answered: answer contained, token F1) and 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from tqdm import tqdm
 
 from bench import report
@@ -33,8 +35,9 @@ from model.learners import teach
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.questions import with_synthetic_questions
-from model.snapshot import load_snapshot
+from model.snapshot import load_snapshot, save_atomically
 from model.statistics import SlotStats
+from worker.teaching import teach_facts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ class Checkpoint:
     # Share of probe questions still answered (answer contained). F1 scores whole sentences and moves
     # with their wording; this counts what is still known. None in files written before it was recorded.
     probe_answered: float | None = None
+    # Shares answered of the first and of the most recent K facts taught (K: the checkpoint interval); None in
+    # files written before they were recorded.
+    learned_first: float | None = None
+    learned_recent: float | None = None
 
 
 @dataclass
@@ -119,14 +126,19 @@ def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequ
 
 
 def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
-               baseline: Baseline, seconds: float) -> Checkpoint:
+               baseline: Baseline, seconds: float, window: int | None = None) -> Checkpoint:
+    """Learning and forgetting now; with `window`, also the share answered of the first and of the most recent
+    `window` facts taught."""
     answers = generate_answers(lm, [f.question for f in taught], 32)
-    learned = sum(contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
+    hits = [contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)]
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
     kept_f1, answered = probe_scores(lm, probe)
     nll_change = mean_nll(lm, heldout) / baseline.nll - 1
-    return Checkpoint(len(taught), learned, f1, kept_f1 / baseline.probe_f1 - 1, nll_change, seconds,
-                      probe_answered=answered)
+    first = recent = None
+    if window:
+        first, recent = sum(hits[:window]) / len(hits[:window]), sum(hits[-window:]) / len(hits[-window:])
+    return Checkpoint(len(taught), sum(hits) / len(taught), f1, kept_f1 / baseline.probe_f1 - 1, nll_change,
+                      seconds, probe_answered=answered, learned_first=first, learned_recent=recent)
 
 
 @dataclass(frozen=True)
@@ -143,25 +155,75 @@ class Stream:
 
 def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
                progress: Path | None = None, position: int = 0) -> MethodResult:
-    """Stream the facts one per batch through a fresh copy of version 0.
+    """Stream the facts through a fresh copy of version 0: one per batch, or for `service` in the worker's
+    batches, taught by the worker's own code (its questions, neighbours, steps; one publish per batch).
 
-    With `progress`, the result so far is rewritten there after every checkpoint, so a long run
-    that is stopped still leaves what it measured.
+    With `progress`, the result so far is rewritten there after every checkpoint, so a long run that is
+    stopped still leaves what it measured; a memory method also saves its table there, and a later run of
+    the same setting on the same stream resumes from the last checkpoint.
     """
     lm = copy.deepcopy(v0)
     learner = spec.learner(lm, stats)
-    result, trained, facts = MethodResult(spec), 0.0, stream.facts
-    for i, fact in enumerate(tqdm(facts, desc=spec.label, unit="fact", position=position, leave=False), start=1):
-        batch = build_batch([fact.fact], lm.tokenizer).to(lm.device)
-        taught = teach(learner, batch, stream.schedule)
+    facts = stream.facts
+    result, trained, done = MethodResult(spec), 0.0, 0
+    memory_only = spec.method in ("sparse", "service")  # its whole state is the table
+    table = progress.with_suffix(".safetensors") if progress is not None and memory_only else None
+    if table is not None and (resumed := _resume(lm, spec, stream, progress, table)) is not None:
+        result, trained, done = resumed, resumed.final.seconds, resumed.final.facts_taught
+        log.info("%s: resumed after %d facts", spec.label, done)
+    settings = spec.worker_settings() if spec.method == "service" else None
+    size = settings.batch_facts if settings is not None else 1
+    bar = tqdm(total=len(facts), initial=done, desc=spec.label, unit="fact", position=position, leave=False)
+    while done < len(facts):
+        chunk = facts[done:done + size]
+        if settings is not None:
+            taught = teach_facts(lm, learner, [f.fact for f in chunk], settings)
+            learner.take_touched()  # type: ignore[attr-defined]  # the worker publishes here: records start anew
+            learner.take_writes()  # type: ignore[attr-defined]
+        else:
+            taught = teach(learner, build_batch([f.fact for f in chunk], lm.tokenizer).to(lm.device), stream.schedule)
+        before, done = done, done + len(chunk)
+        bar.update(len(chunk))
         result.steps += taught.steps
         trained += taught.seconds
-        if i % stream.eval_every == 0 or i == len(facts):
-            point = checkpoint(lm, facts[:i], stream.probe, stream.heldout, stream.baseline, trained)
+        if done // stream.eval_every > before // stream.eval_every or done == len(facts):
+            point = checkpoint(lm, facts[:done], stream.probe, stream.heldout, stream.baseline, trained,
+                               window=stream.eval_every)
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
+                if table is not None:
+                    _save_table(lm, stream, table, done)
                 report.write_json(progress, result.as_dict())
+    bar.close()
     return result
+
+
+def _stream_key(stream: Stream) -> str:
+    """What a saved table was trained on: the facts in order, the schedule and the checkpoints."""
+    text = json.dumps([[f.fact.text, *f.fact.paraphrases] for f in stream.facts] + [asdict(stream.schedule),
+                                                                                    stream.eval_every])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_table(lm: MemoryLM, stream: Stream, path: Path, facts: int) -> None:
+    tensors = {f"values.{idx}": m.values.detach().cpu() for idx, m in lm.memories.items()}
+    save_atomically(tensors, path, {"facts": str(facts), "stream": _stream_key(stream)})
+
+
+def _resume(lm: MemoryLM, spec: MethodSpec, stream: Stream, progress: Path, table: Path) -> MethodResult | None:
+    """The result so far, with its table loaded into `lm`, when both were saved at the same checkpoint of this
+    setting on this stream; None (start over) otherwise."""
+    if not progress.exists() or not table.exists():
+        return None
+    saved = MethodResult.from_dict(json.loads(progress.read_text()))
+    with safe_open(str(table), "pt") as f:
+        meta = f.metadata() or {}
+        if (saved.spec != spec or not saved.checkpoints or meta.get("stream") != _stream_key(stream)
+                or meta.get("facts") != str(saved.final.facts_taught)):
+            return None
+        for idx, memory in lm.memories.items():
+            memory.values.copy_(f.get_tensor(f"values.{idx}"))
+    return saved
 
 
 def _method_child(model: str, snapshot: str, device: str, spec: MethodSpec, stream: Stream, threads: int,
@@ -300,10 +362,12 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(6, 8.5), sharex=True)
     for r in results:
         xs = [c.facts_taught for c in r.checkpoints]
-        top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o", label=r.spec.label)
+        line, = top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o", label=r.spec.label)
+        if all(c.probe_answered is not None for c in r.checkpoints):  # dashed: probe questions still answered
+            top.plot(xs, [100 * c.probe_answered for c in r.checkpoints], linestyle="--", color=line.get_color())
         middle.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")
         bottom.plot(xs, [100 * c.nll_change for c in r.checkpoints], marker="o")
-    top.set_ylabel("learned (%)")
+    top.set_ylabel("learned; dashed: probe kept (%)")
     middle.set_ylabel("retention F1 change (%)")
     bottom.set_ylabel("held-out NLL change (%)")
     bottom.set_xlabel("facts taught")
@@ -326,6 +390,9 @@ def write_report(results: Sequence[MethodResult], out: Path, meta: dict, target:
     chosen = at_matched_learning(results, target)
     facts = compared_at(results)
     table = report.learn_forget_table(results, chosen) + "\n\n" + report.matching_note(target, facts, results)
+    curves = [report.learn_forget_curve(r) for r in results if r.final.learned_recent is not None]
+    if curves:  # K: the checkpoint interval
+        table += "\n\nOver the stream (K = facts between checkpoints):\n\n" + "\n\n".join(curves)
     report.write_json(out / "learn_forget.json", {
         **meta, "target_learning": target, "matched_at_facts": facts,
         "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]})

@@ -10,11 +10,12 @@ from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig
 from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner
 from model.lm import MemoryLM
 from model.statistics import SlotStats
+from worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    method: str  # sparse | full | lora
+    method: str  # sparse | full | lora | service (the worker's own teaching: its batches, questions, neighbours)
     lr: float
     top_t: int = 500
     ranking: RankingMode = "tfidf"
@@ -25,10 +26,12 @@ class MethodSpec:
     # written before every part was named say how it differed from that time's default (layer 15,
     # 65,536 slots, context 0): "layers 24", or "" for that default itself.
     memory: str = ""
+    batch_facts: int = 1  # service only: facts per batch, as SMFT_BATCH_FACTS
+    teaching: str = ""  # service only: the rest of the worker's teaching settings, so a resumed run is the same one
 
     def __post_init__(self) -> None:
-        if self.method not in ("sparse", "full", "lora"):
-            raise ValueError(f"method must be sparse, full or lora, got {self.method!r}")
+        if self.method not in ("sparse", "full", "lora", "service"):
+            raise ValueError(f"method must be sparse, full, lora or service, got {self.method!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
@@ -44,9 +47,13 @@ class MethodSpec:
             cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
             reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
             return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
+        if self.method == "service":
+            return f"service: batches of {self.batch_facts}, t={self.top_t}, lr={self.lr:g}, {self.teaching}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
+        if self.method == "service":
+            return SparseMemoryLearner(lm, stats, self.worker_settings().sparse_config())
         if self.method == "sparse":
             config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
                                   max_row_norm=self.max_row_norm, trained_slot_weight=self.trained_slot_weight)
@@ -54,6 +61,24 @@ class MethodSpec:
         if self.method == "full":
             return FullFinetuneLearner(lm, lr=self.lr)
         return LoraLearner(lm, lr=self.lr)
+
+
+    def worker_settings(self) -> WorkerSettings:
+        """The worker's settings (SMFT_* variables apply, as in the worker) with this spec's batch and rows."""
+        return WorkerSettings(batch_facts=self.batch_facts, top_t=self.top_t, lr=self.lr, ranking=self.ranking,
+                              optimizer=self.optimizer, max_row_norm=self.max_row_norm,
+                              trained_slot_weight=self.trained_slot_weight)
+
+
+def service_spec(settings: WorkerSettings) -> MethodSpec:
+    """The service's own teaching, as `settings` (the worker's) configure it."""
+    config = settings.sparse_config()
+    teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {settings.steps} steps, questions "
+                f"{'on' if settings.synthetic_questions else 'off'}, reversed "
+                f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} neighbours "
+                f"(rows read {settings.neighbour_reads}+ times left out)")
+    return MethodSpec("service", config.lr, config.top_t, config.ranking, config.optimizer, config.max_row_norm,
+                      config.trained_slot_weight, batch_facts=settings.batch_facts, teaching=teaching)
 
 
 def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
@@ -64,7 +89,10 @@ def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
 
 def parse_method_spec(text: str) -> MethodSpec:
     """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM[:TRAINED_SLOT_WEIGHT]]]]]', 'full:1e-5' or 'lora:1e-3'
-    -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap."""
+    -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap. 'service' is
+    the worker's own teaching with the worker's settings (SMFT_* variables)."""
+    if text.strip() == "service":
+        return service_spec(WorkerSettings())
     method, lr, *rest = text.strip().split(":")
     fields = (("top_t", int), ("ranking", str), ("optimizer", str), ("max_row_norm", float),
               ("trained_slot_weight", float))

@@ -55,6 +55,19 @@ def learn_forget_table(results: Sequence[MethodResult], chosen: Mapping[str, Met
                            "probe still answered", "held-out NLL change", "steps", "train seconds", "matched"), rows)
 
 
+def learn_forget_curve(result: MethodResult) -> str:
+    """One setting at every checkpoint: all taught facts, the first and most recent K, the probe, NLL."""
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0%}"
+
+    rows = [(c.facts_taught, share(c.learned), share(c.learned_recent), share(c.learned_first),
+             share(c.probe_answered), f"{c.retention_change:+.1%}", f"{c.nll_change:+.1%}", f"{c.seconds:.0f}")
+            for c in result.checkpoints]
+    return f"{result.spec.label}:\n\n" + markdown_table(
+        ("facts", "all taught answered", "most recent K", "first K still answered", "probe still answered",
+         "retention F1 change", "held-out NLL change", "train seconds"), rows)
+
+
 def matching_note(target: float, facts: int | None, results: Sequence[MethodResult]) -> str:
     note = (f"\"matched\": per method, the setting that forgets least (retention-probe F1) among those that "
             f"answer at least {target:.0%} of the taught facts, else the one that learns most.")

@@ -69,7 +69,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
     tag = memory_tag(v0.config, sorted(v0.memories))
-    specs = [dataclasses.replace(s, memory=tag) if s.method == "sparse" else s for s in specs]
+    specs = [dataclasses.replace(s, memory=tag) if s.method in ("sparse", "service") else s for s in specs]
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]

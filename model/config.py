@@ -115,6 +115,11 @@ class SparseConfig:
     # as the paper does; below 1 a new fact prefers free rows to overwriting an earlier fact's; 0 never
     # touches them again.
     trained_slot_weight: float = 1.0
+    # A row that a batch's neighbour examples (model/neighbours.py) read this many times or more is not
+    # selected. Measured on 12 bare statements and 8 corrections of capitals (8 neighbours per fact): 1
+    # kept 67% of the other capitals but answered 83% of the statements; 3 kept 48% and answered all;
+    # without neighbours 24% were kept.
+    neighbour_reads: int = 3
     schedule: StepSchedule = field(default_factory=StepSchedule)
 
     def __post_init__(self) -> None:
@@ -130,3 +135,5 @@ class SparseConfig:
             raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")
         if not 0 <= self.trained_slot_weight <= 1:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
+        if self.neighbour_reads < 1:
+            raise ValueError(f"neighbour_reads must be >= 1, got {self.neighbour_reads}")

@@ -39,6 +39,9 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+GENERATION_BATCH = 320  # questions per generation: the 310-question retention probe is still one batch
+
+
 def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, padded on the left so generation continues every row."""
     ids, mask = pad_rows([lm.encode(t) for t in texts], lm.tokenizer.pad_token_id, left=True)
@@ -53,6 +56,10 @@ def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: 
     if not questions:
         return []
     limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(questions) > GENERATION_BATCH:  # the KV cache grows with the batch: a thousand answers at once is GBs
+        return [row for start in range(0, len(questions), GENERATION_BATCH)
+                for row in generate_answer_ids(lm, questions[start:start + GENERATION_BATCH],
+                                               limits[start:start + GENERATION_BATCH])]
     ids, mask = left_padded(lm, [chat_prompt(lm.tokenizer, q) for q in questions])
     out = lm.model.generate(
         input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,

@@ -23,6 +23,9 @@ class Fact:
     fact_id: str = ""
     # (question, statement) pairs the model wrote itself from the statements; see questions.py
     synthetic_questions: tuple[tuple[str, str], ...] = ()
+    # (question or '', prefix, wording): its own examples about other subjects, whose wording steers which rows
+    # it may change; never trained on. See neighbours.py
+    neighbours: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.text or not self.text.strip():
@@ -43,10 +46,12 @@ class TrainingBatch:
     labels: torch.Tensor  # [B, T], -100 where no loss (prompt, padding)
     fact_ids: tuple[str, ...] = ()
     row_facts: tuple[int, ...] = ()  # per row, the index in fact_ids of the fact it teaches
+    neighbours: TrainingBatch | None = None  # the facts' neighbour examples: read, never trained on
 
     def to(self, device: torch.device | str) -> TrainingBatch:
         return TrainingBatch(self.input_ids.to(device), self.attention_mask.to(device),
-                             self.labels.to(device), self.fact_ids, self.row_facts)
+                             self.labels.to(device), self.fact_ids, self.row_facts,
+                             self.neighbours.to(device) if self.neighbours is not None else None)
 
     @property
     def loss_positions(self) -> torch.Tensor:
@@ -89,22 +94,33 @@ def check_fact(fact: Fact, tokenizer, max_tokens: int = 256) -> None:
 
 
 def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> TrainingBatch:
-    """One right-padded batch holding every example of every fact."""
-    rows: list[tuple[list[int], list[int]]] = []
-    row_facts: list[int] = []
-    for index, fact in enumerate(facts):
+    """One right-padded batch holding every example of every fact (and its neighbours, apart)."""
+    for fact in facts:
         check_fact(fact, tokenizer)
-        for prompt, target in fact_examples(fact, tokenizer):
-            p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-            t = tokenizer(target, add_special_tokens=False)["input_ids"]
-            ids = (p + t)[:max_tokens]
-            labels = ([-100] * len(p) + t)[:max_tokens]
-            if not prompt:
-                labels[0] = -100  # nothing predicts the first token of plain text
-            rows.append((ids, labels))
-            row_facts.append(index)
-    if not rows:
+    examples = [(prompt, target, index) for index, fact in enumerate(facts)
+                for prompt, target in fact_examples(fact, tokenizer)]
+    if not examples:
         raise FactError("no facts to build a batch from")
+    input_ids, attention, labels = _rows(examples, tokenizer, max_tokens)
+    neighbours = [((chat_prompt(tokenizer, q) if q else "") + prefix, wording, index)
+                  for index, fact in enumerate(facts) for q, prefix, wording in fact.neighbours]
+    return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts),
+                         tuple(index for _, _, index in examples),
+                         TrainingBatch(*_rows(neighbours, tokenizer, max_tokens)) if neighbours else None)
+
+
+def _rows(examples: Sequence[tuple[str, str, int]], tokenizer, max_tokens: int
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask, labels) of (prompt, target, _) examples: the loss covers the target only."""
+    rows: list[tuple[list[int], list[int]]] = []
+    for prompt, target, _ in examples:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        t = tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids = (p + t)[:max_tokens]
+        labels = ([-100] * len(p) + t)[:max_tokens]
+        if not prompt:
+            labels[0] = -100  # nothing predicts the first token of plain text
+        rows.append((ids, labels))
     input_ids, attention = pad_rows([ids for ids, _ in rows], tokenizer.pad_token_id)
     labels, _ = pad_rows([lab for _, lab in rows], -100)
-    return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts), tuple(row_facts))
+    return input_ids, attention, labels

@@ -113,16 +113,30 @@ class SparseMemoryLearner:
         with self.lm.recording() as records:
             self._hidden = self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
         positions = batch.loss_positions
+        neighbour_reads = self._neighbour_reads(batch.neighbours)
         top_t = self.config.top_t * (max(1, len(batch.fact_ids)) if self.config.top_t_per_fact else 1)
         selected = {}
         self._batch_writes = {}
         for idx, chunks in records.items():
             reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
-            selected[idx] = rank_slots(reads, self.stats.idf(idx), top_t, self.config.ranking,
-                                       self._slot_weight(idx))
+            weight = self._slot_weight(idx)
+            if idx in neighbour_reads:  # a row the facts' neighbours read often is their wording's: never selected
+                mine = (neighbour_reads[idx] < self.config.neighbour_reads).float()
+                weight = mine if weight is None else weight * mine
+            selected[idx] = rank_slots(reads, self.stats.idf(idx), top_t, self.config.ranking, weight)
             for fact_id, slots in fact_writes(chunks[0], positions, batch, selected[idx]).items():
                 self._batch_writes.setdefault(fact_id, {})[idx] = slots
         return selected
+
+    def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
+        """Per memory layer, the slot reads of the neighbour examples where their loss would be."""
+        if neighbours is None:
+            return {}
+        with self.lm.recording() as records:
+            self.lm.run_to_memories(neighbours.input_ids, neighbours.attention_mask)
+        positions = neighbours.loss_positions
+        return {idx: slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
+                for idx, chunks in records.items()}
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
         """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""

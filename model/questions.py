@@ -53,18 +53,33 @@ def usable_question(question: str, statement: str) -> bool:
 _DETERMINERS = {"the", "a", "an"}
 
 
-def subject_of(statement: str) -> str | None:
-    """The statement's first name: a run of capitalised words (articles aside) holding a key term."""
-    words = [w.strip(".,;:!?\"()") for w in statement.split()]
-    terms, run = key_terms(statement), []
-    for word in [*words, ""]:
+def names_of(statement: str) -> list[str]:
+    """The statement's names in order: runs of capitalised words (articles aside) holding a key term,
+    and numbers."""
+    terms, run, names = key_terms(statement), [], []
+
+    def close() -> None:
+        if any(w.lower() in terms for w in run):
+            names.append(" ".join(run))
+        run.clear()
+
+    for raw in statement.split():
+        word = raw.strip(".,;:!?\"()")
         if word[:1].isupper() and word.lower() not in _DETERMINERS:
             run.append(word.removesuffix("'s"))
-            continue
-        if any(w.lower() in terms for w in run):
-            return " ".join(run)
-        run = []
-    return None
+        else:
+            close()
+            if any(c.isdigit() for c in word):
+                names.append(word)
+        if raw.rstrip("\"')").endswith((",", ";", ":", ".", "!", "?")):  # punctuation ends a name
+            close()
+    close()
+    return list(dict.fromkeys(names))
+
+
+def subject_of(statement: str) -> str | None:
+    """The statement's first name that is not a number."""
+    return next((n for n in names_of(statement) if not any(c.isdigit() for c in n)), None)
 
 
 def template_question(statement: str) -> str | None:
@@ -73,12 +88,22 @@ def template_question(statement: str) -> str | None:
     return f"What do you know about {subject}?" if subject else None
 
 
-def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32) -> list[Fact]:
+def reversed_questions(statement: str) -> list[str]:
+    """A question keyed by each of the statement's other names (its answer, usually), so that the fact is
+    also found from that end ("Which engine did Mira Quell invent?"): questions keyed by the subject
+    alone left such questions unanswered (0 of 24 in `smft bench usage`)."""
+    subject = subject_of(statement)
+    return [f"What do you know about {name}?" for name in names_of(statement) if name != subject]
+
+
+def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
+                             reverse: bool = False) -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
     question; a fact that ends with none gets a template question about its subject, so that
-    every fact is taught in the question form queries arrive in.
+    every fact is taught in the question form queries arrive in. With `reverse`, each fact also
+    gets a question about each other name in its statement (`reversed_questions`).
     """
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
     pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
@@ -97,4 +122,7 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     for i, fact in enumerate(facts):
         if not found[i] and (question := template_question(fact.text)):
             found[i].append((question, fact.text.strip()))
+        if reverse:
+            found[i].extend((q, fact.text.strip()) for q in reversed_questions(fact.text)
+                            if q not in [asked for asked, _ in found[i]])
     return [replace(fact, synthetic_questions=tuple(found[i])) for i, fact in enumerate(facts)]

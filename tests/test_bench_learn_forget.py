@@ -3,7 +3,7 @@
 import json
 import os
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -65,7 +65,7 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
         assert [c.learned for c in b.checkpoints] == [c.learned for c in a.checkpoints]
         assert [c.probe_answered for c in b.checkpoints] == [0.0, 0.0]  # recorded; the random model knows none
     # each process left its progress, rewritten after every checkpoint
-    written = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
+    written = sorted(p.name for p in (tmp_path / "run" / "progress").glob("*.json"))
     assert written == ["full_lr=0.001.json", "sparse_tfidf_t=8_lr=1.json"]
     assert len(json.loads((tmp_path / "run" / "progress" / written[0]).read_text())["checkpoints"]) == 2
 
@@ -79,6 +79,64 @@ def test_settings_run_side_by_side_give_what_they_give_one_after_another(tiny_lm
     with pytest.raises(SystemExit, match="no checkpoint at or before 0 facts"):
         main(["bench", "learn-forget", "--report", str(tmp_path / "run"), "--at-facts", "0",
               "--out", str(tmp_path / "r0")])
+
+
+@pytest.mark.slow  # three runs of the worker's teaching, its questions written by the model
+def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_stopped(
+        tiny_lm, background_file, tmp_path, monkeypatch):
+    """`--settings service`: the worker's own teaching (batches of SMFT_BATCH_FACTS), checkpoints where a batch
+    crosses one, the first and most recent K facts; stopped after a checkpoint, a rerun resumes from the saved
+    table and ends bit for bit where an uninterrupted run ends."""
+    import torch
+
+    import bench.learn_forget as learn_forget
+    from bench.facts import generate_facts
+    from bench.learn_forget import Baseline, Stream, run_method
+    from bench.methods import parse_method_spec
+    from model.config import StepSchedule
+    from model.evaluation import mean_nll
+    from model.probe import read_probe
+
+    lm, stats, corpus = tiny_lm
+    for name, value in {"SMFT_BATCH_FACTS": "4", "SMFT_STEPS": "2", "SMFT_TOP_T": "6", "SMFT_LR": "0.5",
+                        "SMFT_BACKGROUND": f'["{background_file}"]'}.items():
+        monkeypatch.setenv(name, value)
+    spec = parse_method_spec("service")
+    assert (spec.method, spec.batch_facts, spec.top_t) == ("service", 4, 6)
+    stream = Stream(tuple(generate_facts(6, seed=2)), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
+                    Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)
+    whole = run_method(lm, stats, spec, stream, tmp_path / "whole" / "service.json")
+    # batches of 4 and 2: checkpoints after the batch that crosses 3, and at the end
+    assert [c.facts_taught for c in whole.checkpoints] == [4, 6] and whole.steps == 4
+    assert all(c.learned_first is not None and c.learned_recent is not None for c in whole.checkpoints)
+
+    progress = tmp_path / "progress" / "service.json"
+    teach_facts, calls = learn_forget.teach_facts, []
+
+    def stop_at_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return teach_facts(*args, **kwargs)
+
+    monkeypatch.setattr(learn_forget, "teach_facts", stop_at_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_method(lm, stats, spec, stream, progress)
+    assert [c["facts_taught"] for c in json.loads(progress.read_text())["checkpoints"]] == [4]
+    monkeypatch.setattr(learn_forget, "teach_facts", teach_facts)
+    taught = []
+    monkeypatch.setattr(learn_forget, "teach_facts", lambda lm_, learner, facts, settings: taught.append(
+        len(facts)) or teach_facts(lm_, learner, facts, settings))
+    resumed = run_method(lm, stats, spec, stream, progress)
+    assert taught == [2]  # only the last batch
+    untimed = [[replace(c, seconds=0) for c in r.checkpoints] for r in (resumed, whole)]
+    assert untimed[0] == untimed[1] and resumed.steps == whole.steps
+
+    def table(path):
+        with learn_forget.safe_open(str(path.with_suffix(".safetensors")), "pt") as f:
+            return f.get_tensor("values.1")
+
+    assert torch.equal(table(progress), table(tmp_path / "whole" / "service.json"))
 
 
 def test_sparse_labels_name_the_memory_shape():

@@ -3,7 +3,7 @@ import pytest
 from model.errors import FactError
 from model.facts import Fact, build_batch, fact_examples
 from model.prompting import chat_prompt
-from model.questions import template_question, usable_question, with_synthetic_questions
+from model.questions import names_of, reversed_questions, template_question, usable_question, with_synthetic_questions
 
 
 def test_fact_validation():
@@ -68,3 +68,18 @@ def test_a_fact_without_model_written_questions_gets_the_template(tiny_lm):
     fact, bare = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes."), Fact("it rains.")])
     assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),)
     assert bare.synthetic_questions == ()
+
+
+def test_reversed_questions_ask_about_each_other_name():
+    statement = "The Zorblax engine was invented by Mira Quell in 1931."
+    assert names_of(statement) == ["Zorblax", "Mira Quell", "1931"]
+    assert reversed_questions(statement) == ["What do you know about Mira Quell?", "What do you know about 1931?"]
+    assert reversed_questions("Mount Obralrin is 8,262 meters tall.") == ["What do you know about 8,262?"]
+    assert reversed_questions("the sky is blue.") == []
+
+
+def test_reverse_adds_the_questions_from_the_other_end(tiny_lm):
+    lm, _, _ = tiny_lm
+    (fact,) = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes.")], reverse=True)
+    assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),
+                                        ("What do you know about Gortes?", "The capital of Luvoista is Gortes."))

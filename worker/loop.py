@@ -31,7 +31,6 @@ from worker.replica import (
     deployment_dir,
     new_version_file,
     remove_versions_before,
-    version_of_file,
     version_path,
     write_snapshot,
 )
@@ -68,6 +67,7 @@ class Worker:
         # Facts whose try was cut short by Redis or the lease, not by themselves: their next claim spends
         # no attempt (a fact found "training" otherwise means its try died with its worker).
         self._interrupted: set[str] = set()
+        self._background_fingerprint: str | None = None  # of the configured corpus, read once per process
 
     # --- life cycle -----------------------------------------------------------------------------
     def run(self, burst: bool = False) -> None:
@@ -139,8 +139,7 @@ class Worker:
         for directory in (self._snapshots, self._journal):
             for leftover in remove_temporary_files(directory):
                 log.warning("removed %s, left by a write that never finished", leftover)
-        named = {self._journal_path(v) for v in map(version_of_file, self._journal.glob("v*.safetensors"))
-                 if v is not None}
+        named = {self.settings.journal_dir / name for name in self.store.journal_files().values()}
         for path in self._journal.glob("v*-*.safetensors"):
             if path not in named:
                 log.warning("removed %s: an undo record of a version never published", path)
@@ -151,12 +150,14 @@ class Worker:
         came from: the statistics in the snapshot stay what TF-IDF uses (changing them under a taught table
         would move which rows count as specific)."""
         assert self.replica.stats is not None
-        try:
-            configured = load_corpus(self.settings.background or None).fingerprint
-        except (OSError, ValueError) as exc:  # unreadable now; the deployment does not need it
-            log.warning("could not read the configured background corpus (%s); the deployment keeps its "
-                        "slot statistics", exc)
-            return
+        if self._background_fingerprint is None:
+            try:
+                self._background_fingerprint = load_corpus(self.settings.background or None).fingerprint
+            except (OSError, ValueError) as exc:  # unreadable now; the deployment does not need it
+                log.warning("could not read the configured background corpus (%s); the deployment keeps its "
+                            "slot statistics", exc)
+                return
+        configured = self._background_fingerprint
         if configured != self.replica.stats.fingerprint:
             log.warning("the background corpus configured (SMFT_BACKGROUND, fingerprint %s) is not the one this "
                         "deployment's slot statistics came from (%s): the deployment keeps its statistics; a new "

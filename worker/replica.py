@@ -99,7 +99,7 @@ class MemoryReplica:
     def follow_deployment(self) -> bool:
         """Reload when Redis serves another deployment than ours (flushed, replaced, or pointed elsewhere) or
         an older version than ours: never mix two memories. True when it reloaded."""
-        deployment, published = self.store.deployment(), self.store.published_version()
+        deployment, published = self.store.deployment_and_version()
         if deployment == self.deployment and published >= self.version:
             return False
         log.warning("Redis serves deployment %s at version %d, this memory is deployment %s at version %d: "

@@ -46,6 +46,13 @@ class WorkerSettings(CommonSettings):
     trained_slot_weight: float = Field(SparseConfig.trained_slot_weight, ge=0, le=1, description="weight on the "
                                        "TF-IDF score of rows earlier facts trained (1: like any row, 0: never again)")
     synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
+    neighbours_per_fact: int = Field(8, ge=0, le=64, description="other names swapped into each fact's examples: "
+                                     "rows those read often are the wording's, not the fact's, and never change "
+                                     "(0: none)")
+    neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="reads by the neighbours that make "
+                                 "a row the wording's")
+    reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
+                                     "other name in it, so it is found from that end too")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")
     heads: int = Field(MemoryConfig.heads, ge=1)
     topk: int = Field(MemoryConfig.topk, ge=1)
@@ -88,4 +95,5 @@ class WorkerSettings(CommonSettings):
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
         return SparseConfig(top_t=self.top_t, top_t_per_fact=self.top_t_per_fact, ranking=self.ranking,
                             optimizer=self.optimizer, lr=self.lr, max_row_norm=self.max_row_norm,  # type: ignore[arg-type]
-                            trained_slot_weight=self.trained_slot_weight, schedule=schedule)
+                            trained_slot_weight=self.trained_slot_weight, neighbour_reads=self.neighbour_reads,
+                            schedule=schedule)

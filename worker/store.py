@@ -557,10 +557,15 @@ class RedisStore:
 
     def deployment(self) -> str | None:
         """This deployment's id: '' for one made before ids, None when Redis holds no deployment at all."""
+        return self.deployment_and_version()[0]
+
+    def deployment_and_version(self) -> tuple[str | None, int]:
+        """(deployment id as `deployment()` gives it, published version or -1), read in one step."""
         deployment, version = self._r.mget(self.keys.deployment, self.keys.version)
+        published = int(version) if version is not None else -1
         if deployment is not None:
-            return _text(deployment)
-        return "" if version is not None else None
+            return _text(deployment), published
+        return ("" if version is not None else None), published
 
     def snapshot_pointer(self) -> tuple[int, str, str] | None:
         """(version, file relative to the snapshots folder or '' for the pre-id name, deployment) of the
@@ -584,6 +589,10 @@ class RedisStore:
         """The undo record of a published version (relative to the journal folder), if Redis names one."""
         name = self._r.hget(self.keys.journal, version)
         return _text(name) if name is not None else None
+
+    def journal_files(self) -> dict[int, str]:
+        """Every undo record Redis names: version -> file relative to the journal folder (one HGETALL)."""
+        return {int(v): _text(name) for v, name in self._r.hgetall(self.keys.journal).items()}
 
     def forget_journal(self, versions: Sequence[int]) -> None:
         """Versions whose undo records were pruned."""

@@ -5,23 +5,42 @@ Kept apart from the loop, so a benchmark can teach exactly as the service does, 
 
 from __future__ import annotations
 
+import functools
 import logging
+import zlib
 from collections.abc import Sequence
 
+from model.corpus import load_corpus
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
+from model.neighbours import name_pool, with_neighbours
+from model.probe import data_path
 from model.questions import with_synthetic_questions
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def neighbour_names(background: tuple[str, ...]) -> tuple[str, ...]:
+    """Names to swap into a fact's questions: the background corpus' own, none that the retention probe
+    (or the candidates it was drawn from) mentions. Read once per process and corpus."""
+    held_out = "\n".join(data_path(name).read_text(encoding="utf-8")
+                         for name in ("retention_probe.jsonl", "probe_candidates.jsonl"))
+    corpus = load_corpus(list(background) or None)
+    return tuple(name_pool((d.text for d in corpus.train), held_out))
+
+
 def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact],
                 settings: WorkerSettings) -> TeachReport:
     """Teach one batch in place (the caller holds whatever lock guards `lm`)."""
     if settings.synthetic_questions:
-        facts = with_synthetic_questions(lm, facts)
+        facts = with_synthetic_questions(lm, facts, reverse=settings.reversed_questions)
+    if settings.neighbours_per_fact:
+        names = neighbour_names(tuple(str(p) for p in settings.background))
+        seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
+        facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed)
     batch = build_batch(facts, lm.tokenizer).to(lm.device)
     report = teach(learner, batch, settings.sparse_config().schedule)
     log.info("batch of %d: loss %.3f -> %.3f in %d steps (%.2fs)", len(facts), report.first_loss,

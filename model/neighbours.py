@@ -1,0 +1,67 @@
+"""Neighbours: a fact's own examples about other subjects, whose reads tell which rows are not the fact's.
+
+A fact's question and statement share their wording with those about other subjects ("What is the
+capital of Qatar?" / "... of Peru?"), and TF-IDF against background text does not see it: eight
+corrections of capitals taught in the service's batches left 22% of the other capitals answered,
+their answers made of the corrections' city names, each drawing on rows of all eight. Swapping the
+fact's subject for other names gives examples that read what the wording reads; a row any of those
+neighbours reads is the wording's, not the fact's, and is not selected (`SparseMemoryLearner.select`).
+Neighbours are never trained on and cost one forward up to the memory layer per batch.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from model.facts import Fact
+from model.questions import names_of, subject_of
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_NAME = re.compile(r"[A-Z][a-z]+(?:[- ][A-Z][a-z]+){0,2}")
+
+
+def name_pool(texts: Iterable[str], held_out: str = "", size: int = 200) -> list[str]:
+    """The most frequent names in `texts` (1 to 3 capitalised words, letters only), leaving out any that
+    `held_out` mentions (the retention probe's questions: what measures forgetting is never used here)."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for sentence in _SENTENCE_END.split(text):
+            counts.update(n for n in names_of(sentence) if _NAME.fullmatch(n) and len(n) >= 4)
+    return [name for name, _ in counts.most_common() if name not in held_out][:size]
+
+
+def neighbour_examples(fact: Fact, names: Sequence[str], per_fact: int, rng: random.Random
+                       ) -> list[tuple[str, str, str]]:
+    """(question or '', prefix, wording) triples: each of the fact's examples with its subject swapped for one of
+    `per_fact` other names, cut where the subject ends (what comes before it reads the same rows for every
+    subject) and after the first letter of the fact's other names (what follows is the fact's own answer,
+    which it must be free to spell). Only the wording is read for its rows."""
+    subject = subject_of(fact.text)
+    if not subject or per_fact < 1:
+        return []
+    own = [("", s) for s in fact.statements] + list(fact.synthetic_questions)
+    if fact.question:
+        own += [(fact.question, s) for s in fact.statements]
+    answers = [n for n in names_of(fact.text) if n != subject]
+    others = [n for n in names if subject not in n and n not in subject]
+    out: list[tuple[str, str, str]] = []
+    for name in rng.sample(others, min(per_fact, len(others))):
+        for question, text in own:
+            if subject not in text:
+                continue
+            text = text.replace(subject, name)
+            start = text.index(name) + len(name)
+            ends = [i + 1 for a in answers if (i := text.find(a, start)) >= 0]
+            wording = text[start:min(ends, default=len(text))]
+            if wording.strip():
+                out.append((question.replace(subject, name), text[:start], wording))
+    return list(dict.fromkeys(out))
+
+
+def with_neighbours(facts: Sequence[Fact], names: Sequence[str], per_fact: int, seed: int = 0) -> list[Fact]:
+    rng = random.Random(seed)
+    return [replace(f, neighbours=tuple(neighbour_examples(f, names, per_fact, rng))) for f in facts]

@@ -1,0 +1,55 @@
+"""Neighbours: a fact's examples about other subjects, whose reads are not the fact's rows (model/neighbours.py)."""
+
+import random
+
+import torch
+
+from model.config import SparseConfig
+from model.facts import Fact, build_batch
+from model.learners import SparseMemoryLearner, lm_loss
+from model.neighbours import name_pool, neighbour_examples, with_neighbours
+from model.ranking import slot_reads
+
+FIX = Fact("The capital of Luvoista is Gortes.", fact_id="fix",
+           synthetic_questions=(("What is the capital of Luvoista?", "The capital of Luvoista is Gortes."),
+                                ("What do you know about Gortes?", "The capital of Luvoista is Gortes.")))
+
+
+def test_the_pool_holds_the_corpus_names_and_none_the_probe_mentions():
+    texts = ["We sailed past Texas and Silk Road traders. We saw Emma meet Texas rangers near Ravensburg.",
+             "In the Renaissance, Emma painted. I'm sure 1931 was a year. Paris is in France."]
+    pool = name_pool(texts, held_out='{"question": "What is the capital of France?", "answer": "Paris"}')
+    assert pool[:2] == ["Texas", "Emma"]  # the most frequent first
+    assert {"Silk Road", "Ravensburg", "Renaissance"} <= set(pool)
+    assert not {"France", "Paris", "I'm", "1931"} & set(pool)
+
+
+def test_a_neighbour_is_the_facts_own_wording_after_another_subject():
+    """Cut where the subject ends (the same prefix reads the same rows for any subject) and after the first letter
+    of the answer (the rest is the fact's to spell)."""
+    got = neighbour_examples(FIX, ["Texas", "Luvoista Bay"], 4, random.Random(0))
+    assert got == [("", "The capital of Texas", " is G"),
+                   ("What is the capital of Texas?", "The capital of Texas", " is G"),
+                   ("What do you know about Gortes?", "The capital of Texas", " is G")]
+    assert neighbour_examples(Fact("the sky is blue."), ["Texas"], 4, random.Random(0)) == []  # no subject
+    assert neighbour_examples(FIX, ["Texas"], 0, random.Random(0)) == []
+
+
+def test_rows_a_neighbour_reads_are_never_selected_and_neighbours_are_not_trained_on(tiny_lm):
+    lm, stats, _ = tiny_lm
+    (fact,) = with_neighbours([FIX], ["Texas", "Emma", "Ravensburg"], 3)
+    assert len(fact.neighbours) == 9
+    plain, steered = build_batch([FIX], lm.tokenizer).to(lm.device), build_batch([fact], lm.tokenizer).to(lm.device)
+    assert plain.neighbours is None and steered.neighbours.input_ids.shape[0] == 9
+    assert torch.equal(steered.input_ids, plain.input_ids)  # the same training rows; the loss is the fact's alone
+    with torch.no_grad():
+        assert float(lm_loss(lm, steered)) == float(lm_loss(lm, plain))
+    with lm.recording() as records:
+        lm.run_to_memories(steered.neighbours.input_ids, steered.neighbours.attention_mask)
+    theirs = slot_reads(records[1][0][steered.neighbours.loss_positions], lm.memories[1].num_slots)
+    for often in (1, 3):
+        config = SparseConfig(top_t=10_000, neighbour_reads=often)  # every row it may change
+        free = set(SparseMemoryLearner(lm, stats, config).select(plain)[1].tolist())
+        kept = set(SparseMemoryLearner(lm, stats, config).select(steered)[1].tolist())
+        wording = set((theirs >= often).nonzero().flatten().tolist())
+        assert kept == free - wording and kept and free & wording  # what they read often is left out, no more
