@@ -30,8 +30,10 @@ def test_quick_benchmark_writes_json_table_and_plots(real_v0, tmp_path, capsys):
         best[method] = max(best.get(method, 0.0), result["checkpoints"][-1]["learned"])
     assert report["target_learning"] == min(best.values())
     table = (tmp_path / "learn_forget.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("|")]
+    rows = [line for line in table.split("\n\n")[0].splitlines() if line.startswith("|")]
     assert len(rows) == len(labels) + 2 and "probe still answered" in rows[0]
+    # then each setting over the stream: a row per checkpoint, the first and most recent K facts
+    assert table.count("most recent K") == len(labels)
     assert f"answer at least {min(best.values()):.0%} of the taught facts" in table
     for png in ("learning_vs_forgetting.png", "over_facts.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
