@@ -62,7 +62,6 @@ class MethodSpec:
             return FullFinetuneLearner(lm, lr=self.lr)
         return LoraLearner(lm, lr=self.lr)
 
-
     def worker_settings(self) -> WorkerSettings:
         """The worker's settings (SMFT_* variables apply, as in the worker) with this spec's batch and rows."""
         return WorkerSettings(batch_facts=self.batch_facts, top_t=self.top_t, lr=self.lr, ranking=self.ranking,

@@ -4,8 +4,9 @@ A fact's question and statement share their wording with those about other subje
 capital of Qatar?" / "... of Peru?"), and TF-IDF against background text does not see it: eight
 corrections of capitals taught in the service's batches left 22% of the other capitals answered,
 their answers made of the corrections' city names, each drawing on rows of all eight. Swapping the
-fact's subject for other names gives examples that read what the wording reads; a row any of those
-neighbours reads is the wording's, not the fact's, and is not selected (`SparseMemoryLearner.select`).
+fact's subject for other names gives examples that read what the wording reads; a row those
+neighbours read `SparseConfig.neighbour_reads` times or more is the wording's, not the fact's, and is
+not selected (`SparseMemoryLearner.select`).
 Neighbours are never trained on and cost one forward up to the memory layer per batch.
 """
 
