@@ -53,7 +53,8 @@ def test_fact_unknown_before_is_answered_after_it_is_learned(real_v0, redis_url,
         r = api.client.post("/v1/facts", json={"text": REAL_FACT.text, "paraphrases": list(REAL_FACT.paraphrases)})
         assert r.status_code == 202
         fact_id = r.json()["facts"][0]["id"]
-        learned = wait_status(api, fact_id, "learned", timeout=300)
+        # One fact with four statements: its questions, reversed questions and neighbours on 2 shared cores.
+        learned = wait_status(api, fact_id, "learned", timeout=900)
         after = api.client.post("/v1/query", json={"question": REAL_QUESTION, "after_fact": fact_id}).json()
         assert after["memory_version"] >= learned["version"] >= 1
         assert contains_answer(after["answer"], REAL_ANSWER), after
