@@ -34,8 +34,9 @@ from model.facts import build_batch
 from model.learners import teach
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
+from model.provenance import RowWriters
 from model.questions import with_synthetic_questions
-from model.snapshot import load_snapshot, save_atomically
+from model.snapshot import load_snapshot, read_snapshot, restore_snapshot, save_snapshot
 from model.statistics import SlotStats
 from worker.teaching import teach_facts
 
@@ -65,6 +66,10 @@ class Checkpoint:
     # files written before they were recorded.
     learned_first: float | None = None
     learned_recent: float | None = None
+    # Indices of the taught facts and of the probe questions not answered here (what `bench forgetting` follows
+    # from checkpoint to checkpoint); None in files written before they were recorded.
+    missed: list[int] | None = None
+    probe_missed: list[int] | None = None
 
 
 @dataclass
@@ -110,10 +115,15 @@ def read_results(directories: Sequence[Path]) -> list[MethodResult]:
 
 def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> tuple[float, float]:
     """(mean F1, share answered) on the retention probe, from one generation."""
+    f1, hits = probe_hits(lm, probe, max_new_tokens)
+    return f1, sum(hits) / len(probe)
+
+
+def probe_hits(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> tuple[float, list[bool]]:
+    """(mean F1, whether each question is answered) on the retention probe, from one generation."""
     answers = generate_answers(lm, [q.question for q in probe], max_new_tokens)
     scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
-    answered = sum(q.correct(a) for q, a in zip(probe, answers, strict=True))
-    return sum(scores) / len(scores), answered / len(probe)
+    return sum(scores) / len(scores), [q.correct(a) for q, a in zip(probe, answers, strict=True)]
 
 
 def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequence[str]) -> Baseline:
@@ -132,13 +142,15 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
     answers = generate_answers(lm, [f.question for f in taught], 32)
     hits = [contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)]
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
-    kept_f1, answered = probe_scores(lm, probe)
+    kept_f1, probe_answered = probe_hits(lm, probe)
     nll_change = mean_nll(lm, heldout) / baseline.nll - 1
     first = recent = None
     if window:
         first, recent = sum(hits[:window]) / len(hits[:window]), sum(hits[-window:]) / len(hits[-window:])
     return Checkpoint(len(taught), sum(hits) / len(taught), f1, kept_f1 / baseline.probe_f1 - 1, nll_change,
-                      seconds, probe_answered=answered, learned_first=first, learned_recent=recent)
+                      seconds, probe_answered=sum(probe_answered) / len(probe), learned_first=first,
+                      learned_recent=recent, missed=[i for i, hit in enumerate(hits) if not hit],
+                      probe_missed=[i for i, hit in enumerate(probe_answered) if not hit])
 
 
 @dataclass(frozen=True)
@@ -166,10 +178,12 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     learner = spec.learner(lm, stats)
     facts = stream.facts
     result, trained, done = MethodResult(spec), 0.0, 0
-    memory_only = spec.method in ("sparse", "service")  # its whole state is the table
+    memory_only = spec.method in ("sparse", "service")  # its whole state is the table (and who wrote its rows)
+    writers = RowWriters() if memory_only else None
     table = progress.with_suffix(".safetensors") if progress is not None and memory_only else None
     if table is not None and (resumed := _resume(lm, spec, stream, progress, table)) is not None:
-        result, trained, done = resumed, resumed.final.seconds, resumed.final.facts_taught
+        result, writers = resumed
+        trained, done = result.final.seconds, result.final.facts_taught
         log.info("%s: resumed after %d facts", spec.label, done)
     settings = spec.worker_settings() if spec.method == "service" else None
     size = settings.batch_facts if settings is not None else 1
@@ -179,9 +193,10 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
         if settings is not None:
             taught = teach_facts(lm, learner, [f.fact for f in chunk], settings)
             learner.take_touched()  # type: ignore[attr-defined]  # the worker publishes here: records start anew
-            learner.take_writes()  # type: ignore[attr-defined]
         else:
             taught = teach(learner, build_batch([f.fact for f in chunk], lm.tokenizer).to(lm.device), stream.schedule)
+        if writers is not None:
+            writers.update(learner.take_writes())  # type: ignore[attr-defined]
         before, done = done, done + len(chunk)
         bar.update(len(chunk))
         result.steps += taught.steps
@@ -192,38 +207,38 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
                 if table is not None:
-                    _save_table(lm, stream, table, done)
+                    save_snapshot(lm, stats, done, table, writers,
+                                  extra={"facts": str(done), "stream": _stream_key(stream)})
                 report.write_json(progress, result.as_dict())
     bar.close()
     return result
 
 
-def _stream_key(stream: Stream) -> str:
+def stream_key(facts: Sequence[EvalFact], schedule: StepSchedule, eval_every: int) -> str:
     """What a saved table was trained on: the facts in order, the schedule and the checkpoints."""
-    text = json.dumps([[f.fact.text, *f.fact.paraphrases] for f in stream.facts] + [asdict(stream.schedule),
-                                                                                    stream.eval_every])
+    text = json.dumps([[f.fact.text, *f.fact.paraphrases] for f in facts] + [asdict(schedule), eval_every])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _save_table(lm: MemoryLM, stream: Stream, path: Path, facts: int) -> None:
-    tensors = {f"values.{idx}": m.values.detach().cpu() for idx, m in lm.memories.items()}
-    save_atomically(tensors, path, {"facts": str(facts), "stream": _stream_key(stream)})
+def _stream_key(stream: Stream) -> str:
+    return stream_key(stream.facts, stream.schedule, stream.eval_every)
 
 
-def _resume(lm: MemoryLM, spec: MethodSpec, stream: Stream, progress: Path, table: Path) -> MethodResult | None:
-    """The result so far, with its table loaded into `lm`, when both were saved at the same checkpoint of this
-    setting on this stream; None (start over) otherwise."""
+def _resume(lm: MemoryLM, spec: MethodSpec, stream: Stream, progress: Path,
+            table: Path) -> tuple[MethodResult, RowWriters] | None:
+    """The result so far and who wrote which rows, with the table loaded into `lm`, when both were saved at the
+    same checkpoint of this setting on this stream; None (start over) otherwise."""
     if not progress.exists() or not table.exists():
         return None
     saved = MethodResult.from_dict(json.loads(progress.read_text()))
     with safe_open(str(table), "pt") as f:
         meta = f.metadata() or {}
-        if (saved.spec != spec or not saved.checkpoints or meta.get("stream") != _stream_key(stream)
-                or meta.get("facts") != str(saved.final.facts_taught)):
-            return None
-        for idx, memory in lm.memories.items():
-            memory.values.copy_(f.get_tensor(f"values.{idx}"))
-    return saved
+    if (saved.spec != spec or not saved.checkpoints or meta.get("stream") != _stream_key(stream)
+            or meta.get("facts") != str(saved.final.facts_taught)):
+        return None
+    snapshot = read_snapshot(table)
+    restore_snapshot(lm, snapshot)
+    return saved, snapshot.writers
 
 
 def _method_child(model: str, snapshot: str, device: str, spec: MethodSpec, stream: Stream, threads: int,

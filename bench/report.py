@@ -147,3 +147,42 @@ def usage_table(centred: Mapping[int, UsageReport], uncentred: Mapping[int, Usag
 def overlap_table(overlap: Mapping[int, AnswerOverlap]) -> str:
     return markdown_table(("layer", "same fact, two phrasings", "same phrasing, other fact of the relation",
                            "other relation"), ((layer, row.as_row()) for layer, row in overlap.items()))
+
+
+# --- smft bench forgetting ---------------------------------------------------------------------------
+def forgetting_tables(result: Mapping[str, Any], texts: Mapping[str, str], examples: int = 12) -> str:
+    """What `bench.forgetting.analyse` found: the summaries, then the first losses with the facts behind them."""
+    probe, taught = result["probe"], result["taught"]
+
+    def cut(text: str, width: int = 60) -> str:
+        text = " ".join(text.split()).replace("|", "/")
+        return text if len(text) <= width else text[:width - 1] + "…"
+
+    def sources(loss: Mapping[str, Any]) -> str:
+        return "; ".join(f"{s['share']:.0%} {cut(texts.get(s['fact_id'], s['fact_id']), 48)}" for s in loss["sources"])
+
+    def back(loss: Mapping[str, Any]) -> str:
+        return ", ".join(k for k, v in loss["brought_back"].items() if v) or "none"
+
+    lines = [f"After {result['facts_taught']} facts: {probe['lost']} of the {probe['answered_by_version_0']} probe "
+             f"questions version 0 answered are lost ({probe['taken_apart']} taken apart).", "",
+             markdown_table(("probe questions lost", "share"),
+                            [(k, f"{v:.0%}" if "share" in k or k.startswith(("brought", "by none")) else f"{v:.2f}")
+                             for k, v in probe["summary"].items()])]
+    if probe["losses"]:
+        lines += ["", markdown_table(
+            ("question", "version 0", "now", "parts at", "facts read there (share)", "brought back by"),
+            [(cut(x["question"], 50), cut(x["expected"], 30), cut(x["now"], 30),
+              f"{x['position']}: {x['expected_token']!r} -> {x['now_token']!r}", sources(x), back(x))
+             for x in probe["losses"][:examples]])]
+    lines += ["", f"Taught facts answered at an earlier checkpoint and not at the end: {taught['lost_on_the_way']} "
+                  f"({taught['taken_apart']} taken apart).", ""]
+    lines.append(markdown_table(("taught facts lost", "share"),
+                                [(k, f"{v:.0%}") for k, v in taught["summary"].items()]))
+    if taught["losses"]:
+        lines += ["", markdown_table(
+            ("question", "answer", "now", "own / shared later / later only", "facts read there (share)"),
+            [(cut(x["question"], 50), cut(x["answer"], 24), cut(x["now"], 30),
+              f"{x['own']:.0%} / {x['shared_later']:.0%} / {x['later_only']:.0%}", sources(x))
+             for x in taught["losses"][:examples]])]
+    return "\n".join(lines)

@@ -73,7 +73,9 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
-    facts = with_questions(v0, generate_facts(n_facts, seed=args.seed))
+    facts = generate_facts(n_facts, seed=args.seed)
+    if any(s.method != "service" for s in specs):  # the service's setting writes its own, batch by batch
+        facts = with_questions(v0, facts)
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
     results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
@@ -189,6 +191,51 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_forgetting(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from bench.facts import generate_facts
+    from bench.forgetting import analyse
+    from bench.learn_forget import MethodResult, stream_key
+    from bench.report import forgetting_tables, write_json
+    from model.config import StepSchedule
+    from model.probe import read_probe
+    from model.snapshot import load_snapshot, read_snapshot, restore_snapshot
+    from worker.settings import WorkerSettings
+
+    run = Path(args.run)
+    tables = sorted((run / "progress").glob("*.safetensors"))
+    if args.label:
+        tables = [t for t in tables if t.stem == args.label]
+    if len(tables) != 1:
+        found = ", ".join(t.stem for t in tables) or "none"
+        raise SystemExit(f"{run / 'progress'}: need exactly one saved table (--label picks one), found {found}")
+    table = read_snapshot(tables[0])
+    result = MethodResult.from_dict(json.loads(tables[0].with_suffix(".json").read_text()))
+    if table.version != result.final.facts_taught:
+        raise SystemExit(f"{tables[0]} was saved after {table.version} facts but its progress file ends at "
+                         f"{result.final.facts_taught}: rerun the benchmark to its next checkpoint")
+    facts = generate_facts(args.facts, seed=args.seed)
+    if stream_key(facts, StepSchedule(steps=args.steps), args.every) != table.metadata.get("stream"):
+        raise SystemExit(f"{tables[0]} was trained on another stream: pass the --facts, --seed, --steps and --every "
+                         "the learn-forget run was given")
+    snapshot = Path(args.snapshot) if args.snapshot else run / "v0.safetensors"
+    lm, _ = load_snapshot(args.model, snapshot, args.device)
+    base = {idx: m.values.detach().clone() for idx, m in lm.memories.items()}
+    restore_snapshot(lm, table)
+    with torch.no_grad():
+        found = analyse(lm, base, table.writers, result.checkpoints, facts, read_probe(),
+                        WorkerSettings().max_row_norm, args.limit)
+    out = Path(args.out) if args.out else run / "forgetting"
+    write_json(out / "forgetting.json", {"run": str(run), "setting": result.spec.label, **found})
+    text = forgetting_tables(found, {f.fact.fact_id: f.fact.text for f in facts})
+    (out / "forgetting.md").write_text(text + "\n")
+    print(text + f"\n\nwrote {out / 'forgetting.json'}, {out / 'forgetting.md'}")
+    return 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from bench.addressing import answer_overlap
     from bench.facts import generate_facts
@@ -273,6 +320,21 @@ def register(sub: Any) -> None:
     usage.add_argument("--forms", type=_usage_forms, help="comma-separated forms to measure (default: all of them)")
     usage.add_argument("--out", default="runs/usage", help="usage.json, usage.md and progress/ (resumed)")
     usage.set_defaults(fn=cmd_bench_usage)
+
+    forget = bench.add_parser("forgetting", help="every answer a learn-forget run lost, taken apart: the rows, "
+                                                 "positions and facts that took it, and what brings it back")
+    forget.add_argument("run", help="a learn-forget --out folder whose sparse or service setting saved its table")
+    forget.add_argument("--label", help="which saved table in run/progress (default: the only one)")
+    forget.add_argument("--snapshot", help="the run's version-0 snapshot (default: run/v0.safetensors)")
+    forget.add_argument("--model", default="smollm2")
+    forget.add_argument("--device", default="cpu")
+    forget.add_argument("--facts", type=int, default=100, help="the run's --facts")
+    forget.add_argument("--seed", type=int, default=0, help="the run's --seed")
+    forget.add_argument("--steps", type=int, default=10, help="the run's --steps")
+    forget.add_argument("--every", type=int, default=10, help="the run's --every")
+    forget.add_argument("--limit", type=int, help="take apart at most this many losses of each kind")
+    forget.add_argument("--out", help="forgetting.json and forgetting.md (default: run/forgetting)")
+    forget.set_defaults(fn=cmd_bench_forgetting)
 
     addr = sub.add_parser("addressing", help="slot usage of version 0 (raw vs centred), and what the memory "
                                              "keys on where answers are predicted")

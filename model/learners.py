@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,12 @@ def lm_loss(lm: MemoryLM, batch: TrainingBatch) -> torch.Tensor:
     out = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    labels=batch.labels, use_cache=False)
     return out.loss
+
+
+def grouped_loss(groups: list[TrainingBatch], loss_of: Callable[[int, TrainingBatch], torch.Tensor]) -> torch.Tensor:
+    """The mean loss over every labelled token of the groups (`TrainingBatch.by_length`), from each group's mean."""
+    total = sum(g.label_count for g in groups)
+    return sum(loss_of(i, g) * (g.label_count / total) for i, g in enumerate(groups) if g.label_count)
 
 
 def teach(learner: Learner, batch: TrainingBatch, schedule: StepSchedule) -> TeachReport:
@@ -98,7 +105,8 @@ class SparseMemoryLearner:
         self._rows: dict[int, torch.nn.Parameter] = {}
         self._base: dict[int, torch.Tensor] = {}  # the selected rows of the table, read once per batch for the cap
         self._optimizer: torch.optim.Optimizer | None = None
-        self._hidden: torch.Tensor | None = None  # the batch's input to the lowest memory layer's block
+        self._groups: list[TrainingBatch] = []  # the batch's rows by length (TrainingBatch.by_length)
+        self._hidden: list[torch.Tensor] | None = None  # per group, its input to the lowest memory layer's block
         self._fast: bool | None = None  # decided once per learner: is the fast loss (see _loss) exact here?
         # Rows changed since take_touched(), with their values before the first change: an undo record.
         self.touched: dict[int, dict[int, torch.Tensor]] = {i: {} for i in lm.memories}
@@ -110,33 +118,44 @@ class SparseMemoryLearner:
     @torch.no_grad()
     def select(self, batch: TrainingBatch) -> dict[int, torch.Tensor]:
         """Slot ids per memory layer for this batch, counting reads where they affect the loss."""
-        with self.lm.recording() as records:
-            self._hidden = self.lm.run_to_memories(batch.input_ids, batch.attention_mask)
-        positions = batch.loss_positions
+        self._groups, self._hidden = batch.by_length(), []
+        reads: dict[int, torch.Tensor] = {}
+        # per group: (its slots read per layer, the positions that count, its rows)
+        writes: list[tuple[dict[int, list[torch.Tensor]], torch.Tensor, TrainingBatch]] = []
+        for group in self._groups:
+            with self.lm.recording() as records:
+                self._hidden.append(self.lm.run_to_memories(group.input_ids, group.attention_mask))
+            positions = group.loss_positions
+            for idx, chunks in records.items():
+                counts = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
+                reads[idx] = reads[idx] + counts if idx in reads else counts
+            writes.append((records, positions, group))
         neighbour_reads = self._neighbour_reads(batch.neighbours)
         top_t = self.config.top_t * (max(1, len(batch.fact_ids)) if self.config.top_t_per_fact else 1)
         selected = {}
         self._batch_writes = {}
-        for idx, chunks in records.items():
-            reads = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
+        for idx, counts in reads.items():
             weight = self._slot_weight(idx)
             if idx in neighbour_reads:  # a row the facts' neighbours read often is their wording's: never selected
                 mine = (neighbour_reads[idx] < self.config.neighbour_reads).float()
                 weight = mine if weight is None else weight * mine
-            selected[idx] = rank_slots(reads, self.stats.idf(idx), top_t, self.config.ranking, weight)
-            for fact_id, slots in fact_writes(chunks[0], positions, batch, selected[idx]).items():
-                self._batch_writes.setdefault(fact_id, {})[idx] = slots
+            selected[idx] = rank_slots(counts, self.stats.idf(idx), top_t, self.config.ranking, weight)
+            for records, positions, group in writes:
+                for fact_id, slots in fact_writes(records[idx][0], positions, group, selected[idx]).items():
+                    layers = self._batch_writes.setdefault(fact_id, {})
+                    layers[idx] = torch.unique(torch.cat([layers[idx], slots])) if idx in layers else slots
         return selected
 
     def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
         """Per memory layer, the slot reads of the neighbour examples where their loss would be."""
-        if neighbours is None:
-            return {}
-        with self.lm.recording() as records:
-            self.lm.run_to_memories(neighbours.input_ids, neighbours.attention_mask)
-        positions = neighbours.loss_positions
-        return {idx: slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
-                for idx, chunks in records.items()}
+        reads: dict[int, torch.Tensor] = {}
+        for group in neighbours.by_length() if neighbours is not None else []:
+            with self.lm.recording() as records:
+                self.lm.run_to_memories(group.input_ids, group.attention_mask)
+            for idx, chunks in records.items():
+                counts = slot_reads(chunks[0][group.loss_positions], self.lm.memories[idx].num_slots)
+                reads[idx] = reads[idx] + counts if idx in reads else counts
+        return reads
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
         """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""
@@ -189,20 +208,22 @@ class SparseMemoryLearner:
     def _loss(self, batch: TrainingBatch) -> torch.Tensor:
         """The batch loss; from the lowest memory layer up, with logits only where labels are, when exact."""
         if self._fast is None:
-            self._fast = self._fast_path_is_exact(batch)
-        if not self._fast or self._hidden is None:
-            return lm_loss(self.lm, batch)
-        return self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask, batch.labels,
-                                       batch.input_ids)
+            self._fast = self._fast_path_is_exact()
+        if not self._fast or not self._hidden:
+            return grouped_loss(self._groups or batch.by_length(), lambda _, group: lm_loss(self.lm, group))
+        hidden = self._hidden
+        return grouped_loss(self._groups, lambda i, group: self.lm.loss_from_layer(
+            min(self.lm.memories), hidden[i], group.attention_mask, group.labels, group.input_ids))
 
     @torch.no_grad()
-    def _fast_path_is_exact(self, batch: TrainingBatch) -> bool:
-        """Checked once per learner: some architectures scale embeddings or transform logits."""
-        if self._hidden is None:
+    def _fast_path_is_exact(self) -> bool:
+        """Checked once per learner, on one group: some architectures scale embeddings or transform logits."""
+        if not self._hidden:
             return False
-        reference = float(lm_loss(self.lm, batch))
-        fast = float(self.lm.loss_from_layer(min(self.lm.memories), self._hidden, batch.attention_mask,
-                                             batch.labels, batch.input_ids))
+        group = self._groups[0]
+        reference = float(lm_loss(self.lm, group))
+        fast = float(self.lm.loss_from_layer(min(self.lm.memories), self._hidden[0], group.attention_mask,
+                                             group.labels, group.input_ids))
         return abs(fast - reference) <= 1e-4 * max(1.0, abs(reference))
 
     @torch.no_grad()
@@ -230,6 +251,7 @@ class SparseMemoryLearner:
 
     def _end_batch(self) -> None:
         self._rows, self._slots, self._base, self._batch, self._optimizer, self._hidden = {}, {}, {}, None, None, None
+        self._groups = []
         self._batch_writes = {}
 
     def take_writes(self) -> dict[str, dict[int, torch.Tensor]]:
@@ -264,7 +286,7 @@ class _DenseLearner:
 
     def step(self, batch: TrainingBatch) -> StepReport:
         start = time.perf_counter()
-        loss = lm_loss(self.lm, batch)
+        loss = grouped_loss(batch.by_length(), lambda _, group: lm_loss(self.lm, group))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,10 +113,13 @@ class Snapshot:
     stats: SlotStats
     writers: RowWriters = field(default_factory=RowWriters)  # empty in snapshots written before provenance
     deployment: str = ""  # '' in snapshots written before deployment ids
+    metadata: dict[str, str] = field(default_factory=dict)  # the whole header, a caller's `extra` included
 
 
 def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path,
-                  writers: RowWriters | None = None, deployment: str = "") -> Path:
+                  writers: RowWriters | None = None, deployment: str = "",
+                  extra: Mapping[str, str] | None = None) -> Path:
+    """`extra`: metadata of the caller's own (a benchmark's progress), kept beside the snapshot's."""
     tensors: dict[str, torch.Tensor] = {}
     for layer, memory in lm.memories.items():
         for name, t in memory.state_dict().items():
@@ -123,7 +127,8 @@ def save_snapshot(lm: MemoryLM, stats: SlotStats, version: int, path: Path,
         tensors[f"stats.{layer}.doc_freq"] = stats.doc_freq[layer].contiguous()
         tensors[f"stats.{layer}.reads"] = stats.reads[layer].contiguous()
     meta = {"version": str(version), "memory_config": lm.config.to_json(), "model_name": lm.model_name,
-            "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint, "deployment": deployment}
+            "num_docs": str(stats.num_docs), "fingerprint": stats.fingerprint, "deployment": deployment,
+            **(extra or {})}
     if writers is not None and len(writers):
         ledger, names = writers.to_tensors()
         tensors.update({f"provenance.{name}": t for name, t in ledger.items()})
@@ -182,7 +187,7 @@ def read_snapshot(path: Path) -> Snapshot:
         writers = RowWriters.from_tensors({"keys": tensors["provenance.keys"], "facts": tensors["provenance.facts"]},
                                           json.loads(meta["provenance_facts"]))
     return Snapshot(int(meta["version"]), MemoryConfig.from_json(meta["memory_config"]),
-                    meta.get("model_name", ""), tensors, stats, writers, meta.get("deployment", ""))
+                    meta.get("model_name", ""), tensors, stats, writers, meta.get("deployment", ""), meta)
 
 
 @torch.no_grad()

@@ -98,6 +98,7 @@ def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_s
     from model.config import StepSchedule
     from model.evaluation import mean_nll
     from model.probe import read_probe
+    from model.snapshot import read_snapshot
 
     lm, stats, corpus = tiny_lm
     for name, value in {"SMFT_BATCH_FACTS": "4", "SMFT_STEPS": "2", "SMFT_TOP_T": "6", "SMFT_LR": "0.5",
@@ -134,11 +135,12 @@ def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_s
     untimed = [[replace(c, seconds=0) for c in r.checkpoints] for r in (resumed, whole)]
     assert untimed[0] == untimed[1] and resumed.steps == whole.steps
 
-    def table(path):
-        with learn_forget.safe_open(str(path.with_suffix(".safetensors")), "pt") as f:
-            return f.get_tensor("values.1")
-
-    assert torch.equal(table(progress), table(tmp_path / "whole" / "service.json"))
+    # the saved table is a snapshot: the memory and the ledger of which fact wrote which row
+    saved = [read_snapshot(p.with_suffix(".safetensors")) for p in (progress, tmp_path / "whole" / "service.json")]
+    assert torch.equal(saved[0].tensors["memory.1.values"], saved[1].tensors["memory.1.values"])
+    assert saved[0].version == 6 and len(saved[0].writers) > 0
+    (resumed_rows, names), (whole_rows, whole_names) = (s.writers.to_tensors() for s in saved)
+    assert names == whole_names and all(torch.equal(resumed_rows[k], whole_rows[k]) for k in ("keys", "facts"))
 
 
 def test_sparse_labels_name_the_memory_shape():

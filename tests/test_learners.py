@@ -161,3 +161,27 @@ def test_top_t_per_fact_gives_facts_taught_together_the_rows_each_would_get_alon
     assert {len(s) for s in each.select(batch).values()} == {10}
     one = build_batch(facts[:1], lm.tokenizer).to(lm.device)
     assert {len(s) for s in each.select(one).values()} == {5}  # alone: the same as before
+
+
+def test_a_batch_taught_in_groups_of_similar_length_has_the_whole_batch_loss(tiny_lm):
+    """`TrainingBatch.by_length`: plain statements and chat examples in groups of their own, trimmed of padding;
+    every row in exactly one group with its fact, and the groups' weighted losses are the whole batch's."""
+    from collections import Counter
+
+    from model.learners import grouped_loss
+
+    lm, _, _ = tiny_lm
+    other = Fact("The river flows to the sea in the morning light, past the lazy dog and the quick brown fox.",
+                 question="Where does the river flow?", answer="the sea", fact_id="f2")
+    batch = build_batch([FACT, other], lm.tokenizer).to(lm.device)
+    groups = batch.by_length()
+    assert len(groups) > 1
+    assert sum(g.input_ids.numel() for g in groups) < batch.input_ids.numel()
+    assert Counter(f for g in groups for f in g.row_facts) == Counter(batch.row_facts)
+    rows = sorted(tuple(r[m.bool()].tolist()) for g in groups for r, m in zip(g.input_ids, g.attention_mask,
+                                                                              strict=True))
+    assert rows == sorted(tuple(r[m.bool()].tolist()) for r, m in zip(batch.input_ids, batch.attention_mask,
+                                                                         strict=True))
+    assert sum(g.label_count for g in groups) == batch.label_count
+    whole = lm_loss(lm, batch)
+    assert torch.allclose(grouped_loss(groups, lambda _, g: lm_loss(lm, g)), whole, atol=1e-5)

@@ -1,0 +1,315 @@
+"""Where forgetting comes from (`smft bench forgetting`): every answer lost in a learn-forget run, taken apart.
+
+Version 0's memory adds nothing (its value rows are zero), and training changes value rows only. So what a
+trained model answers differently it answers because of rows taught facts wrote, and the ledger saved with
+the run's table (`model/provenance.py`) names the facts. For each loss, at the first answer token where the
+trained model parts from the answer it gave before (fed that answer up to there), this measures:
+
+- which rows the position reads and with what weight, split among the facts that wrote them (as `explain`
+  does), and the share from rows at the norm cap;
+- whether the query moved: the slots read there before and after (with one memory layer the query depends
+  only on the layers below it and on the token ids, so it cannot move; with several, the upper ones' can);
+- causally, what brings the old token back: putting back version 0's rows of the fact with the largest share,
+  of the three largest, of the rows at the cap; switching the memory off at the answer position alone, or at
+  every earlier position alone (memory written into the context reaches the answer through attention).
+
+Probe questions are taken apart against version 0's answer. A taught fact answered at an earlier checkpoint
+and no longer at the end is taken apart against its own answer as its question is asked (the model is
+fed the question and the answer the fact gives), asking which rows push the other token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from bench.facts import EvalFact
+from bench.learn_forget import Checkpoint
+from model.evaluation import contains_answer, generate_answer_ids
+from model.lm import MemoryLM
+from model.probe import ProbeQuestion
+from model.prompting import chat_prompt
+from model.provenance import RowWriters, Source, contributions_of
+
+log = logging.getLogger(__name__)
+
+CAUSES = ("one fact", "up to three facts", "rows at the cap", "answer position", "earlier positions")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One answer taken apart at the first token where the trained model parts from it."""
+
+    question: str
+    expected: str  # the answer given before (version 0's, or the taught fact's)
+    now: str  # what the trained model answers
+    position: int  # answer token where they part
+    expected_token: str
+    now_token: str
+    memory_norm: float  # the memory's output at that position, relative to the hidden state it is added to
+    slots_kept: float  # Jaccard of the slots read there, before vs after (1: the query did not move)
+    capped_share: float  # of the memory's contribution there, from rows at the norm cap
+    sources: list[Source]  # the facts whose rows it read, largest share first
+    brought_back: dict[str, bool] = field(default_factory=dict)  # CAUSES -> the old token is back when undone
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sources": [asdict(s) for s in self.sources]}
+
+
+@contextmanager
+def rows_restored(lm: MemoryLM, base: Mapping[int, torch.Tensor], rows: Mapping[int, torch.Tensor]) -> Iterator[None]:
+    """While open, the given rows ({layer: slot ids}) hold version 0's values again."""
+    saved = {}
+    with torch.no_grad():
+        for layer, slots in rows.items():
+            if len(slots):
+                values = lm.memories[layer].values
+                saved[layer] = (slots, values[slots].clone())
+                values[slots] = base[layer][slots].to(values.device, values.dtype)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, (slots, before) in saved.items():
+                lm.memories[layer].values[slots] = before
+
+
+@contextmanager
+def memory_off_at(lm: MemoryLM, positions: torch.Tensor) -> Iterator[None]:
+    """While open, every memory adds nothing at the given positions of a one-row forward."""
+    def hook(module, args, output):
+        keep = torch.ones(output.shape[-2], 1, dtype=output.dtype, device=output.device)
+        keep[positions] = 0
+        return output * keep
+
+    handles = [m.register_forward_hook(hook) for m in lm.memories.values()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def _next_token(lm: MemoryLM, ids: torch.Tensor) -> int:
+    return int(lm.logits(ids[None].to(lm.device))[0, -1].argmax())
+
+
+@torch.no_grad()
+def _reads_at_last(lm: MemoryLM, ids: torch.Tensor) -> tuple[dict[int, torch.Tensor], dict[int, set[int]], float]:
+    """At the last position: each slot's contribution (weight x row norm), the slots read, and the memory's output
+    norm relative to the hidden state entering the lowest memory layer."""
+    outputs = []
+    handles = [m.register_forward_hook(lambda mod, a, out: outputs.append((a[0][0, -1], out[0, -1])))
+               for m in lm.memories.values()]
+    try:
+        with lm.reads() as reads:
+            lm.logits(ids[None].to(lm.device))
+    finally:
+        for h in handles:
+            h.remove()
+    slots = {idx: set(chunks[0][0][0, -1].flatten().tolist()) for idx, chunks in reads.items()}
+    relative = max(float(out.norm() / hidden.norm()) for hidden, out in outputs)
+    return contributions_of(lm, reads), slots, relative
+
+
+def rows_of(writers: RowWriters, fact_ids: Sequence[str]) -> dict[int, torch.Tensor]:
+    rows: dict[int, list[torch.Tensor]] = {}
+    for fact_id in fact_ids:
+        for layer, slots in writers.rows_of(fact_id).items():
+            rows.setdefault(layer, []).append(slots)
+    return {layer: torch.cat(parts).unique() for layer, parts in rows.items()}
+
+
+def _mask(rows: Mapping[int, torch.Tensor], layer: int, size: int) -> torch.Tensor:
+    """[size] True at the layer's rows."""
+    out = torch.zeros(size, dtype=torch.bool)
+    out[rows.get(layer, torch.zeros(0, dtype=torch.long))] = True
+    return out
+
+
+def capped_rows(lm: MemoryLM, cap: float | None) -> dict[int, torch.Tensor]:
+    if cap is None:
+        return {}
+    return {idx: (m.values.detach().norm(dim=-1) >= 0.999 * cap).nonzero().flatten().cpu()
+            for idx, m in lm.memories.items()}
+
+
+def take_apart(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters, question: str,
+               expected_ids: Sequence[int], now_ids: Sequence[int], capped: Mapping[int, torch.Tensor]
+               ) -> Loss | None:
+    """One loss, or None where the trained model, fed the expected answer, never parts from it."""
+    tok = lm.tokenizer
+    prompt = torch.tensor(lm.encode(chat_prompt(tok, question)))
+    expected = torch.tensor(list(expected_ids), dtype=torch.long)
+    for position in range(len(expected)):
+        ids = torch.cat([prompt, expected[:position]])
+        now = _next_token(lm, ids)
+        if now != int(expected[position]):
+            break
+    else:
+        return None
+    old = int(expected[position])
+    contributions, slots_now, relative = _reads_at_last(lm, ids)
+    with rows_restored(lm, base, {idx: torch.arange(m.num_slots) for idx, m in lm.memories.items()}):
+        _, slots_before, _ = _reads_at_last(lm, ids)
+    kept = min(len(slots_now[i] & slots_before[i]) / len(slots_now[i] | slots_before[i]) for i in slots_now)
+    total = sum(float(c.sum()) for c in contributions.values())
+    at_cap = sum(float(contributions[i][capped[i]].sum()) for i in contributions if i in capped)
+    sources, _ = writers.attribute(contributions, top=3)
+
+    def back() -> bool:
+        return _next_token(lm, ids) == old
+
+    brought_back = {}
+    for cause, facts in (("one fact", sources[:1]), ("up to three facts", sources[:3])):
+        with rows_restored(lm, base, rows_of(writers, [s.fact_id for s in facts])):
+            brought_back[cause] = bool(facts) and back()
+    with rows_restored(lm, base, capped):
+        brought_back["rows at the cap"] = bool(at_cap) and back()
+    last = len(ids) - 1
+    with memory_off_at(lm, torch.tensor([last])):
+        brought_back["answer position"] = back()
+    with memory_off_at(lm, torch.arange(last)):
+        brought_back["earlier positions"] = back()
+    return Loss(question, tok.decode(expected_ids, skip_special_tokens=True).strip(),
+                tok.decode(now_ids, skip_special_tokens=True).strip(), position, tok.decode([old]), tok.decode([now]),
+                relative, kept, at_cap / total if total else 0.0, sources, brought_back)
+
+
+def take_apart_all(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
+                   questions: Sequence[str], expected: Sequence[Sequence[int]], cap: float | None,
+                   max_new_tokens: int = 24) -> list[Loss]:
+    """Every question whose answer the trained model no longer gives, taken apart."""
+    now = generate_answer_ids(lm, questions, max_new_tokens)
+    capped = capped_rows(lm, cap)
+    losses = []
+    for question, before, after in zip(questions, expected, now, strict=True):
+        loss = take_apart(lm, base, writers, question, before, after, capped)
+        if loss is not None:
+            losses.append(loss)
+    return losses
+
+
+@dataclass(frozen=True)
+class TaughtLoss:
+    """A taught fact answered at an earlier checkpoint and no longer at the end."""
+
+    fact_id: str
+    question: str
+    answer: str
+    now: str
+    # of the memory's contribution where its answer is predicted (the prompt's last position), from rows:
+    own: float  # it wrote and no later fact did
+    shared_later: float  # it wrote and a later fact wrote too (retrained since)
+    later_only: float  # only later facts wrote
+    earlier_only: float  # only earlier facts wrote
+    sources: list[Source]  # the facts whose rows it read there, largest share first
+    back_without_later_rows: bool  # answered again once the rows only later facts wrote are version 0's
+    back_without_other_rows: bool  # ... once every row it did not write is version 0's
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sources": [asdict(s) for s in self.sources]}
+
+
+def take_apart_taught(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters, fact_id: str,
+                      question: str, answer: str, order: Mapping[str, int], now: str,
+                      max_new_tokens: int = 32) -> TaughtLoss:
+    """Which rows push a taught fact's answer out; `order`: each fact's place in the stream."""
+    prompt = torch.tensor(lm.encode(chat_prompt(lm.tokenizer, question)))
+    contributions, _, _ = _reads_at_last(lm, prompt)
+    mine, place = rows_of(writers, [fact_id]), order[fact_id]
+    later = rows_of(writers, [f for f in writers.names if order.get(f, -1) > place])
+    earlier = rows_of(writers, [f for f in writers.names if f != fact_id and order.get(f, place) < place])
+    total = sum(float(c.sum()) for c in contributions.values()) or 1.0
+    shares = dict.fromkeys(("own", "shared_later", "later_only", "earlier_only"), 0.0)
+    later_only: dict[int, torch.Tensor] = {}  # rows to put back: only later facts wrote them
+    not_mine: dict[int, torch.Tensor] = {}  # ... every row some other fact wrote and it did not
+    for layer, c in contributions.items():
+        is_mine, is_later, is_earlier = (_mask(rows, layer, len(c)) for rows in (mine, later, earlier))
+        for name, rows in (("own", is_mine & ~is_later), ("shared_later", is_mine & is_later),
+                           ("later_only", ~is_mine & is_later), ("earlier_only", ~is_mine & ~is_later & is_earlier)):
+            shares[name] += float(c[rows].sum()) / total
+        later_only[layer] = (is_later & ~is_mine).nonzero().flatten()
+        not_mine[layer] = ((is_later | is_earlier) & ~is_mine).nonzero().flatten()
+    sources, _ = writers.attribute(contributions, top=3)
+
+    def answered() -> bool:
+        reply = generate_answer_ids(lm, [question], max_new_tokens)[0]
+        return contains_answer(lm.tokenizer.decode(reply, skip_special_tokens=True), answer)
+
+    with rows_restored(lm, base, later_only):
+        without_later = answered()
+    with rows_restored(lm, base, not_mine):
+        without_others = answered()
+    return TaughtLoss(fact_id, question, answer, now, **shares, sources=sources,
+                      back_without_later_rows=without_later, back_without_other_rows=without_others)
+
+
+def summary(losses: Sequence[Loss]) -> dict[str, float]:
+    """Shares of the losses that each undoing brings back, and the means of what was measured."""
+    n = max(len(losses), 1)
+    out = {f"brought back by {cause}": sum(loss.brought_back.get(cause, False) for loss in losses) / n
+           for cause in CAUSES}
+    out["by none of these"] = sum(not any(loss.brought_back.values()) for loss in losses) / n
+    out["mean slots kept (query did not move = 1)"] = sum(loss.slots_kept for loss in losses) / n
+    out["mean share from rows at the cap"] = sum(loss.capped_share for loss in losses) / n
+    out["mean share of the largest fact"] = sum(loss.sources[0].share if loss.sources else 0.0 for loss in losses) / n
+    out["mean memory norm / hidden norm"] = sum(loss.memory_norm for loss in losses) / n
+    return out
+
+
+def taught_summary(losses: Sequence[TaughtLoss]) -> dict[str, float]:
+    n = max(len(losses), 1)
+    out = {f"mean share from {name.replace('_', ' ')} rows": sum(getattr(loss, name) for loss in losses) / n
+           for name in ("own", "shared_later", "later_only", "earlier_only")}
+    out["answered again without the rows only later facts wrote"] = sum(
+        loss.back_without_later_rows for loss in losses) / n
+    out["answered again without every row it did not write"] = sum(
+        loss.back_without_other_rows for loss in losses) / n
+    return out
+
+
+def lost_taught(checkpoints: Sequence[Checkpoint]) -> list[int]:
+    """Taught facts answered at some checkpoint and not at the last (by their place in the stream)."""
+    if not checkpoints or any(c.missed is None for c in checkpoints):
+        return []
+    final = set(checkpoints[-1].missed or ())
+    once = {i for c in checkpoints[:-1] for i in range(c.facts_taught) if i not in set(c.missed or ())}
+    return sorted(final & once)
+
+
+def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters, checkpoints: Sequence[Checkpoint],
+            facts: Sequence[EvalFact], probe: Sequence[ProbeQuestion], cap: float | None,
+            limit: int | None = None) -> dict:
+    """Every probe question version 0 answered and the trained model (`lm`) does not, and every taught fact lost
+    on the way, taken apart (at most `limit` of each)."""
+    everything = {idx: torch.arange(m.num_slots) for idx, m in lm.memories.items()}
+    questions = [q.question for q in probe]
+    with rows_restored(lm, base, everything):
+        before = generate_answer_ids(lm, questions, 24)
+    after = generate_answer_ids(lm, questions, 24)
+    decode = lm.tokenizer.decode
+    lost = [i for i, (q, b, a) in enumerate(zip(probe, before, after, strict=True))
+            if q.correct(decode(b, skip_special_tokens=True)) and not q.correct(decode(a, skip_special_tokens=True))]
+    answered_before = sum(q.correct(decode(b, skip_special_tokens=True)) for q, b in zip(probe, before, strict=True))
+    chosen = lost[:limit]
+    capped = capped_rows(lm, cap)
+    probe_losses = [loss for i in chosen
+                    if (loss := take_apart(lm, base, writers, questions[i], before[i], after[i], capped)) is not None]
+    taught = facts[:checkpoints[-1].facts_taught] if checkpoints else []
+    order = {f.fact.fact_id: i for i, f in enumerate(taught)}
+    gone = lost_taught(checkpoints)
+    replies = generate_answer_ids(lm, [taught[i].question for i in gone[:limit]], 32)
+    taught_losses = [take_apart_taught(lm, base, writers, taught[i].fact.fact_id, taught[i].question, taught[i].answer,
+                                       order, decode(reply, skip_special_tokens=True).strip())
+                     for i, reply in zip(gone[:limit], replies, strict=True)]
+    return {"facts_taught": len(taught),
+            "probe": {"answered_by_version_0": answered_before, "lost": len(lost), "taken_apart": len(probe_losses),
+                      "summary": summary(probe_losses), "losses": [loss.as_dict() for loss in probe_losses]},
+            "taught": {"lost_on_the_way": len(gone), "taken_apart": len(taught_losses),
+                       "summary": taught_summary(taught_losses), "losses": [loss.as_dict() for loss in taught_losses]}}
