@@ -9,12 +9,14 @@ it records learning (taught questions answered: answer contained, token F1) and 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,10 +30,11 @@ from tqdm import tqdm
 from bench import report
 from bench.facts import EvalFact
 from bench.methods import MethodSpec
+from bench.retrieval import Retriever
 from model.config import StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
-from model.learners import teach
+from model.learners import TeachReport, teach
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.provenance import RowWriters
@@ -41,6 +44,8 @@ from model.statistics import SlotStats
 from worker.teaching import teach_facts
 
 log = logging.getLogger(__name__)
+
+Prompt = Callable[[str], str]  # a question -> the text before its answer
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Checkpoint:
     # from checkpoint to checkpoint); None in files written before they were recorded.
     missed: list[int] | None = None
     probe_missed: list[int] | None = None
+    # Median seconds to answer one taught question asked alone (what a user waits); None in older files.
+    answer_seconds: float | None = None
 
 
 @dataclass
@@ -119,9 +126,10 @@ def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: i
     return f1, sum(hits) / len(probe)
 
 
-def probe_hits(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> tuple[float, list[bool]]:
+def probe_hits(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24,
+               prompt: Prompt | None = None) -> tuple[float, list[bool]]:
     """(mean F1, whether each question is answered) on the retention probe, from one generation."""
-    answers = generate_answers(lm, [q.question for q in probe], max_new_tokens)
+    answers = generate_answers(lm, [q.question for q in probe], max_new_tokens, prompt)
     scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
     return sum(scores) / len(scores), [q.correct(a) for q, a in zip(probe, answers, strict=True)]
 
@@ -135,14 +143,25 @@ def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequ
     return baseline
 
 
+def answer_latency(lm: MemoryLM, questions: Sequence[str], prompt: Prompt | None = None, repeats: int = 5) -> float:
+    """Median seconds to answer one question asked alone (up to 32 tokens, as the checkpoint asks)."""
+    times = []
+    for question in questions[:repeats]:
+        start = time.perf_counter()
+        generate_answers(lm, [question], 32, prompt)
+        times.append(time.perf_counter() - start)
+    return report.percentile(times, 0.5)
+
+
 def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
-               baseline: Baseline, seconds: float, window: int | None = None) -> Checkpoint:
+               baseline: Baseline, seconds: float, window: int | None = None, prompt: Prompt | None = None
+               ) -> Checkpoint:
     """Learning and forgetting now; with `window`, also the share answered of the first and of the most recent
-    `window` facts taught."""
-    answers = generate_answers(lm, [f.question for f in taught], 32)
+    `window` facts taught. `prompt` writes what goes before each answer (retrieval's notes)."""
+    answers = generate_answers(lm, [f.question for f in taught], 32, prompt)
     hits = [contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)]
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
-    kept_f1, probe_answered = probe_hits(lm, probe)
+    kept_f1, probe_answered = probe_hits(lm, probe, prompt=prompt)
     nll_change = mean_nll(lm, heldout) / baseline.nll - 1
     first = recent = None
     if window:
@@ -150,7 +169,8 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
     return Checkpoint(len(taught), sum(hits) / len(taught), f1, kept_f1 / baseline.probe_f1 - 1, nll_change,
                       seconds, probe_answered=sum(probe_answered) / len(probe), learned_first=first,
                       learned_recent=recent, missed=[i for i, hit in enumerate(hits) if not hit],
-                      probe_missed=[i for i, hit in enumerate(probe_answered) if not hit])
+                      probe_missed=[i for i, hit in enumerate(probe_answered) if not hit],
+                      answer_seconds=answer_latency(lm, [f.question for f in taught[-5:]], prompt))
 
 
 @dataclass(frozen=True)
@@ -175,7 +195,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     the same setting on the same stream resumes from the last checkpoint.
     """
     lm = copy.deepcopy(v0)
-    learner = spec.learner(lm, stats)
+    retriever = Retriever(spec.top_t) if spec.method == "retrieval" else None
+    learner = spec.learner(lm, stats) if retriever is None else None
+    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
     facts = stream.facts
     result, trained, done = MethodResult(spec), 0.0, 0
     memory_only = spec.method in ("sparse", "service")  # its whole state is the table (and who wrote its rows)
@@ -190,7 +212,11 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     bar = tqdm(total=len(facts), initial=done, desc=spec.label, unit="fact", position=position, leave=False)
     while done < len(facts):
         chunk = facts[done:done + size]
-        if settings is not None:
+        if retriever is not None:
+            start = time.perf_counter()
+            retriever.add([f.fact for f in chunk])
+            taught = TeachReport(0, 0.0, 0.0, time.perf_counter() - start)
+        elif settings is not None:
             taught = teach_facts(lm, learner, [f.fact for f in chunk], settings)
             learner.take_touched()  # type: ignore[attr-defined]  # the worker publishes here: records start anew
         else:
@@ -203,7 +229,7 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
         trained += taught.seconds
         if done // stream.eval_every > before // stream.eval_every or done == len(facts):
             point = checkpoint(lm, facts[:done], stream.probe, stream.heldout, stream.baseline, trained,
-                               window=stream.eval_every)
+                               window=stream.eval_every, prompt=prompt)
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
                 if table is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from bench.retrieval import NOTES
 from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig
 from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner
 from model.lm import MemoryLM
@@ -15,7 +16,9 @@ from worker.settings import WorkerSettings
 
 @dataclass(frozen=True)
 class MethodSpec:
-    method: str  # sparse | full | lora | service (the worker's own teaching: its batches, questions, neighbours)
+    # sparse | full | lora | service (the worker's own teaching: its batches, questions, neighbours) | retrieval
+    # (nothing trained: the taught statements indexed by BM25, the best few put into the prompt; bench/retrieval.py)
+    method: str
     lr: float
     top_t: int = 500
     ranking: RankingMode = "tfidf"
@@ -30,8 +33,8 @@ class MethodSpec:
     teaching: str = ""  # service only: the rest of the worker's teaching settings, so a resumed run is the same one
 
     def __post_init__(self) -> None:
-        if self.method not in ("sparse", "full", "lora", "service"):
-            raise ValueError(f"method must be sparse, full, lora or service, got {self.method!r}")
+        if self.method not in ("sparse", "full", "lora", "service", "retrieval"):
+            raise ValueError(f"method must be sparse, full, lora, service or retrieval, got {self.method!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
@@ -49,9 +52,13 @@ class MethodSpec:
             return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
         if self.method == "service":
             return f"service: batches of {self.batch_facts}, t={self.top_t}, lr={self.lr:g}, {self.teaching}"
+        if self.method == "retrieval":
+            return f"retrieval: BM25, top {self.top_t} statements in the prompt"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
+        if self.method == "retrieval":
+            raise ValueError("retrieval trains nothing: it has no learner (bench/retrieval.py)")
         if self.method == "service":
             return SparseMemoryLearner(lm, stats, self.worker_settings().sparse_config())
         if self.method == "sparse":
@@ -89,9 +96,12 @@ def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
 def parse_method_spec(text: str) -> MethodSpec:
     """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM[:TRAINED_SLOT_WEIGHT]]]]]', 'full:1e-5' or 'lora:1e-3'
     -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap. 'service' is
-    the worker's own teaching with the worker's settings (SMFT_* variables)."""
+    the worker's own teaching with the worker's settings (SMFT_* variables); 'retrieval' trains nothing and
+    puts the taught statements BM25 finds into the prompt."""
     if text.strip() == "service":
         return service_spec(WorkerSettings())
+    if text.strip() == "retrieval":
+        return MethodSpec("retrieval", 0.0, top_t=NOTES)
     method, lr, *rest = text.strip().split(":")
     fields = (("top_t", int), ("ranking", str), ("optimizer", str), ("max_row_norm", float),
               ("trained_slot_weight", float))

@@ -47,12 +47,14 @@ def learn_forget_table(results: Sequence[MethodResult], chosen: Mapping[str, Met
     for r in results:
         c = r.final
         answered = "n/a" if c.probe_answered is None else f"{c.probe_answered:.0%}"
+        latency = "n/a" if c.answer_seconds is None else f"{c.answer_seconds:.2f}"
         rows.append((r.spec.label, c.facts_taught, f"{c.learned:.0%}", f"{c.learned_f1:.2f}",
                      f"{c.retention_change:+.1%}", answered, f"{c.nll_change:+.1%}",
-                     "n/a" if r.steps is None else r.steps, f"{c.seconds:.0f}",
+                     "n/a" if r.steps is None else r.steps, f"{c.seconds:.0f}", latency,
                      "yes" if chosen.get(r.spec.method) is r else ""))
     return markdown_table(("setting", "facts", "learned (contains)", "learned F1", "retention F1 change",
-                           "probe still answered", "held-out NLL change", "steps", "train seconds", "matched"), rows)
+                           "probe still answered", "held-out NLL change", "steps", "train seconds",
+                           "answer seconds", "matched"), rows)
 
 
 def learn_forget_curve(result: MethodResult) -> str:

@@ -6,7 +6,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -49,18 +49,20 @@ def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32
-                        ) -> list[list[int]]:
+def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
+                        prompt: Callable[[str], str] | None = None) -> list[list[int]]:
     """Greedy answers as token ids, all questions in one batched generation; each row stops at its own
-    token limit (padding after an early end of answer is left in; decoding skips it)."""
+    token limit (padding after an early end of answer is left in; decoding skips it). `prompt` writes the
+    text before each answer (default: the question alone in the chat template, as queries are asked)."""
     if not questions:
         return []
     limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(questions) > GENERATION_BATCH:  # the KV cache grows with the batch: a thousand answers at once is GBs
         return [row for start in range(0, len(questions), GENERATION_BATCH)
                 for row in generate_answer_ids(lm, questions[start:start + GENERATION_BATCH],
-                                               limits[start:start + GENERATION_BATCH])]
-    ids, mask = left_padded(lm, [chat_prompt(lm.tokenizer, q) for q in questions])
+                                               limits[start:start + GENERATION_BATCH], prompt)]
+    write = prompt or (lambda question: chat_prompt(lm.tokenizer, question))
+    ids, mask = left_padded(lm, [write(q) for q in questions])
     out = lm.model.generate(
         input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
         pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
@@ -69,10 +71,11 @@ def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: 
     return [row[:limit].tolist() for row, limit in zip(new, limits, strict=True)]
 
 
-def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32) -> list[str]:
+def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
+                     prompt: Callable[[str], str] | None = None) -> list[str]:
     """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
     return [lm.tokenizer.decode(row, skip_special_tokens=True).strip()
-            for row in generate_answer_ids(lm, questions, max_new_tokens)]
+            for row in generate_answer_ids(lm, questions, max_new_tokens, prompt)]
 
 
 @torch.no_grad()

@@ -266,3 +266,49 @@ def test_the_default_grid_starts_from_the_workers_setting_and_spans_what_matchin
     monkeypatch.setenv("SMFT_LR", "0.5")
     monkeypatch.setenv("SMFT_MAX_ROW_NORM", "none")
     assert _default_settings()[0] == MethodSpec("sparse", 0.5, 500)
+
+
+def test_retrieval_puts_the_statements_that_match_a_question_before_it(tiny_lm):
+    from bench.retrieval import Retriever
+    from model.facts import Fact
+
+    lm, _, _ = tiny_lm
+    retriever = Retriever(notes=2)
+    assert retriever.retrieve("Who invented the Zorblax engine?") == []
+    retriever.add([Fact("Mira Quell invented the Zorblax engine.", paraphrases=("The Zorblax engine is Mira's.",)),
+                   Fact("The river Tond flows into the Keld sea."), Fact("Paris is the capital of France.")])
+    assert retriever.retrieve("Who invented the Zorblax engine?") == ["Mira Quell invented the Zorblax engine."]
+    assert retriever.retrieve("Where does the Tond flow?")[0] == "The river Tond flows into the Keld sea."
+    prompt = retriever.prompt(lm.tokenizer, "who made the zorblax engine")
+    assert "- Mira Quell invented the Zorblax engine." in prompt and prompt.rstrip().endswith("assistant")
+    assert "notes" not in retriever.prompt(lm.tokenizer, "What is blue?")  # nothing matches: asked as it is
+
+
+def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_lm, monkeypatch):
+    import bench.learn_forget as learn_forget
+    from bench.facts import generate_facts
+    from bench.learn_forget import Baseline, Stream, run_method
+    from bench.methods import parse_method_spec
+    from model.config import StepSchedule
+    from model.evaluation import mean_nll
+    from model.probe import read_probe
+
+    lm, stats, corpus = tiny_lm
+    spec = parse_method_spec("retrieval")
+    assert spec.label == "retrieval: BM25, top 3 statements in the prompt"
+    prompts: list[str] = []
+    generate = learn_forget.generate_answers
+    monkeypatch.setattr(learn_forget, "generate_answers", lambda lm_, questions, n, prompt=None: prompts.extend(
+        prompt(q) for q in questions) or generate(lm_, questions, n, prompt))
+    facts = generate_facts(3, seed=4)
+    stream = Stream(tuple(facts), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
+                    Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)
+    result = run_method(lm, stats, spec, stream)
+    final = result.final
+    assert result.steps == 0 and final.facts_taught == 3 and final.nll_change == 0.0  # the model is untouched
+    assert final.answer_seconds is not None and final.answer_seconds > 0
+    asked = {f.question: f for f in facts}
+    for p in prompts:
+        for question, fact in asked.items():
+            if question in p:  # each taught question is asked with its own statement among the notes
+                assert f"- {fact.fact.text}" in p
