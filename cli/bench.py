@@ -74,7 +74,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
     facts = generate_facts(n_facts, seed=args.seed)
-    if any(s.method != "service" for s in specs):  # the service's setting writes its own, batch by batch
+    if any(s.method in ("sparse", "full", "lora") for s in specs):  # the service writes its own; retrieval none
         facts = with_questions(v0, facts)
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
