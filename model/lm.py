@@ -49,27 +49,28 @@ class MemoryLM:
     @contextmanager
     def recording(self) -> Iterator[dict[int, list[torch.Tensor]]]:
         """Collect the slots every memory reads while the block runs: {layer: [[B, T, heads, k], ...]}."""
-        records: dict[int, list[torch.Tensor]] = {}
-        for idx, memory in self.memories.items():
-            records[idx] = memory.recorded_slots = []
-        try:
+        with self._collecting("recorded_slots") as records:
             yield records
-        finally:
-            for memory in self.memories.values():
-                memory.recorded_slots = None
 
     @contextmanager
     def reads(self) -> Iterator[dict[int, list[tuple[torch.Tensor, torch.Tensor]]]]:
         """Collect the slots every memory reads and their weights: {layer: [(slots, weights), ...]},
         each [B, T, heads, k] for one forward."""
-        records: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        with self._collecting("recorded_reads") as records:
+            yield records
+
+    @contextmanager
+    def _collecting(self, attribute: str) -> Iterator[dict]:
+        """Give every memory a list in `attribute` that its forwards append to, and take them back after."""
+        records: dict[int, list] = {}
         for idx, memory in self.memories.items():
-            records[idx] = memory.recorded_reads = []
+            records[idx] = []
+            setattr(memory, attribute, records[idx])
         try:
             yield records
         finally:
             for memory in self.memories.values():
-                memory.recorded_reads = None
+                setattr(memory, attribute, None)
 
     @torch.no_grad()
     def run_to_memories(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
