@@ -132,8 +132,38 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
                 answer(decoder, rows)
                 times.append(time.perf_counter() - start)
             out.append(_summary(name, times, 0.0))
+    out.append(_retrieval_query(base, tokenizer, repeats, new_tokens))
     out.append(_explained_query(lm, answer, repeats, new_tokens))  # last: it writes random rows into lm
     return out
+
+
+def _retrieval_query(base: torch.nn.Module, tokenizer, repeats: int, new_tokens: int) -> Timing:
+    """One taught question as retrieval answers it (bench/retrieval.py): BM25 over LEDGER_FACTS taught facts,
+    the best notes into the prompt, the base model's answer; the index is built before timing."""
+    from bench.facts import generate_facts
+    from bench.retrieval import Retriever
+    from model.evaluation import left_padded_ids
+
+    facts = generate_facts(LEDGER_FACTS)
+    retriever = Retriever()
+    retriever.add([f.fact for f in facts])
+    question = facts[LEDGER_FACTS // 2].question
+    device = next(base.parameters()).device
+
+    def answer() -> None:
+        ids, mask = left_padded_ids(tokenizer, [retriever.prompt(tokenizer, question)], device)
+        with torch.no_grad():
+            base.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                          do_sample=False, pad_token_id=tokenizer.pad_token_id)
+
+    answer()  # warm-up (and the index)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        answer()
+        times.append(time.perf_counter() - start)
+    return _summary(f"query, {new_tokens} tokens: base model with retrieval (BM25 over {LEDGER_FACTS:,} facts, "
+                    f"{retriever.notes_per_question} notes)", times, 0.0)
 
 
 LEDGER_FACTS = 1000

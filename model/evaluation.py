@@ -44,8 +44,15 @@ GENERATION_BATCH = 320  # questions per generation: the 310-question retention p
 
 def left_padded(lm: MemoryLM, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, padded on the left so generation continues every row."""
-    ids, mask = pad_rows([lm.encode(t) for t in texts], lm.tokenizer.pad_token_id, left=True)
-    return ids.to(lm.device), mask.to(lm.device)
+    return left_padded_ids(lm.tokenizer, texts, lm.device)
+
+
+def left_padded_ids(tokenizer, texts: Sequence[str], device: torch.device | str = "cpu"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`left_padded` for a tokenizer without its MemoryLM (the plain base model)."""
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids, mask = pad_rows(rows, tokenizer.pad_token_id, left=True)
+    return ids.to(device), mask.to(device)
 
 
 @torch.no_grad()
