@@ -120,6 +120,9 @@ class SparseConfig:
     # kept 67% of the other capitals but answered 83% of the statements; 3 kept 48% and answered all;
     # without neighbours 24% were kept.
     neighbour_reads: int = 3
+    # Weight of the locality penalty (model/locality.py): the mean squared change the trained rows make at
+    # the positions of other text (the background corpus) that read them. 0: off.
+    keep_weight: float = 0.0
     schedule: StepSchedule = field(default_factory=StepSchedule)
 
     def __post_init__(self) -> None:
@@ -137,3 +140,5 @@ class SparseConfig:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
         if self.neighbour_reads < 1:
             raise ValueError(f"neighbour_reads must be >= 1, got {self.neighbour_reads}")
+        if self.keep_weight < 0:
+            raise ValueError(f"keep_weight must be >= 0, got {self.keep_weight}")

@@ -16,6 +16,7 @@ import torch
 from model.config import SparseConfig, StepSchedule
 from model.facts import TrainingBatch
 from model.lm import MemoryLM
+from model.locality import OtherReads, change_penalty
 from model.ranking import rank_slots, slot_reads
 from model.statistics import SlotStats
 
@@ -98,8 +99,11 @@ class SparseMemoryLearner:
 
     name = "sparse"
 
-    def __init__(self, lm: MemoryLM, stats: SlotStats, config: SparseConfig) -> None:
+    def __init__(self, lm: MemoryLM, stats: SlotStats, config: SparseConfig, others: OtherReads | None = None) -> None:
         self.lm, self.stats, self.config = lm, stats, config
+        # Other text's reads, for the locality penalty (config.keep_weight; model/locality.py); set by the caller.
+        self.others = others
+        self._kept: OtherReads | None = None  # ... the positions of it that read this batch's rows
         self._batch: TrainingBatch | None = None
         self._slots: dict[int, torch.Tensor] = {}
         self._rows: dict[int, torch.nn.Parameter] = {}
@@ -176,6 +180,8 @@ class SparseMemoryLearner:
             self._rows[idx] = rows
             if self.config.max_row_norm is not None:  # the table is written only in finish()
                 self._base[idx] = memory.values[slots].detach()  # indexing copies
+        if self.config.keep_weight > 0 and self.others is not None:
+            self._kept = self.others.reading(self._slots)
         params = list(self._rows.values())
         if self.config.optimizer == "adam":
             self._optimizer = torch.optim.Adam(params, lr=self.config.lr)
@@ -206,14 +212,21 @@ class SparseMemoryLearner:
             rows.copy_(total * scale - base)
 
     def _loss(self, batch: TrainingBatch) -> torch.Tensor:
-        """The batch loss; from the lowest memory layer up, with logits only where labels are, when exact."""
+        """The batch loss (plus the locality penalty when it is on); from the lowest memory layer up, with logits
+        only where labels are, when exact."""
         if self._fast is None:
             self._fast = self._fast_path_is_exact()
         if not self._fast or not self._hidden:
-            return grouped_loss(self._groups or batch.by_length(), lambda _, group: lm_loss(self.lm, group))
-        hidden = self._hidden
-        return grouped_loss(self._groups, lambda i, group: self.lm.loss_from_layer(
-            min(self.lm.memories), hidden[i], group.attention_mask, group.labels, group.input_ids))
+            loss = grouped_loss(self._groups or batch.by_length(), lambda _, group: lm_loss(self.lm, group))
+        else:
+            hidden = self._hidden
+            loss = grouped_loss(self._groups, lambda i, group: self.lm.loss_from_layer(
+                min(self.lm.memories), hidden[i], group.attention_mask, group.labels, group.input_ids))
+        if self._kept is not None:
+            for idx, rows in self._rows.items():
+                row_of_slot = self.lm.memories[idx].trainable_row_of_slot()
+                loss = loss + self.config.keep_weight * change_penalty(self._kept, idx, row_of_slot, rows)
+        return loss
 
     @torch.no_grad()
     def _fast_path_is_exact(self) -> bool:
@@ -251,7 +264,7 @@ class SparseMemoryLearner:
 
     def _end_batch(self) -> None:
         self._rows, self._slots, self._base, self._batch, self._optimizer, self._hidden = {}, {}, {}, None, None, None
-        self._groups = []
+        self._groups, self._kept = [], None
         self._batch_writes = {}
 
     def take_writes(self) -> dict[str, dict[int, torch.Tensor]]:

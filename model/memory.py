@@ -125,5 +125,11 @@ class ProductKeyMemory(nn.Module):
         row_of_slot[slot_ids] = torch.arange(len(slot_ids), device=rows.device)
         self._trainable = (row_of_slot, rows)
 
+    def trainable_row_of_slot(self) -> torch.Tensor:
+        """While rows are attached: each slot's index among them, len(rows) for a slot not trained."""
+        if self._trainable is None:
+            raise RuntimeError("no trainable rows attached")
+        return self._trainable[0]
+
     def detach_trainable_rows(self) -> None:
         self._trainable = None

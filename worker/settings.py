@@ -51,6 +51,8 @@ class WorkerSettings(CommonSettings):
                                      "(0: none)")
     neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="reads by the neighbours that make "
                                  "a row the wording's")
+    keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
+                               "the trained rows add where background text reads them, kept near zero (0: off)")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
                                      "other name in it, so it is found from that end too")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")
@@ -96,4 +98,4 @@ class WorkerSettings(CommonSettings):
         return SparseConfig(top_t=self.top_t, top_t_per_fact=self.top_t_per_fact, ranking=self.ranking,
                             optimizer=self.optimizer, lr=self.lr, max_row_norm=self.max_row_norm,  # type: ignore[arg-type]
                             trained_slot_weight=self.trained_slot_weight, neighbour_reads=self.neighbour_reads,
-                            schedule=schedule)
+                            keep_weight=self.keep_weight, schedule=schedule)

@@ -14,6 +14,7 @@ from model.corpus import load_corpus
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
+from model.locality import record_reads
 from model.neighbours import name_pool, with_neighbours
 from model.probe import data_path
 from model.questions import with_synthetic_questions
@@ -41,6 +42,9 @@ def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact
         names = neighbour_names(tuple(str(p) for p in settings.background))
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
         facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed)
+    if settings.keep_weight > 0 and learner.others is None:  # once per learner: version 0's reads do not change
+        corpus = load_corpus([str(p) for p in settings.background] or None)
+        learner.others = record_reads(lm, corpus.rendered_train(lm.tokenizer))
     batch = build_batch(facts, lm.tokenizer).to(lm.device)
     report = teach(learner, batch, settings.sparse_config().schedule)
     log.info("batch of %d: loss %.3f -> %.3f in %d steps (%.2fs)", len(facts), report.first_loss,

@@ -1,0 +1,53 @@
+"""The locality penalty (model/locality.py): what trained rows add where other text reads them."""
+
+import copy
+
+import torch
+
+from model.config import SparseConfig, StepSchedule
+from model.facts import Fact, build_batch
+from model.learners import SparseMemoryLearner, teach
+from model.locality import change_penalty, record_reads
+from tests.conftest import TINY_DOCS
+
+FACT = Fact("The river Zorblax flows into the sea of Quell in the morning light.", fact_id="f1")
+
+
+def test_the_penalty_is_the_mean_squared_change_at_the_positions_that_read_the_rows(tiny_lm):
+    lm, _, _ = tiny_lm
+    others = record_reads(lm, TINY_DOCS[:4])
+    idx = next(iter(lm.memories))
+    slots, weights = others.slots[idx], others.weights[idx]
+    assert slots.shape == weights.shape and slots.shape[0] == sum(len(lm.encode(d)) for d in TINY_DOCS[:4])
+    selected = slots[:3].flatten().unique()[:5]
+    kept = others.reading({idx: selected})
+    assert 0 < kept.positions(idx) < others.positions(idx)
+    rows = torch.randn(len(selected), lm.hidden_size)
+    row_of_slot = torch.full((lm.memories[idx].num_slots,), len(selected), dtype=torch.long)
+    row_of_slot[selected] = torch.arange(len(selected))
+    expected = []
+    for p_slots, p_weights in zip(kept.slots[idx], kept.weights[idx], strict=True):
+        added = torch.zeros(lm.hidden_size)
+        for s, w in zip(p_slots.flatten().tolist(), p_weights.flatten().tolist(), strict=True):
+            if s in selected.tolist():
+                added += w * rows[selected.tolist().index(s)]
+        expected.append(added.pow(2).sum())
+    assert torch.allclose(change_penalty(kept, idx, row_of_slot, rows), torch.stack(expected).mean(), rtol=1e-4)
+
+
+def test_with_the_penalty_the_rows_change_other_text_less(tiny_lm):
+    lm, stats, _ = tiny_lm
+    others = record_reads(lm, TINY_DOCS)
+    idx = next(iter(lm.memories))
+
+    def change_at_others(keep_weight: float) -> float:
+        model = copy.deepcopy(lm)
+        learner = SparseMemoryLearner(model, stats, SparseConfig(top_t=12, lr=0.5, keep_weight=keep_weight), others)
+        teach(learner, build_batch([FACT], model.tokenizer).to(model.device), StepSchedule(steps=6))
+        values = model.memories[idx].values.detach()
+        rows = values.abs().sum(1).nonzero().flatten()
+        row_of_slot = torch.full((len(values),), len(rows), dtype=torch.long)
+        row_of_slot[rows] = torch.arange(len(rows))
+        return float(change_penalty(others, idx, row_of_slot, values[rows]))
+
+    assert change_at_others(1.0) < 0.5 * change_at_others(0.0)
