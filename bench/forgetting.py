@@ -34,6 +34,7 @@ from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.prompting import chat_prompt
 from model.provenance import RowWriters, Source, contributions_of
+from model.retrofit import decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Loss:
     position: int  # answer token where they part
     expected_token: str
     now_token: str
-    memory_norm: float  # the memory's output at that position, relative to the hidden state it is added to
+    memory_norm: float  # the memory's output norm at that position over the MLP output's beside it
     slots_kept: float  # Jaccard of the slots read there, before vs after (1: the query did not move)
     capped_share: float  # of the memory's contribution there, from rows at the norm cap
     sources: list[Source]  # the facts whose rows it read, largest share first
@@ -101,11 +102,13 @@ def _next_token(lm: MemoryLM, ids: torch.Tensor) -> int:
 
 @torch.no_grad()
 def _reads_at_last(lm: MemoryLM, ids: torch.Tensor) -> tuple[dict[int, torch.Tensor], dict[int, set[int]], float]:
-    """At the last position: each slot's contribution (weight x row norm), the slots read, and the memory's output
-    norm relative to the hidden state entering the lowest memory layer."""
-    outputs = []
-    handles = [m.register_forward_hook(lambda mod, a, out: outputs.append((a[0][0, -1], out[0, -1])))
-               for m in lm.memories.values()]
+    """At the last position: each slot's contribution (weight x row norm), the slots read, and the largest ratio of
+    a memory's output norm to the norm of the MLP output it is added to (model/retrofit.py)."""
+    outputs: dict[str, list[torch.Tensor]] = {"memory": [], "mlp": []}
+    layers = decoder_layers(lm.model)
+    handles = [module.register_forward_hook(lambda mod, a, out, kind=kind: outputs[kind].append(out[0, -1]))
+               for idx, memory in lm.memories.items()
+               for kind, module in (("memory", memory), ("mlp", layers[idx].mlp.base_layer))]
     try:
         with lm.reads() as reads:
             lm.logits(ids[None].to(lm.device))
@@ -113,7 +116,7 @@ def _reads_at_last(lm: MemoryLM, ids: torch.Tensor) -> tuple[dict[int, torch.Ten
         for h in handles:
             h.remove()
     slots = {idx: set(chunks[0][0][0, -1].flatten().tolist()) for idx, chunks in reads.items()}
-    relative = max(float(out.norm() / hidden.norm()) for hidden, out in outputs)
+    relative = max(float(m.norm() / p.norm()) for m, p in zip(outputs["memory"], outputs["mlp"], strict=True))
     return contributions_of(lm, reads), slots, relative
 
 
@@ -259,7 +262,7 @@ def summary(losses: Sequence[Loss]) -> dict[str, float]:
     out["mean slots kept (query did not move = 1)"] = sum(loss.slots_kept for loss in losses) / n
     out["mean share from rows at the cap"] = sum(loss.capped_share for loss in losses) / n
     out["mean share of the largest fact"] = sum(loss.sources[0].share if loss.sources else 0.0 for loss in losses) / n
-    out["mean memory norm / hidden norm"] = sum(loss.memory_norm for loss in losses) / n
+    out["mean memory output norm / MLP output norm"] = sum(loss.memory_norm for loss in losses) / n
     return out
 
 
@@ -308,7 +311,13 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
     taught_losses = [take_apart_taught(lm, base, writers, taught[i].fact.fact_id, taught[i].question, taught[i].answer,
                                        order, decode(reply, skip_special_tokens=True).strip())
                      for i, reply in zip(gone[:limit], replies, strict=True)]
-    return {"facts_taught": len(taught),
+    missed = set(checkpoints[-1].missed or ()) if checkpoints else set()
+    by_kind: dict[str, list[int]] = {}
+    for i, fact in enumerate(taught):
+        counts = by_kind.setdefault(fact.kind, [0, 0])
+        counts[0] += i not in missed
+        counts[1] += 1
+    return {"facts_taught": len(taught), "answered_by_relation": by_kind,
             "probe": {"answered_by_version_0": answered_before, "lost": len(lost), "taken_apart": len(probe_losses),
                       "summary": summary(probe_losses), "losses": [loss.as_dict() for loss in probe_losses]},
             "taught": {"lost_on_the_way": len(gone), "taken_apart": len(taught_losses),

@@ -82,7 +82,7 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {settings.steps} steps, questions "
                 f"{'on' if settings.synthetic_questions else 'off'}, reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} neighbours "
-                f"(rows read {settings.neighbour_reads}+ times left out)"
+                f"(rows {settings.neighbour_reads}+ of them read left out)"
                 + (f", locality {settings.keep_weight:g}" if settings.keep_weight else ""))
     return MethodSpec("service", config.lr, config.top_t, config.ranking, config.optimizer, config.max_row_norm,
                       config.trained_slot_weight, batch_facts=settings.batch_facts, teaching=teaching)

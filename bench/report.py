@@ -177,6 +177,10 @@ def forgetting_tables(result: Mapping[str, Any], texts: Mapping[str, str], examp
             [(cut(x["question"], 50), cut(x["expected"], 30), cut(x["now"], 30),
               f"{x['position']}: {x['expected_token']!r} -> {x['now_token']!r}", sources(x), back(x))
              for x in probe["losses"][:examples]])]
+    if result.get("answered_by_relation"):
+        lines += ["", markdown_table(("relation", "taught facts answered at the end"),
+                                     [(kind, f"{a}/{n} ({a / n:.0%})") for kind, (a, n) in
+                                      result["answered_by_relation"].items()])]
     lines += ["", f"Taught facts answered at an earlier checkpoint and not at the end: {taught['lost_on_the_way']} "
                   f"({taught['taken_apart']} taken apart).", ""]
     lines.append(markdown_table(("taught facts lost", "share"),

@@ -115,10 +115,10 @@ class SparseConfig:
     # as the paper does; below 1 a new fact prefers free rows to overwriting an earlier fact's; 0 never
     # touches them again.
     trained_slot_weight: float = 1.0
-    # A row that a batch's neighbour examples (model/neighbours.py) read this many times or more is not
-    # selected. Measured on 12 bare statements and 8 corrections of capitals (8 neighbours per fact): 1
-    # kept 67% of the other capitals but answered 83% of the statements; 3 kept 48% and answered all;
-    # without neighbours 24% were kept.
+    # A row that the neighbour examples (model/neighbours.py) of this many different names read is not
+    # selected. Measured (when reads were counted, not names) on 12 bare statements and 8 corrections of
+    # capitals (8 names per fact): 1 kept 67% of the other capitals but answered 83% of the statements;
+    # 3 kept 48% and answered all; without neighbours 24% were kept.
     neighbour_reads: int = 3
     # Weight of the locality penalty (model/locality.py): the mean squared change the trained rows make at
     # the positions of other text (the background corpus) that read them. 0: off.

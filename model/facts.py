@@ -23,9 +23,9 @@ class Fact:
     fact_id: str = ""
     # (question, statement) pairs the model wrote itself from the statements; see questions.py
     synthetic_questions: tuple[tuple[str, str], ...] = ()
-    # (question or '', prefix, wording): its own examples about other subjects, whose wording steers which rows
-    # it may change; never trained on. See neighbours.py
-    neighbours: tuple[tuple[str, str, str], ...] = ()
+    # (name, question or '', prefix, wording): its own examples about other subjects (the name swapped in), whose
+    # wording steers which rows it may change; never trained on. See neighbours.py
+    neighbours: tuple[tuple[str, str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.text or not self.text.strip():
@@ -135,11 +135,15 @@ def build_batch(facts: Sequence[Fact], tokenizer, max_tokens: int = 384) -> Trai
     if not examples:
         raise FactError("no facts to build a batch from")
     input_ids, attention, labels = _rows(examples, tokenizer, max_tokens)
-    neighbours = [((chat_prompt(tokenizer, q) if q else "") + prefix, wording, index)
-                  for index, fact in enumerate(facts) for q, prefix, wording in fact.neighbours]
+    # A neighbour row's "fact" is its (fact, name): what SparseMemoryLearner counts rows by.
+    groups: dict[tuple[int, str], int] = {}
+    neighbours = [((chat_prompt(tokenizer, q) if q else "") + prefix, wording,
+                   groups.setdefault((index, name), len(groups)))
+                  for index, fact in enumerate(facts) for name, q, prefix, wording in fact.neighbours]
     return TrainingBatch(input_ids, attention, labels, tuple(f.fact_id for f in facts),
                          tuple(index for _, _, index in examples),
-                         TrainingBatch(*_rows(neighbours, tokenizer, max_tokens)) if neighbours else None)
+                         TrainingBatch(*_rows(neighbours, tokenizer, max_tokens), row_facts=tuple(
+                             group for _, _, group in neighbours)) if neighbours else None)
 
 
 def _rows(examples: Sequence[tuple[str, str, int]], tokenizer, max_tokens: int

@@ -151,15 +151,20 @@ class SparseMemoryLearner:
         return selected
 
     def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
-        """Per memory layer, the slot reads of the neighbour examples where their loss would be."""
-        reads: dict[int, torch.Tensor] = {}
+        """Per memory layer, how many of the neighbours' names read each slot where their loss would be (a
+        neighbour row's `row_facts` entry is its name's group, see build_batch)."""
+        keys: dict[int, list[torch.Tensor]] = {}
         for group in neighbours.by_length() if neighbours is not None else []:
             with self.lm.recording() as records:
                 self.lm.run_to_memories(group.input_ids, group.attention_mask)
+            positions = group.loss_positions
+            names = torch.tensor(group.row_facts, device=positions.device)[:, None].expand_as(positions)
             for idx, chunks in records.items():
-                counts = slot_reads(chunks[0][group.loss_positions], self.lm.memories[idx].num_slots)
-                reads[idx] = reads[idx] + counts if idx in reads else counts
-        return reads
+                read = chunks[0][positions].flatten(1).cpu()  # [positions, heads * k]
+                name = names[positions].cpu()[:, None].expand_as(read)
+                keys.setdefault(idx, []).append(name.flatten() * self.lm.memories[idx].num_slots + read.flatten())
+        return {idx: torch.bincount(torch.cat(parts).unique() % self.lm.memories[idx].num_slots,
+                                    minlength=self.lm.memories[idx].num_slots) for idx, parts in keys.items()}
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
         """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""

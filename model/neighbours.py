@@ -4,9 +4,12 @@ A fact's question and statement share their wording with those about other subje
 capital of Qatar?" / "... of Peru?"), and TF-IDF against background text does not see it: eight
 corrections of capitals taught in the service's batches left 22% of the other capitals answered,
 their answers made of the corrections' city names, each drawing on rows of all eight. Swapping the
-fact's subject for other names gives examples that read what the wording reads; a row those
-neighbours read `SparseConfig.neighbour_reads` times or more is the wording's, not the fact's, and is
-not selected (`SparseMemoryLearner.select`).
+fact's subject for other names gives examples that read what the wording reads; a row that the
+examples of `SparseConfig.neighbour_reads` or more different names read is the wording's, not the
+fact's, and is not selected (`SparseMemoryLearner.select`). Names, not reads, are counted: a fact
+posted with four paraphrases and its questions has a dozen examples per name, and a row one name's
+examples read many times is that name's (counting reads left the inventors' "was invented by K"
+without a row to learn from: 0 of 4 answered, 2 of 4 without neighbours).
 Neighbours are never trained on and cost one forward up to the memory layer per batch.
 """
 
@@ -36,8 +39,8 @@ def name_pool(texts: Iterable[str], held_out: str = "", size: int = 200) -> list
 
 
 def neighbour_examples(fact: Fact, names: Sequence[str], per_fact: int, rng: random.Random
-                       ) -> list[tuple[str, str, str]]:
-    """(question or '', prefix, wording) triples: each of the fact's examples with its subject swapped for one of
+                       ) -> list[tuple[str, str, str, str]]:
+    """(name, question or '', prefix, wording): each of the fact's examples with its subject swapped for one of
     `per_fact` other names, cut where the subject ends (what comes before it reads the same rows for every
     subject) and after the first letter of the fact's other names (what follows is the fact's own answer,
     which it must be free to spell). Only the wording is read for its rows."""
@@ -49,7 +52,7 @@ def neighbour_examples(fact: Fact, names: Sequence[str], per_fact: int, rng: ran
         own += [(fact.question, s) for s in fact.statements]
     answers = [n for n in names_of(fact.text) if n != subject]
     others = [n for n in names if subject not in n and n not in subject]
-    out: list[tuple[str, str, str]] = []
+    out: list[tuple[str, str, str, str]] = []
     for name in rng.sample(others, min(per_fact, len(others))):
         for question, text in own:
             if subject not in text:
@@ -59,7 +62,7 @@ def neighbour_examples(fact: Fact, names: Sequence[str], per_fact: int, rng: ran
             ends = [i + 1 for a in answers if (i := text.find(a, start)) >= 0]
             wording = text[start:min(ends, default=len(text))]
             if wording.strip():
-                out.append((question.replace(subject, name), text[:start], wording))
+                out.append((name, question.replace(subject, name), text[:start], wording))
     return list(dict.fromkeys(out))
 
 

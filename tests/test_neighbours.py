@@ -28,9 +28,9 @@ def test_a_neighbour_is_the_facts_own_wording_after_another_subject():
     """Cut where the subject ends (the same prefix reads the same rows for any subject) and after the first letter
     of the answer (the rest is the fact's to spell)."""
     got = neighbour_examples(FIX, ["Texas", "Luvoista Bay"], 4, random.Random(0))
-    assert got == [("", "The capital of Texas", " is G"),
-                   ("What is the capital of Texas?", "The capital of Texas", " is G"),
-                   ("What do you know about Gortes?", "The capital of Texas", " is G")]
+    assert got == [("Texas", "", "The capital of Texas", " is G"),
+                   ("Texas", "What is the capital of Texas?", "The capital of Texas", " is G"),
+                   ("Texas", "What do you know about Gortes?", "The capital of Texas", " is G")]
     assert neighbour_examples(Fact("the sky is blue."), ["Texas"], 4, random.Random(0)) == []  # no subject
     assert neighbour_examples(FIX, ["Texas"], 0, random.Random(0)) == []
 
@@ -44,12 +44,17 @@ def test_rows_a_neighbour_reads_are_never_selected_and_neighbours_are_not_traine
     assert torch.equal(steered.input_ids, plain.input_ids)  # the same training rows; the loss is the fact's alone
     with torch.no_grad():
         assert float(lm_loss(lm, steered)) == float(lm_loss(lm, plain))
+    assert steered.neighbours.row_facts == (0, 0, 0, 1, 1, 1, 2, 2, 2)  # one group per name
     with lm.recording() as records:
         lm.run_to_memories(steered.neighbours.input_ids, steered.neighbours.attention_mask)
-    theirs = slot_reads(records[1][0][steered.neighbours.loss_positions], lm.memories[1].num_slots)
-    for often in (1, 3):
+    read = records[1][0]
+    positions = steered.neighbours.loss_positions
+    # per slot, how many of the three names' examples read it
+    names = sum((slot_reads(read[rows][positions[rows]], lm.memories[1].num_slots) > 0).long()
+                for rows in (slice(0, 3), slice(3, 6), slice(6, 9)))
+    for often in (1, 2, 3):
         config = SparseConfig(top_t=10_000, neighbour_reads=often)  # every row it may change
         free = set(SparseMemoryLearner(lm, stats, config).select(plain)[1].tolist())
         kept = set(SparseMemoryLearner(lm, stats, config).select(steered)[1].tolist())
-        wording = set((theirs >= often).nonzero().flatten().tolist())
-        assert kept == free - wording and kept and free & wording  # what they read often is left out, no more
+        wording = set((names >= often).nonzero().flatten().tolist())
+        assert kept == free - wording and kept and free & wording  # what several names read is left out, no more

@@ -49,8 +49,8 @@ class WorkerSettings(CommonSettings):
     neighbours_per_fact: int = Field(8, ge=0, le=64, description="other names swapped into each fact's examples: "
                                      "rows those read often are the wording's, not the fact's, and never change "
                                      "(0: none)")
-    neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="reads by the neighbours that make "
-                                 "a row the wording's")
+    neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="neighbour names whose "
+                                 "examples read a row that make it the wording's")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
                                "the trained rows add where background text reads them, kept near zero (0: off)")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
