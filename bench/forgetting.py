@@ -20,7 +20,6 @@ fed the question and the answer the fact gives), asking which rows push the othe
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,8 +34,6 @@ from model.probe import ProbeQuestion
 from model.prompting import chat_prompt
 from model.provenance import RowWriters, Source, contributions_of
 from model.retrofit import decoder_layers
-
-log = logging.getLogger(__name__)
 
 CAUSES = ("one fact", "up to three facts", "rows at the cap", "answer position", "earlier positions")
 
@@ -182,20 +179,6 @@ def take_apart(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWrite
     return Loss(question, tok.decode(expected_ids, skip_special_tokens=True).strip(),
                 tok.decode(now_ids, skip_special_tokens=True).strip(), position, tok.decode([old]), tok.decode([now]),
                 relative, kept, at_cap / total if total else 0.0, sources, brought_back)
-
-
-def take_apart_all(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
-                   questions: Sequence[str], expected: Sequence[Sequence[int]], cap: float | None,
-                   max_new_tokens: int = 24) -> list[Loss]:
-    """Every question whose answer the trained model no longer gives, taken apart."""
-    now = generate_answer_ids(lm, questions, max_new_tokens)
-    capped = capped_rows(lm, cap)
-    losses = []
-    for question, before, after in zip(questions, expected, now, strict=True):
-        loss = take_apart(lm, base, writers, question, before, after, capped)
-        if loss is not None:
-            losses.append(loss)
-    return losses
 
 
 @dataclass(frozen=True)
