@@ -139,9 +139,16 @@ def capped_rows(lm: MemoryLM, cap: float | None) -> dict[int, torch.Tensor]:
             for idx, m in lm.memories.items()}
 
 
+def changed_rows(lm: MemoryLM, base: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Per memory layer, the slots whose values differ from version 0's: restoring them restores version 0."""
+    with torch.no_grad():
+        return {idx: (m.values != base[idx].to(m.values.device, m.values.dtype)).any(1).nonzero().flatten()
+                for idx, m in lm.memories.items()}
+
+
 def take_apart(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters, question: str,
-               expected_ids: Sequence[int], now_ids: Sequence[int], capped: Mapping[int, torch.Tensor]
-               ) -> Loss | None:
+               expected_ids: Sequence[int], now_ids: Sequence[int], capped: Mapping[int, torch.Tensor],
+               changed: Mapping[int, torch.Tensor]) -> Loss | None:
     """One loss, or None where the trained model, fed the expected answer, never parts from it."""
     tok = lm.tokenizer
     prompt = torch.tensor(lm.encode(chat_prompt(tok, question)))
@@ -155,7 +162,7 @@ def take_apart(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWrite
         return None
     old = int(expected[position])
     contributions, slots_now, relative = _reads_at_last(lm, ids)
-    with rows_restored(lm, base, {idx: torch.arange(m.num_slots) for idx, m in lm.memories.items()}):
+    with rows_restored(lm, base, changed):
         _, slots_before, _ = _reads_at_last(lm, ids)
     kept = min(len(slots_now[i] & slots_before[i]) / len(slots_now[i] | slots_before[i]) for i in slots_now)
     total = sum(float(c.sum()) for c in contributions.values())
@@ -274,9 +281,9 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
             limit: int | None = None) -> dict:
     """Every probe question version 0 answered and the trained model (`lm`) does not, and every taught fact lost
     on the way, taken apart (at most `limit` of each)."""
-    everything = {idx: torch.arange(m.num_slots) for idx, m in lm.memories.items()}
+    changed = changed_rows(lm, base)
     questions = [q.question for q in probe]
-    with rows_restored(lm, base, everything):
+    with rows_restored(lm, base, changed):
         before = generate_answer_ids(lm, questions, 24)
     after = generate_answer_ids(lm, questions, 24)
     decode = lm.tokenizer.decode
@@ -286,7 +293,8 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
     chosen = lost[:limit]
     capped = capped_rows(lm, cap)
     probe_losses = [loss for i in chosen
-                    if (loss := take_apart(lm, base, writers, questions[i], before[i], after[i], capped)) is not None]
+                    if (loss := take_apart(lm, base, writers, questions[i], before[i], after[i], capped, changed))
+                    is not None]
     taught = facts[:checkpoints[-1].facts_taught] if checkpoints else []
     order = {f.fact.fact_id: i for i, f in enumerate(taught)}
     gone = lost_taught(checkpoints)

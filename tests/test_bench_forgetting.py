@@ -22,7 +22,7 @@ def test_a_fact_answered_once_and_missed_at_the_end_is_lost_on_the_way():
 def test_every_lost_answer_is_taken_apart_and_version_0_brings_it_back(
         tiny_lm, tiny_model_dir, background_file, tmp_path, monkeypatch):
     from bench.facts import generate_facts
-    from bench.forgetting import CAUSES, capped_rows, memory_off_at, rows_restored, take_apart
+    from bench.forgetting import CAUSES, capped_rows, changed_rows, memory_off_at, rows_restored, take_apart
     from bench.learn_forget import Baseline, Stream, run_method
     from bench.methods import parse_method_spec
     from model.config import StepSchedule
@@ -49,12 +49,16 @@ def test_every_lost_answer_is_taken_apart_and_version_0_brings_it_back(
         trained.copy_(table.tensors["memory.1.values"])
     before = trained.detach().clone()
     everything = {1: torch.arange(trained.shape[0])}
+    changed_slots = changed_rows(lm, base)
+    assert 0 < len(changed_slots[1]) < trained.shape[0]  # training wrote some rows, not the table
 
     ids = torch.tensor([lm.encode("The river flows to the sea")])
     with rows_restored(lm, base, everything):
         v0_logits = lm.logits(ids)
     with memory_off_at(lm, torch.arange(ids.shape[1])):
         assert torch.allclose(lm.logits(ids), v0_logits)  # a memory of zeros adds nothing
+    with rows_restored(lm, base, changed_slots):
+        assert torch.equal(lm.logits(ids), v0_logits)  # the changed rows are all that differ
     assert not torch.allclose(lm.logits(ids), v0_logits)
 
     # The random tiny model's answers decode to nothing a probe could check, so its answers are compared as
@@ -66,7 +70,8 @@ def test_every_lost_answer_is_taken_apart_and_version_0_brings_it_back(
     changed = [i for i in range(len(asked)) if old[i] != new[i]]
     assert changed
     for i in changed:
-        loss = take_apart(lm, base, table.writers, asked[i], old[i], new[i], capped_rows(lm, None))
+        loss = take_apart(lm, base, table.writers, asked[i], old[i], new[i], capped_rows(lm, None),
+                          changed_slots)
         assert loss is not None and loss.expected_token != loss.now_token
         assert loss.slots_kept == 1.0  # one memory layer: a fixed input reads the same slots before and after
         assert {s.fact_id for s in loss.sources} <= {f.fact.fact_id for f in facts}
