@@ -10,7 +10,7 @@ import logging
 import zlib
 from collections.abc import Sequence
 
-from model.corpus import load_corpus
+from model.corpus import Corpus, load_corpus
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
@@ -24,13 +24,18 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
+def background_corpus(background: tuple[str, ...]) -> Corpus:
+    """The worker's background corpus (the default one when none is set), read once per process."""
+    return load_corpus(list(background) or None)
+
+
+@functools.cache
 def neighbour_names(background: tuple[str, ...]) -> tuple[str, ...]:
     """Names to swap into a fact's questions: the background corpus' own, none that the retention probe
     (or the candidates it was drawn from) mentions. Read once per process and corpus."""
     held_out = "\n".join(data_path(name).read_text(encoding="utf-8")
                          for name in ("retention_probe.jsonl", "probe_candidates.jsonl"))
-    corpus = load_corpus(list(background) or None)
-    return tuple(name_pool((d.text for d in corpus.train), held_out))
+    return tuple(name_pool((d.text for d in background_corpus(background).train), held_out))
 
 
 def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact],
@@ -43,7 +48,7 @@ def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
         facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed)
     if settings.keep_weight > 0 and learner.others is None:  # once per learner: version 0's reads do not change
-        corpus = load_corpus([str(p) for p in settings.background] or None)
+        corpus = background_corpus(tuple(str(p) for p in settings.background))
         learner.others = record_reads(lm, corpus.rendered_train(lm.tokenizer))
     batch = build_batch(facts, lm.tokenizer).to(lm.device)
     report = teach(learner, batch, settings.sparse_config().schedule)
