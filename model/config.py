@@ -121,7 +121,8 @@ class SparseConfig:
     # 3 kept 48% and answered all; without neighbours 24% were kept.
     neighbour_reads: int = 3
     # Weight of the locality penalty (model/locality.py): the mean squared change the trained rows make at
-    # the positions of other text (the background corpus) that read them. 0: off.
+    # the positions of other text that read them (the background corpus; the batch's neighbours where their
+    # answers begin), each text's mean apart. 0: off.
     keep_weight: float = 0.0
     schedule: StepSchedule = field(default_factory=StepSchedule)
 

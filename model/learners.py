@@ -103,7 +103,9 @@ class SparseMemoryLearner:
         self.lm, self.stats, self.config = lm, stats, config
         # Other text's reads, for the locality penalty (config.keep_weight; model/locality.py); set by the caller.
         self.others = others
-        self._kept: OtherReads | None = None  # ... the positions of it that read this batch's rows
+        # ... the positions that read this batch's rows: of that text, and of the batch's neighbours
+        self._kept: list[OtherReads] = []
+        self._neighbours_read: OtherReads | None = None  # the neighbours' reads where their answers begin
         self._batch: TrainingBatch | None = None
         self._slots: dict[int, torch.Tensor] = {}
         self._rows: dict[int, torch.nn.Parameter] = {}
@@ -152,17 +154,25 @@ class SparseMemoryLearner:
 
     def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
         """Per memory layer, how many of the neighbours' names read each slot where their loss would be (a
-        neighbour row's `row_facts` entry is its name's group, see build_batch)."""
+        neighbour row's `row_facts` entry is its name's group, see build_batch). Their reads there, with their
+        weights, are kept for the locality penalty: other subjects' answers are what the fact must not write."""
         keys: dict[int, list[torch.Tensor]] = {}
+        slots: dict[int, list[torch.Tensor]] = {}
+        weights: dict[int, list[torch.Tensor]] = {}
         for group in neighbours.by_length() if neighbours is not None else []:
-            with self.lm.recording() as records:
+            with self.lm.reads() as records:
                 self.lm.run_to_memories(group.input_ids, group.attention_mask)
             positions = group.loss_positions
             names = torch.tensor(group.row_facts, device=positions.device)[:, None].expand_as(positions)
             for idx, chunks in records.items():
-                read = chunks[0][positions].flatten(1).cpu()  # [positions, heads * k]
+                read, weight = chunks[0][0][positions].cpu(), chunks[0][1][positions].cpu()  # [positions, heads, k]
+                slots.setdefault(idx, []).append(read)
+                weights.setdefault(idx, []).append(weight)
+                read = read.flatten(1)
                 name = names[positions].cpu()[:, None].expand_as(read)
                 keys.setdefault(idx, []).append(name.flatten() * self.lm.memories[idx].num_slots + read.flatten())
+        self._neighbours_read = OtherReads({i: torch.cat(s) for i, s in slots.items()},
+                                           {i: torch.cat(w) for i, w in weights.items()}) if slots else None
         return {idx: torch.bincount(torch.cat(parts).unique() % self.lm.memories[idx].num_slots,
                                     minlength=self.lm.memories[idx].num_slots) for idx, parts in keys.items()}
 
@@ -185,8 +195,9 @@ class SparseMemoryLearner:
             self._rows[idx] = rows
             if self.config.max_row_norm is not None:  # the table is written only in finish()
                 self._base[idx] = memory.values[slots].detach()  # indexing copies
-        if self.config.keep_weight > 0 and self.others is not None:
-            self._kept = self.others.reading(self._slots)
+        if self.config.keep_weight > 0:
+            self._kept = [reads.reading(self._slots) for reads in (self.others, self._neighbours_read)
+                          if reads is not None]
         params = list(self._rows.values())
         if self.config.optimizer == "adam":
             self._optimizer = torch.optim.Adam(params, lr=self.config.lr)
@@ -227,10 +238,10 @@ class SparseMemoryLearner:
             hidden = self._hidden
             loss = grouped_loss(self._groups, lambda i, group: self.lm.loss_from_layer(
                 min(self.lm.memories), hidden[i], group.attention_mask, group.labels, group.input_ids))
-        if self._kept is not None:
+        for kept in self._kept:  # each text apart: a mean over all positions would let the corpus drown the neighbours
             for idx, rows in self._rows.items():
                 row_of_slot = self.lm.memories[idx].trainable_row_of_slot()
-                loss = loss + self.config.keep_weight * change_penalty(self._kept, idx, row_of_slot, rows)
+                loss = loss + self.config.keep_weight * change_penalty(kept, idx, row_of_slot, rows)
         return loss
 
     @torch.no_grad()
@@ -269,7 +280,7 @@ class SparseMemoryLearner:
 
     def _end_batch(self) -> None:
         self._rows, self._slots, self._base, self._batch, self._optimizer, self._hidden = {}, {}, {}, None, None, None
-        self._groups, self._kept = [], None
+        self._groups, self._kept, self._neighbours_read = [], [], None
         self._batch_writes = {}
 
     def take_writes(self) -> dict[str, dict[int, torch.Tensor]]:

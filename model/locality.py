@@ -4,10 +4,11 @@ TF-IDF picks rows that background text reads rarely, not never; where other text
 training writes the fact into that text's hidden states too. Knowledge editors (ROME, MEMIT) hold a
 set of other inputs' outputs fixed while they write. For a memory layer that is cheap: which slots a
 position reads, and with what weight, depends on the layers below and on the token ids, never on the
-values. So the reads of a set of other texts (the background corpus, inside the chat template where
-its documents were replies) are recorded once, and at every step the change the trained rows make at
-the positions that read them is a weighted sum of the rows' deltas: its mean squared norm, times
-`SparseConfig.keep_weight`, is added to the loss.
+values. So the reads of other texts are recorded: the background corpus' once (inside the chat
+template, where its documents were replies), a batch's neighbours' (its own examples about other
+subjects, model/neighbours.py) where their answers begin, once per batch. At every step the change
+the trained rows make at the positions that read them is a weighted sum of the rows' deltas: its mean
+squared norm, times `SparseConfig.keep_weight`, is added to the loss, each text's apart.
 """
 
 from __future__ import annotations

@@ -51,3 +51,31 @@ def test_with_the_penalty_the_rows_change_other_text_less(tiny_lm):
         return float(change_penalty(others, idx, row_of_slot, values[rows]))
 
     assert change_at_others(1.0) < 0.5 * change_at_others(0.0)
+
+
+def test_with_the_penalty_the_rows_change_the_neighbours_answers_less(tiny_lm):
+    """No background text here: the batch's own neighbours (the fact's wording about other names) are kept."""
+    from model.neighbours import with_neighbours
+
+    lm, stats, _ = tiny_lm
+    (fact,) = with_neighbours([FACT], ["Texas", "Emma", "Ravensburg", "Silk Road"], 4)
+    batch = build_batch([fact], lm.tokenizer).to(lm.device)
+    idx = next(iter(lm.memories))
+
+    def change_at_neighbours(keep_weight: float) -> float:
+        model = copy.deepcopy(lm)
+        config = SparseConfig(top_t=12, lr=0.5, keep_weight=keep_weight, neighbour_reads=5)  # no row left out
+        learner = SparseMemoryLearner(model, stats, config)
+        teach(learner, batch, StepSchedule(steps=6))
+        assert learner._kept == [] and learner._neighbours_read is None  # the batch ended: nothing held
+        learner._neighbour_reads(batch.neighbours)  # the neighbours' reads do not depend on the values
+        neighbours = learner._neighbours_read
+        assert neighbours is not None and neighbours.positions(idx) > 0
+        values = model.memories[idx].values.detach()
+        rows = values.abs().sum(1).nonzero().flatten()
+        row_of_slot = torch.full((len(values),), len(rows), dtype=torch.long)
+        row_of_slot[rows] = torch.arange(len(rows))
+        return float(change_penalty(neighbours, idx, row_of_slot, values[rows]))
+
+    with_penalty, without = change_at_neighbours(1.0), change_at_neighbours(0.0)
+    assert with_penalty < 0.5 * without
