@@ -195,7 +195,7 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     the same setting on the same stream resumes from the last checkpoint.
     """
     lm = copy.deepcopy(v0)
-    retriever = Retriever(spec.top_t) if spec.method == "retrieval" else None
+    retriever = Retriever(spec.top_t, spec.min_match) if spec.method == "retrieval" else None
     learner = spec.learner(lm, stats) if retriever is None else None
     prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
     facts = stream.facts

@@ -31,6 +31,7 @@ class MethodSpec:
     memory: str = ""
     batch_facts: int = 1  # service only: facts per batch, as SMFT_BATCH_FACTS
     teaching: str = ""  # service only: the rest of the worker's teaching settings, so a resumed run is the same one
+    min_match: float = 0.0  # retrieval only: the share of the question's words a note must hold (Retriever)
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora", "service", "retrieval"):
@@ -53,7 +54,8 @@ class MethodSpec:
         if self.method == "service":
             return f"service: batches of {self.batch_facts}, t={self.top_t}, lr={self.lr:g}, {self.teaching}"
         if self.method == "retrieval":
-            return f"retrieval: BM25, top {self.top_t} statements in the prompt"
+            floor = f", holding {self.min_match:.0%}+ of the question's words" if self.min_match else ""
+            return f"retrieval: BM25, top {self.top_t} statements in the prompt{floor}"
         return f"{self.method} lr={self.lr:g}"
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
@@ -99,11 +101,15 @@ def parse_method_spec(text: str) -> MethodSpec:
     """'sparse:LR[:T[:RANKING[:OPTIMIZER[:MAX_ROW_NORM[:TRAINED_SLOT_WEIGHT]]]]]', 'full:1e-5' or 'lora:1e-3'
     -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap. 'service' is
     the worker's own teaching with the worker's settings (SMFT_* variables); 'retrieval' trains nothing and
-    puts the taught statements BM25 finds into the prompt."""
+    puts the taught statements BM25 finds into the prompt, 'retrieval:0.5' only those holding half the question's
+    words or more."""
     if text.strip() == "service":
         return service_spec(WorkerSettings())
-    if text.strip() == "retrieval":
-        return MethodSpec("retrieval", 0.0, top_t=NOTES)
+    if text.strip().startswith("retrieval"):
+        _, *floor = text.strip().split(":")
+        if len(floor) > 1 or not 0 <= (min_match := float(floor[0]) if floor else 0.0) <= 1:
+            raise ValueError(f"{text!r}: 'retrieval' or 'retrieval:MIN_MATCH', MIN_MATCH in [0, 1]")
+        return MethodSpec("retrieval", 0.0, top_t=NOTES, min_match=min_match)
     method, lr, *rest = text.strip().split(":")
     fields = (("top_t", int), ("ranking", str), ("optimizer", str), ("max_row_norm", float),
               ("trained_slot_weight", float))

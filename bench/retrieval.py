@@ -3,7 +3,8 @@ by BM25 (bm25s) and the few that best match a question go into the prompt ahead 
 
 Every question goes the same way, the retention probe's too: notes that match a probe question's words
 (a taught "capital of" fact for a question about a real capital) are put in front of it, which is how
-retrieval forgets.
+retrieval forgets. What a careful user adds, a floor on how much of the question a note must hold
+(`min_match`), keeps such notes out, at the cost of questions asked in other words.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ SYSTEM = "Answer the question briefly. These notes may help:\n{notes}"
 class Retriever:
     """The taught facts, one BM25 document per fact (its statements together); a note is its first statement."""
 
-    def __init__(self, notes: int = NOTES) -> None:
+    def __init__(self, notes: int = NOTES, min_match: float = 0.0) -> None:
         self.notes_per_question = notes
+        self.min_match = min_match  # the share of the question's words (stop words aside) a note's fact must hold
         self.documents: list[str] = []
+        self._words: list[set[str]] = []
         self.notes: list[str] = []
         self._index: bm25s.BM25 | None = None
 
     def add(self, facts: Sequence[Fact]) -> None:
-        self.documents += [" ".join(f.statements) for f in facts]
+        documents = [" ".join(f.statements) for f in facts]
+        self.documents += documents
+        self._words += [set(words) for words in _words(documents)]
         self.notes += [f.text.strip() for f in facts]
         self._index = None  # built again on the next question: a thousand short documents take milliseconds
 
@@ -44,7 +49,9 @@ class Retriever:
         tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
         k = min(self.notes_per_question, len(self.documents))
         found, scores = self._index.retrieve(tokens, k=k, show_progress=False)
-        return [self.notes[int(i)] for i, score in zip(found[0], scores[0], strict=True) if score > 0]
+        asked = set(_words([question])[0])
+        return [self.notes[int(i)] for i, score in zip(found[0], scores[0], strict=True)
+                if score > 0 and len(asked & self._words[int(i)]) >= self.min_match * len(asked)]
 
     def prompt(self, tokenizer, question: str) -> str:
         """The question in the chat template, the retrieved notes in a system turn before it (none: as asked)."""
@@ -53,3 +60,7 @@ class Retriever:
         if notes:
             messages.insert(0, {"role": "system", "content": SYSTEM.format(notes="\n".join(f"- {n}" for n in notes))})
         return conversation_prompt(tokenizer, messages)
+
+
+def _words(texts: Sequence[str]) -> list[list[str]]:
+    return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)

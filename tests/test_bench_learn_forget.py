@@ -282,6 +282,12 @@ def test_retrieval_puts_the_statements_that_match_a_question_before_it(tiny_lm):
     prompt = retriever.prompt(lm.tokenizer, "who made the zorblax engine")
     assert "- Mira Quell invented the Zorblax engine." in prompt and prompt.rstrip().endswith("assistant")
     assert "notes" not in retriever.prompt(lm.tokenizer, "What is blue?")  # nothing matches: asked as it is
+    # with a floor, a note sharing one word of three ("capital") stays out; one holding them all comes in
+    assert retriever.retrieve("What is the capital of Peru?")[0] == "Paris is the capital of France."
+    careful = Retriever(notes=2, min_match=0.5)
+    careful.add([Fact("Mira Quell invented the Zorblax engine."), Fact("Paris is the capital of France.")])
+    assert careful.retrieve("What is the capital of Peru?") == []
+    assert careful.retrieve("who invented the zorblax engine") == ["Mira Quell invented the Zorblax engine."]
 
 
 def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_lm, monkeypatch):
@@ -296,6 +302,9 @@ def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_
     lm, stats, corpus = tiny_lm
     spec = parse_method_spec("retrieval")
     assert spec.label == "retrieval: BM25, top 3 statements in the prompt"
+    assert parse_method_spec("retrieval:0.5").label.endswith("holding 50%+ of the question's words")
+    with pytest.raises(ValueError, match="MIN_MATCH"):
+        parse_method_spec("retrieval:2")
     prompts: list[str] = []
     generate = learn_forget.generate_answers
     monkeypatch.setattr(learn_forget, "generate_answers", lambda lm_, questions, n, prompt=None: prompts.extend(
