@@ -30,7 +30,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -128,6 +129,18 @@ class Keys:
     @property
     def monitor_requested(self) -> str:
         return f"{self.ns}:monitor:requested"
+
+
+@contextmanager
+def _script_refused_as(error: type[Exception], what: str) -> Iterator[None]:
+    """A fenced script's refusal (a lost lease, a version out of turn) as `error`; Redis out of memory stays
+    itself: nothing was written, and the worker waits for Redis as when it is away (UNAVAILABLE)."""
+    try:
+        yield
+    except redis.OutOfMemoryError:
+        raise
+    except redis.ResponseError as exc:
+        raise error(f"{what}: {exc}") from exc
 
 
 def delta_entry_id(version: int) -> str:
@@ -578,12 +591,8 @@ class RedisStore:
     def set_snapshot(self, version: int, file: str = "", deployment: str = "") -> None:
         """Point readers at a newer snapshot (fenced by the lease on a leader's store)."""
         keys = [self.keys.snapshot, self.keys.snapshot_file, self.keys.lease, self.keys.deployment]
-        try:
+        with _script_refused_as(LeadershipLost, f"snapshot v{version} not published"):
             self._set_snapshot(keys=keys, args=[version, file, self.fence, deployment])
-        except redis.ResponseError as exc:
-            if isinstance(exc, redis.OutOfMemoryError):
-                raise
-            raise LeadershipLost(f"snapshot v{version} not published: {exc}") from exc
 
     def journal_file(self, version: int) -> str | None:
         """The undo record of a published version (relative to the journal folder), if Redis names one."""
@@ -680,12 +689,8 @@ class RedisStore:
             args += [self.keys.fact(fact_id), entry_id, replaced_by]
         keys = [self.keys.lease, self.keys.version, self.keys.deltas, self.keys.facts, self.keys.journal,
                 self.keys.deployment]
-        try:
+        with _script_refused_as(PublishRefused, f"publish of v{version} refused"):
             return int(self._publish(keys=keys, args=args))
-        except redis.ResponseError as exc:
-            if isinstance(exc, redis.OutOfMemoryError):  # nothing published; the worker waits (UNAVAILABLE)
-                raise
-            raise PublishRefused(f"publish of v{version} refused: {exc}") from exc
 
     def set_status(self, fact_id: str, status: FactStatus, **fields: Any) -> None:
         words = [w for k, v in {"status": status.value, **fields}.items() for w in (k, str(v))]
