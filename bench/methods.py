@@ -82,8 +82,7 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
     """The service's own teaching, as `settings` (the worker's) configure it."""
     config = settings.sparse_config()
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {settings.steps} steps, questions "
-                f"{'on' if settings.synthetic_questions else 'off'}"
-                + (", casual" if settings.casual_questions else "") + ", reversed "
+                f"{'on' if settings.synthetic_questions else 'off'}, reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} neighbours "
                 f"(rows {settings.neighbour_reads}+ of them read left out)"
                 + (f", locality {settings.keep_weight:g}" if settings.keep_weight else ""))

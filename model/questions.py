@@ -96,14 +96,8 @@ def reversed_questions(statement: str) -> list[str]:
     return [f"What do you know about {name}?" for name in names_of(statement) if name != subject]
 
 
-def casual_form(question: str) -> str:
-    """The question as people often type it: lower case, no question mark. Names then become other tokens
-    ("zorblax" is not "Zorblax" to the tokenizer), which a memory keyed by tokens reads through other slots."""
-    return question.strip().rstrip("?").strip().lower()
-
-
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False, casual: bool = False) -> list[Fact]:
+                             reverse: bool = False) -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
@@ -128,9 +122,6 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     for i, fact in enumerate(facts):
         if not found[i] and (question := template_question(fact.text)):
             found[i].append((question, fact.text.strip()))
-        if casual and found[i]:
-            question, statement = found[i][0]
-            found[i].append((casual_form(question), statement))
         if reverse:
             found[i].extend((q, fact.text.strip()) for q in reversed_questions(fact.text)
                             if q not in [asked for asked, _ in found[i]])

@@ -3,14 +3,7 @@ import pytest
 from model.errors import FactError
 from model.facts import Fact, build_batch, fact_examples
 from model.prompting import chat_prompt
-from model.questions import (
-    casual_form,
-    names_of,
-    reversed_questions,
-    template_question,
-    usable_question,
-    with_synthetic_questions,
-)
+from model.questions import names_of, reversed_questions, template_question, usable_question, with_synthetic_questions
 
 
 def test_fact_validation():
@@ -90,13 +83,3 @@ def test_reverse_adds_the_questions_from_the_other_end(tiny_lm):
     (fact,) = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes.")], reverse=True)
     assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),
                                         ("What do you know about Gortes?", "The capital of Luvoista is Gortes."))
-
-
-def test_casual_adds_the_first_question_as_people_type_it(tiny_lm):
-    lm, _, _ = tiny_lm
-    assert casual_form(" Who invented the Zorblax engine? ") == "who invented the zorblax engine"
-    statement = "The capital of Luvoista is Gortes."
-    fact, bare = with_synthetic_questions(lm, [Fact(statement), Fact("it rains.")], casual=True)
-    assert fact.synthetic_questions == (("What do you know about Luvoista?", statement),
-                                        ("what do you know about luvoista", statement))
-    assert bare.synthetic_questions == ()  # nothing to ask, nothing to lower

@@ -53,8 +53,6 @@ class WorkerSettings(CommonSettings):
                                  "examples read a row that make it the wording's")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
                                "the trained rows add where background text reads them, kept near zero (0: off)")
-    casual_questions: bool = Field(False, description="also teach each fact's first question in lower case "
-                                   "without its question mark, as people often type it")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
                                      "other name in it, so it is found from that end too")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")

@@ -42,8 +42,7 @@ def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact
                 settings: WorkerSettings) -> TeachReport:
     """Teach one batch in place (the caller holds whatever lock guards `lm`)."""
     if settings.synthetic_questions:
-        facts = with_synthetic_questions(lm, facts, reverse=settings.reversed_questions,
-                                         casual=settings.casual_questions)
+        facts = with_synthetic_questions(lm, facts, reverse=settings.reversed_questions)
     if settings.neighbours_per_fact:
         names = neighbour_names(tuple(str(p) for p in settings.background))
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
