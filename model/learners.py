@@ -238,10 +238,11 @@ class SparseMemoryLearner:
             hidden = self._hidden
             loss = grouped_loss(self._groups, lambda i, group: self.lm.loss_from_layer(
                 min(self.lm.memories), hidden[i], group.attention_mask, group.labels, group.input_ids))
-        for kept in self._kept:  # each text apart: a mean over all positions would let the corpus drown the neighbours
+        if self._kept:
             for idx, rows in self._rows.items():
                 row_of_slot = self.lm.memories[idx].trainable_row_of_slot()
-                loss = loss + self.config.keep_weight * change_penalty(kept, idx, row_of_slot, rows)
+                for kept in self._kept:  # each text apart: one mean over all would let the corpus drown the neighbours
+                    loss = loss + self.config.keep_weight * change_penalty(kept, idx, row_of_slot, rows)
         return loss
 
     @torch.no_grad()
