@@ -155,7 +155,9 @@ class SparseMemoryLearner:
     def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
         """Per memory layer, how many of the neighbours' names read each slot where their loss would be (a
         neighbour row's `row_facts` entry is its name's group, see build_batch). Their reads there, with their
-        weights, are kept for the locality penalty: other subjects' answers are what the fact must not write."""
+        weights, are kept for the locality penalty when it is on: other subjects' answers are what the fact must not
+        write."""
+        keep = self.config.keep_weight > 0
         keys: dict[int, list[torch.Tensor]] = {}
         slots: dict[int, list[torch.Tensor]] = {}
         weights: dict[int, list[torch.Tensor]] = {}
@@ -165,9 +167,10 @@ class SparseMemoryLearner:
             positions = group.loss_positions
             names = torch.tensor(group.row_facts, device=positions.device)[:, None].expand_as(positions)
             for idx, chunks in records.items():
-                read, weight = chunks[0][0][positions].cpu(), chunks[0][1][positions].cpu()  # [positions, heads, k]
-                slots.setdefault(idx, []).append(read)
-                weights.setdefault(idx, []).append(weight)
+                read = chunks[0][0][positions].cpu()  # [positions, heads, k]
+                if keep:
+                    slots.setdefault(idx, []).append(read)
+                    weights.setdefault(idx, []).append(chunks[0][1][positions].cpu())
                 read = read.flatten(1)
                 name = names[positions].cpu()[:, None].expand_as(read)
                 keys.setdefault(idx, []).append(name.flatten() * self.lm.memories[idx].num_slots + read.flatten())

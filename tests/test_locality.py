@@ -1,6 +1,7 @@
 """The locality penalty (model/locality.py): what trained rows add where other text reads them."""
 
 import copy
+from dataclasses import replace
 
 import torch
 
@@ -68,8 +69,10 @@ def test_with_the_penalty_the_rows_change_the_neighbours_answers_less(tiny_lm):
         learner = SparseMemoryLearner(model, stats, config)
         teach(learner, batch, StepSchedule(steps=6))
         assert learner._kept == [] and learner._neighbours_read is None  # the batch ended: nothing held
-        learner._neighbour_reads(batch.neighbours)  # the neighbours' reads do not depend on the values
-        neighbours = learner._neighbours_read
+        # the measuring tool: what a learner with the penalty on keeps (reads do not depend on the values)
+        measure = SparseMemoryLearner(model, stats, replace(config, keep_weight=1.0))
+        measure._neighbour_reads(batch.neighbours)
+        neighbours = measure._neighbours_read
         assert neighbours is not None and neighbours.positions(idx) > 0
         values = model.memories[idx].values.detach()
         rows = values.abs().sum(1).nonzero().flatten()
