@@ -7,7 +7,8 @@ posted as a document, which the API splits into statements). Each fact is then a
 ways people ask: its question as written, lower-cased without the question mark, reworded,
 reversed (the answer given, the subject asked for), through the chat template with a system
 prompt, and as the third turn of a conversation; plain questions go the way `POST /v1/query`
-answers them, chats the way `/v1/chat/completions` does. Corrections contradict what version 0
+answers them, chats the way `/v1/chat/completions` does, recased as the API recases them
+(SMFT_RECASE_NAMES, `model/recasing.py`). Corrections contradict what version 0
 answers correctly (capitals from the retention probe). Every cell is the share of facts whose
 answer the reply contains, beside the share of the retention probe still answered.
 """
@@ -33,6 +34,7 @@ from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.prompting import conversation_prompt
 from model.provenance import RowWriters, answer_contributions
+from model.recasing import TaughtNames
 from model.statistics import SlotStats
 from worker.settings import WorkerSettings
 from worker.teaching import teach_facts
@@ -104,8 +106,11 @@ def asked(fact: EvalFact, how: str) -> tuple[str | list[dict[str, str]], str]:
     raise ValueError(f"how must be one of {ASKS}, got {how!r}")
 
 
-def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]]) -> list[str]:
-    """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do."""
+def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: TaughtNames | None = None) -> list[str]:
+    """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do;
+    with `names` (the live facts'), recased first as the API does."""
+    if names is not None:
+        asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
     out = [""] * len(asks)
     for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS), strict=True):
@@ -165,25 +170,33 @@ def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[Eval
     return hits / len(facts)
 
 
+def taught_names(taught: Sequence[Fact]) -> TaughtNames:
+    names = TaughtNames()
+    for fact in taught:
+        names.add(fact.fact_id, fact.text)
+    return names
+
+
 def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
-             probe: Sequence[ProbeQuestion]) -> UsageResult:
+             probe: Sequence[ProbeQuestion], recase: bool = True) -> UsageResult:
     lm, ledger, taught = copy.deepcopy(v0), RowWriters(), posts(facts, form)
     batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
+    names = taught_names(taught) if recase else None
     answered = {}
     for how in ASKS:
         asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
-        got = replies(lm, asks)
+        got = replies(lm, asks, names)
         answered[how] = sum(contains_answer(r, g) for r, g in zip(got, golds, strict=True)) / len(facts)
     return UsageResult(form, len(facts), answered, probe_answered(lm, probe), batches, steps, seconds,
                        explained_by_its_post(lm, ledger, facts, taught))
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
-                    neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion]) -> UsageResult:
-    lm = copy.deepcopy(v0)
-    batches, steps, seconds = _teach(lm, stats, [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)],
-                                     settings)
-    got = replies(lm, [c.question for c in fixes])
+                    neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion], recase: bool = True
+                    ) -> UsageResult:
+    lm, taught = copy.deepcopy(v0), [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)]
+    batches, steps, seconds = _teach(lm, stats, taught, settings)
+    got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None)
     kept = generate_answers(lm, [q.question for q in neighbours], 24)
     answered = {
         "new answer": sum(contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)) / len(fixes),
@@ -196,15 +209,15 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
 def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact],
               fixes: Sequence[Correction], neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion],
               progress: Path | None = None, run_key: dict | None = None, forms: Sequence[str] = FORMS,
-              on_result: Callable[[UsageResult], None] | None = None) -> list[UsageResult]:
+              on_result: Callable[[UsageResult], None] | None = None, recase: bool = True) -> list[UsageResult]:
     """Every form, then the corrections, each from version 0. With `progress`, each result is saved there
     as it is measured, and one already there for the same `run_key` (settings, facts, seed) is read back
-    instead of measured again, so a stopped run resumes."""
+    instead of measured again, so a stopped run resumes. `recase`: as the API's SMFT_RECASE_NAMES."""
     results = []
     jobs: list[tuple[str, Callable[[], UsageResult]]] = [
-        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe)) for form in forms]
+        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase)) for form in forms]
     if fixes:
-        jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe)))
+        jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe, recase)))
     for name, measure in jobs:
         saved = progress / f"{name.replace(' ', '_').replace('+', 'and')}.json" if progress else None
         stored = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}

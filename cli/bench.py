@@ -159,9 +159,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     from bench.report import usage_tables, write_json
     from bench.usage import FORMS, corrections, run_usage
     from model.probe import read_probe
+    from service.settings import ApiSettings
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
+    recase = ApiSettings().recase_names  # and the API's reading of lower-case questions
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
@@ -179,10 +181,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         neighbours = neighbours[:8]
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
     run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
-               "model": args.model, "snapshot": args.snapshot, "settings": teaching}
-    print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items()), file=sys.stderr)
+               "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
+    print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
+          + f"; lower-case questions recased: {recase}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
-                        forms=args.forms or FORMS,
+                        forms=args.forms or FORMS, recase=recase,
                         on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)", file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})

@@ -75,6 +75,11 @@ class RowWriters:
                     new_facts.append(torch.full((len(slots),), index, dtype=torch.int32))
         self.entries = (torch.cat(new_keys), torch.cat(new_facts))
 
+    def live(self) -> list[str]:
+        """The facts that own at least one row."""
+        _, facts = self.entries
+        return [self.names[i] for i in torch.unique(facts).tolist()]
+
     def rows_of(self, fact_id: str) -> dict[int, torch.Tensor]:
         """The rows `fact_id` wrote, per layer (empty when it owns none)."""
         if fact_id not in self._index:

@@ -30,7 +30,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.connect(redis_url, settings.namespace)
-        engine = Engine(settings, store, settings.batch_window_ms, settings.max_batch, settings.max_generations)
+        engine = Engine(settings, store, settings.batch_window_ms, settings.max_batch, settings.max_generations,
+                        settings.recase_names)
         try:
             store.ensure_group()  # the worker creates it too; an API may start while Redis is away
         except UNAVAILABLE as exc:

@@ -17,6 +17,7 @@ from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
 from model.prompting import conversation_prompt
 from model.provenance import Source, answer_contributions
+from model.recasing import TaughtNames, typed_in_lower_case
 from service.batcher import QueryBatcher
 from service.errors import VersionWaitTimeout
 from service.limits import GenerationGate, check_prompt
@@ -41,7 +42,7 @@ class Answer:
 
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
-                 max_batch: int = 8, max_generations: int = 32) -> None:
+                 max_batch: int = 8, max_generations: int = 32, recase_names: bool = True) -> None:
         self.store = store
         self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
@@ -53,6 +54,9 @@ class Engine:
         self.model_spec = settings.model
         self.applied_at: float | None = None  # wall time this replica applied its current version
         self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
+        self.names = TaughtNames() if recase_names else None  # see model/recasing.py
+        self._names_version = -1  # the version whose live facts `names` holds
+        self._names_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -140,9 +144,36 @@ class Engine:
             raise NotReadyError("model not loaded yet")
         return time.perf_counter() - start
 
+    def _taught_names(self) -> TaughtNames | None:
+        """The live facts' names, brought up to the applied version (texts read from Redis only for facts
+        new since the last question that needed them). Redis away: the names held so far."""
+        if self.names is None:
+            return None
+        with self._names_lock:
+            version = self.replica.version
+            if version != self._names_version:
+                try:
+                    self.names.sync(self.replica.writers.live(), self.store.fact_texts)
+                    self._names_version = version
+                except Exception as exc:
+                    log.warning("taught names not refreshed: %s", exc)
+            return self.names
+
+    def recased(self, question: str) -> str:
+        """The question as the memory reads it (model/recasing.py): only a question typed all in lower case
+        changes."""
+        names = self._taught_names() if typed_in_lower_case(question) else None
+        return names.recase(question) if names is not None else question
+
+    def recased_chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The chat with its last user turn recased, as `recased` does a question."""
+        last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        names = self._taught_names() if typed_in_lower_case(last) else None
+        return names.recase_chat(messages) if names is not None else messages
+
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         waited = self._wait(min_version, wait_s)
-        done = self.batcher.answer(question, max_new_tokens)
+        done = self.batcher.answer(self.recased(question), max_new_tokens)
         return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size)
 
     def explain(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0,
@@ -150,6 +181,7 @@ class Engine:
         """The same greedy answer as `answer`, with the taught facts whose rows it read most. Generated
         alone (not batched), since every read of this one answer is recorded."""
         waited = self._wait(min_version, wait_s)
+        question = self.recased(question)
         start = time.perf_counter()
         with self.replica.lock:
             assert self.replica.lm is not None
@@ -165,6 +197,6 @@ class Engine:
         lm = self.replica.lm
         if lm is None:
             raise NotReadyError("model not loaded yet")
-        prompt = conversation_prompt(lm.tokenizer, messages)
+        prompt = conversation_prompt(lm.tokenizer, self.recased_chat(messages))  # before the lock: it may read Redis
         with self.replica.lock:
             return complete(lm, prompt, params, on_text, cancelled), self.replica.version

@@ -34,6 +34,9 @@ class ApiSettings(CommonSettings):
     max_wait_s: float = Field(60.0, ge=0, description="longest a query waits to read its own write")
     batch_window_ms: float = Field(5.0, ge=0, le=1000, description="how long a query waits for others to batch with")
     max_batch: int = Field(8, ge=1, le=256, description="most questions answered in one generation")
+    recase_names: bool = Field(True, description=(
+        "a question typed all in lower case gets back the capitals of the taught facts' names, as the memory "
+        "was taught them (model/recasing.py)"))
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
 
     @model_validator(mode="after")

@@ -49,6 +49,7 @@ def test_a_fact_reports_its_rows_and_an_answer_the_facts_it_drew_on(service):
     assert sum(s["share"] for s in sources) + body["explanation"]["unattributed"] == pytest.approx(1, abs=1e-6)
 
     check_dashboard_lists_the_sources(api, question, sources)
+    check_lower_case_reads_the_taught_names(api)
 
     assert api.client.delete(f"/v1/facts/{a}").status_code == 202
     version = wait_status(api, a, "undone")["undone_version"]
@@ -67,3 +68,26 @@ def check_dashboard_lists_the_sources(api, question: str, sources: list[dict]) -
     assert [(r.attrs["data-fact"], float(r.attrs["data-share"])) for r in rows] == \
         [(s["id"], pytest.approx(s["share"])) for s in sources]
     assert "hidden" not in dom.by_id("sources").attrs
+
+
+def check_lower_case_reads_the_taught_names(api) -> None:
+    """Typed all in lower case, a question reads the taught names with their capitals: the same prompt as
+    with the names typed as taught, so the same reads and the same answer, by query and by chat."""
+    lower, cased = "who invented the zorblax engine?", "who invented the Zorblax engine?"
+
+    def explained(question: str) -> dict:
+        r = api.client.post("/v1/query", json={"question": question, "explain": True})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def chat(content: str) -> str:
+        r = api.client.post("/v1/chat/completions", json={"model": "smft", "max_tokens": 8,
+                                                          "messages": [{"role": "user", "content": content}]})
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["message"]["content"]
+
+    got, want = explained(lower), explained(cased)
+    assert got["answer"] == want["answer"]
+    assert [(s["id"], pytest.approx(s["share"])) for s in got["explanation"]["sources"]] == \
+        [(s["id"], s["share"]) for s in want["explanation"]["sources"]]
+    assert chat(lower) == chat(cased)
