@@ -22,13 +22,17 @@ def typed_in_lower_case(text: str) -> bool:
     return any(c.isalpha() for c in text) and not any(c.isupper() for c in text)
 
 
+_WORD = re.compile(r"\w+")
+
+
 class TaughtNames:
     """The names of the live facts, kept in step with them, and the lower-case questions they recase."""
 
     def __init__(self) -> None:
         self._names: dict[str, tuple[str, ...]] = {}  # fact id -> its names
-        self._pattern: re.Pattern[str] | None = None
-        self._cased: dict[str, str] = {}  # lower-case name -> as taught
+        # lower-case words of a name -> the words as taught; None: to be built again from `_names`
+        self._cased: dict[tuple[str, ...], tuple[str, ...]] | None = None
+        self._longest = 0  # words in the longest name
 
     def __len__(self) -> int:
         return len(self._names)
@@ -37,13 +41,13 @@ class TaughtNames:
         names = tuple(n for n in names_of(text) if not any(c.isdigit() for c in n))
         if self._names.get(fact_id) != names:
             self._names[fact_id] = names
-            self._pattern = None
+            self._cased = None
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
         live = set(fact_ids)
         for gone in [f for f in self._names if f not in live]:
             del self._names[gone]
-            self._pattern = None
+            self._cased = None
 
     def sync(self, live: Iterable[str], texts_of: Callable[[Sequence[str]], Sequence[str | None]]) -> None:
         """Hold exactly the facts in `live`, reading the texts of those not held yet with `texts_of`."""
@@ -53,24 +57,38 @@ class TaughtNames:
         for fact_id, text in zip(new, texts_of(new) if new else [], strict=True):
             self.add(fact_id, text or "")
 
-    def _compiled(self) -> re.Pattern[str] | None:
-        if self._pattern is None:
+    def _table(self) -> dict[tuple[str, ...], tuple[str, ...]]:
+        if self._cased is None:
             # One casing per name; the first fact to teach it keeps it (a later "MIRA quell" does not win).
             self._cased = {}
             for names in self._names.values():
                 for name in names:
-                    self._cased.setdefault(name.lower(), name)
-            if self._cased:  # longest first, so "port orrin" is one name, not "port" and then "orrin"
-                alternatives = sorted(self._cased, key=len, reverse=True)
-                self._pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, alternatives)) + r")\b")
-        return self._pattern
+                    words = tuple(_WORD.findall(name))
+                    self._cased.setdefault(tuple(w.lower() for w in words), words)
+            self._longest = max(map(len, self._cased), default=0)
+        return self._cased
 
     def recase(self, question: str) -> str:
-        """`question` with the taught names' capitals back, when it was typed all in lower case."""
+        """`question` with the taught names' capitals back, when it was typed all in lower case. Names are
+        looked up by their words, longest first ("port orrin" is one name, not "port" and then "orrin"), so
+        the time does not grow with the number of facts."""
         if not typed_in_lower_case(question):
             return question
-        pattern = self._compiled()
-        return pattern.sub(lambda m: self._cased[m.group(0)], question) if pattern else question
+        cased = self._table()
+        words = list(_WORD.finditer(question))
+        out, at, i = [], 0, 0
+        while i < len(words):
+            for n in range(min(self._longest, len(words) - i), 0, -1):
+                found = cased.get(tuple(m.group(0) for m in words[i:i + n]))
+                if found is not None:
+                    for m, word in zip(words[i:i + n], found, strict=True):
+                        out += [question[at:m.start()], word]
+                        at = m.end()
+                    i += n
+                    break
+            else:
+                i += 1
+        return "".join(out) + question[at:]
 
     def recase_chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with its last user turn recased (the question being asked now)."""
