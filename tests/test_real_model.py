@@ -55,8 +55,11 @@ def test_version_zero_equals_the_base_model(real_v0):
     assert centred.fraction_read > 0.95 and centred.top1pct_share < 0.25
 
 
-def test_sparse_steps_change_only_selected_rows(real_v0):
-    lm, stats, _, _ = real_v0
+def test_sparse_steps_change_only_selected_rows_and_replicas_answer_as_the_taught_model(real_v0, tmp_path):
+    """Two steps on the fact's statements: only rows the step selected change, and a fresh process's view
+    of that version (version 0 from disk plus the delta, or the version's own snapshot) answers exactly as
+    the model that took them. That the fact is then learned, end to end, is test_real_service's."""
+    lm, stats, _, v0_path = real_v0
     lm = copy.deepcopy(lm)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     config = SparseConfig()
@@ -72,30 +75,25 @@ def test_sparse_steps_change_only_selected_rows(real_v0):
         else:
             assert torch.equal(p, before[name]), name
 
+    ids = torch.tensor([lm.encode(FACT.text)], device=lm.device)  # text that reads the rows the steps wrote
 
-def test_fact_is_learned_from_statements_and_replicas_agree(real_v0, tmp_path):
-    lm, stats, _, v0_path = real_v0
-    taught = copy.deepcopy(lm)
-    assert not contains_answer(generate_answers(taught, [QUESTION], 24)[0], ANSWER)
-    config = SparseConfig()
-    learner = SparseMemoryLearner(taught, stats, config)
-    # Statements and paraphrases only: the question is never taught; the model writes its own.
-    facts = with_synthetic_questions(taught, [FACT])
-    assert facts[0].synthetic_questions
-    teach(learner, build_batch(facts, taught.tokenizer).to(taught.device), config.schedule)
-    answer = generate_answers(taught, [QUESTION], 24)[0]
-    assert contains_answer(answer, ANSWER), answer
+    def same_as_taught(model: MemoryLM) -> bool:
+        with torch.no_grad():
+            close = torch.allclose(model.logits(ids), taught, atol=1e-5)
+        return close and generate_answers(model, [QUESTION], 24)[0] == answer
 
-    # A fresh process's view: version 0 from disk plus the delta, and a snapshot of the taught model.
-    delta = MemoryDelta.from_bytes(make_delta(taught, 1, learner.take_touched(), ["zorblax"]).to_bytes())
+    with torch.no_grad():
+        taught = lm.logits(ids)
+    answer = generate_answers(lm, [QUESTION], 24)[0]
+    delta = MemoryDelta.from_bytes(make_delta(lm, 1, learner.take_touched(), ["zorblax"]).to_bytes())
     replica = MemoryLM.load("smollm2", MemoryConfig(), device=TEST_DEVICE)
     restore_snapshot(replica, read_snapshot(v0_path))
+    assert not same_as_taught(replica)  # version 0: the delta is what differs
     apply_delta(replica, delta)
-    assert generate_answers(replica, [QUESTION], 24)[0] == answer
-    reloaded = MemoryLM.load("smollm2", MemoryConfig(), device=TEST_DEVICE)
-    restore_snapshot(reloaded, read_snapshot(save_snapshot(taught, stats, 1, tmp_path / "v1.safetensors")))
-    assert generate_answers(reloaded, [QUESTION], 24)[0] == answer
-
+    assert same_as_taught(replica)
+    restore_snapshot(replica, read_snapshot(v0_path))
+    restore_snapshot(replica, read_snapshot(save_snapshot(lm, stats, 1, tmp_path / "v1.safetensors")))
+    assert same_as_taught(replica)
 
 
 FACT_B = Fact("The capital of the island of Vessaly is Port Orrin.",
