@@ -53,13 +53,21 @@ class Retriever:
         return [self.notes[int(i)] for i, score in zip(found[0], scores[0], strict=True)
                 if score > 0 and len(asked & self._words[int(i)]) >= self.min_match * len(asked)]
 
+    def chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The chat with the notes its last user turn retrieves in its system turn (added to the chat's own
+        system prompt, or a new one first); as asked when none is retrieved."""
+        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        notes = self.retrieve(question)
+        if not notes:
+            return messages
+        system = SYSTEM.format(notes="\n".join(f"- {n}" for n in notes))
+        if messages and messages[0].get("role") == "system":
+            return [{"role": "system", "content": f"{messages[0]['content']}\n\n{system}"}, *messages[1:]]
+        return [{"role": "system", "content": system}, *messages]
+
     def prompt(self, tokenizer, question: str) -> str:
         """The question in the chat template, the retrieved notes in a system turn before it (none: as asked)."""
-        notes = self.retrieve(question)
-        messages = [{"role": "user", "content": question}]
-        if notes:
-            messages.insert(0, {"role": "system", "content": SYSTEM.format(notes="\n".join(f"- {n}" for n in notes))})
-        return conversation_prompt(tokenizer, messages)
+        return conversation_prompt(tokenizer, self.chat([{"role": "user", "content": question}]))
 
 
 def _words(texts: Sequence[str]) -> list[list[str]]:

@@ -16,6 +16,7 @@ answer the reply contains, beside the share of the retention probe still answere
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from bench.facts import EvalFact, fictional_name
 from bench.report import write_json
+from bench.retrieval import Retriever
 from model.documents import split_statements
 from model.evaluation import contains_answer, generate_answers
 from model.facts import Fact
@@ -106,24 +108,29 @@ def asked(fact: EvalFact, how: str) -> tuple[str | list[dict[str, str]], str]:
     raise ValueError(f"how must be one of {ASKS}, got {how!r}")
 
 
-def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: TaughtNames | None = None) -> list[str]:
+def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: TaughtNames | None = None,
+            retriever: Retriever | None = None) -> list[str]:
     """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do;
-    with `names` (the live facts'), recased first as the API does."""
+    with `names` (the live facts'), recased first as the API does; with `retriever`, the notes it finds put
+    in front (retrieval instead of the memory)."""
     if names is not None:
         asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
     out = [""] * len(asks)
-    for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS), strict=True):
+    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
+    for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS, prompt), strict=True):
         out[i] = text
     params = SamplingParams(MAX_NEW_TOKENS)
     for i, messages in enumerate(asks):
         if not isinstance(messages, str):
+            messages = retriever.chat(messages) if retriever is not None else messages
             out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params).text
     return out
 
 
-def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion]) -> float:
-    answers = generate_answers(lm, [q.question for q in probe], 24)
+def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None) -> float:
+    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
+    answers = generate_answers(lm, [q.question for q in probe], 24, prompt)
     return sum(q.correct(a) for q, a in zip(probe, answers, strict=True)) / max(len(probe), 1)
 
 
@@ -178,46 +185,63 @@ def taught_names(taught: Sequence[Fact]) -> TaughtNames:
 
 
 def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
-             probe: Sequence[ProbeQuestion], recase: bool = True) -> UsageResult:
-    lm, ledger, taught = copy.deepcopy(v0), RowWriters(), posts(facts, form)
-    batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
+             probe: Sequence[ProbeQuestion], recase: bool = True, retriever: Retriever | None = None) -> UsageResult:
+    """One form taught as the worker teaches it, or, with `retriever` (empty), indexed by it instead."""
+    taught = posts(facts, form)
+    if retriever is not None:
+        lm, ledger, (batches, steps, seconds) = v0, None, (0, 0, 0.0)
+        retriever.add(taught)
+    else:
+        lm, ledger = copy.deepcopy(v0), RowWriters()
+        batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
     names = taught_names(taught) if recase else None
     answered = {}
     for how in ASKS:
         asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
-        got = replies(lm, asks, names)
+        got = replies(lm, asks, names, retriever)
         answered[how] = sum(contains_answer(r, g) for r, g in zip(got, golds, strict=True)) / len(facts)
-    return UsageResult(form, len(facts), answered, probe_answered(lm, probe), batches, steps, seconds,
-                       explained_by_its_post(lm, ledger, facts, taught))
+    return UsageResult(form, len(facts), answered, probe_answered(lm, probe, retriever), batches, steps, seconds,
+                       explained_by_its_post(lm, ledger, facts, taught) if ledger is not None else None)
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
-                    neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion], recase: bool = True
-                    ) -> UsageResult:
-    lm, taught = copy.deepcopy(v0), [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)]
-    batches, steps, seconds = _teach(lm, stats, taught, settings)
-    got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None)
-    kept = generate_answers(lm, [q.question for q in neighbours], 24)
+                    neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion], recase: bool = True,
+                    retriever: Retriever | None = None) -> UsageResult:
+    taught = [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)]
+    if retriever is not None:
+        lm, (batches, steps, seconds) = v0, (0, 0, 0.0)
+        retriever.add(taught)
+    else:
+        lm = copy.deepcopy(v0)
+        batches, steps, seconds = _teach(lm, stats, taught, settings)
+    got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever)
+    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
+    kept = generate_answers(lm, [q.question for q in neighbours], 24, prompt)
     answered = {
         "new answer": sum(contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)) / len(fixes),
         "old answer gone": sum(not contains_answer(r, c.old) for r, c in zip(got, fixes, strict=True)) / len(fixes),
         "neighbours kept": sum(q.correct(a) for q, a in zip(neighbours, kept, strict=True)) / max(len(neighbours), 1),
     }
-    return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe), batches, steps, seconds)
+    return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe, retriever), batches, steps,
+                       seconds)
 
 
 def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact],
               fixes: Sequence[Correction], neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion],
               progress: Path | None = None, run_key: dict | None = None, forms: Sequence[str] = FORMS,
-              on_result: Callable[[UsageResult], None] | None = None, recase: bool = True) -> list[UsageResult]:
+              on_result: Callable[[UsageResult], None] | None = None, recase: bool = True,
+              retrieval: Callable[[], Retriever] | None = None) -> list[UsageResult]:
     """Every form, then the corrections, each from version 0. With `progress`, each result is saved there
     as it is measured, and one already there for the same `run_key` (settings, facts, seed) is read back
-    instead of measured again, so a stopped run resumes. `recase`: as the API's SMFT_RECASE_NAMES."""
+    instead of measured again, so a stopped run resumes. `recase`: as the API's SMFT_RECASE_NAMES. With
+    `retrieval` (a new, empty Retriever per call), nothing is taught: each form's posts are indexed instead."""
+    fresh = retrieval or (lambda: None)
     results = []
     jobs: list[tuple[str, Callable[[], UsageResult]]] = [
-        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase)) for form in forms]
+        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase, fresh())) for form in forms]
     if fixes:
-        jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe, recase)))
+        jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe, recase,
+                                                                     fresh())))
     for name, measure in jobs:
         saved = progress / f"{name.replace(' ', '_').replace('+', 'and')}.json" if progress else None
         stored = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,18 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
     recase = ApiSettings().recase_names  # and the API's reading of lower-case questions
+    retrieval = None
+    if args.method != "service":
+        from bench.methods import parse_method_spec
+        from bench.retrieval import Retriever
+
+        try:
+            spec = parse_method_spec(args.method)
+        except ValueError as exc:
+            raise SystemExit(f"--method: {exc}") from exc
+        if spec.method != "retrieval":
+            raise SystemExit(f"--method: 'service' or 'retrieval[:MIN_MATCH]', got {args.method!r}")
+        retrieval = functools.partial(Retriever, spec.top_t, spec.min_match)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
@@ -182,10 +195,12 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
     run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
                "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
+    if retrieval is not None:  # (key kept out for the service, so its saved progress still resumes)
+        run_key["method"] = args.method
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
           + f"; lower-case questions recased: {recase}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
-                        forms=args.forms or FORMS, recase=recase,
+                        forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
                         on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)", file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
@@ -320,6 +335,9 @@ def register(sub: Any) -> None:
     usage.add_argument("--corrections", type=int, default=8, help="capitals version 0 knows, each taught anew")
     usage.add_argument("--seed", type=int, default=0)
     usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")
+    usage.add_argument("--method", default="service", help=(
+        "'service': taught as the worker teaches (default); 'retrieval' or 'retrieval:MIN_MATCH': nothing taught, "
+        "the posts indexed by BM25 and the best notes put before each question (bench/retrieval.py)"))
     usage.add_argument("--forms", type=_usage_forms, help="comma-separated forms to measure (default: all of them)")
     usage.add_argument("--out", default="runs/usage", help="usage.json, usage.md and progress/ (resumed)")
     usage.set_defaults(fn=cmd_bench_usage)

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from bench import usage
 from bench.facts import generate_facts
@@ -71,3 +72,28 @@ def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(t
     monkeypatch.setattr(usage, "run_form", lambda *a, **k: other)  # another run's key: measured anew
     assert usage.run_usage(lm, stats, settings, facts, [], [], probe, tmp_path, {"seed": 1}, forms=usage.FORMS[:1]) \
         == [other]
+
+
+def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(tiny_lm, tmp_path):
+    from bench.retrieval import Retriever
+
+    lm, stats, _ = tiny_lm
+    values = {i: m.values.detach().clone() for i, m in lm.memories.items()}
+    facts = generate_facts(4)
+    fixes, neighbours = usage.corrections(read_probe(), 2)
+    results = usage.run_usage(lm, stats, WorkerSettings(batch_facts=2, steps=2), facts, fixes, neighbours[:4],
+                              read_probe()[:4], tmp_path, {"method": "retrieval"}, forms=usage.FORMS[1:2],
+                              retrieval=Retriever)
+    assert [r.name for r in results] == ["bare statement", "corrections"]
+    assert all(r.batches == r.steps == 0 and r.explained is None for r in results)
+    assert all(torch.equal(m.values, values[i]) for i, m in lm.memories.items())
+    assert "| bare statement | 4 |" in usage_tables(results)
+
+    notes = Retriever()
+    notes.add([f.fact for f in facts])
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": facts[0].question}]
+    with_notes = notes.chat(chat)
+    assert with_notes[0]["content"].startswith("Be brief.\n\n") and facts[0].fact.text in with_notes[0]["content"]
+    assert with_notes[1:] == chat[1:]
+    assert notes.chat(chat[1:])[0]["role"] == "system"  # no system prompt of its own: one is added
+    assert notes.chat([{"role": "user", "content": "zzz qqq"}]) == [{"role": "user", "content": "zzz qqq"}]
