@@ -97,3 +97,12 @@ def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(t
     assert with_notes[1:] == chat[1:]
     assert notes.chat(chat[1:])[0]["role"] == "system"  # no system prompt of its own: one is added
     assert notes.chat([{"role": "user", "content": "zzz qqq"}]) == [{"role": "user", "content": "zzz qqq"}]
+
+
+@pytest.mark.parametrize("method", ["full:1e-5", "retrieval:2", "nonsense"])
+def test_a_method_the_usage_bench_cannot_run_is_refused_before_any_work(method, tmp_path):
+    from cli.main import main
+
+    with pytest.raises(SystemExit, match="--method"):
+        main(["bench", "usage", "--method", method, "--out", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
