@@ -140,7 +140,8 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 
 # The worker settings that decide how a fact is taught (`smft bench usage` records and prints them).
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
-                     "optimizer", "lr", "max_row_norm", "trained_slot_weight", "synthetic_questions")
+                     "optimizer", "lr", "max_row_norm", "trained_slot_weight", "synthetic_questions",
+                     "split_statements")
 
 
 def _usage_forms(text: str) -> tuple[str, ...]:

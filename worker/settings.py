@@ -46,6 +46,9 @@ class WorkerSettings(CommonSettings):
     trained_slot_weight: float = Field(SparseConfig.trained_slot_weight, ge=0, le=1, description="weight on the "
                                        "TF-IDF score of rows earlier facts trained (1: like any row, 0: never again)")
     synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
+    split_statements: bool = Field(True, description="a fact posted as several sentences (a paragraph of notes) "
+                                   "is taught one statement at a time, each with its own questions and rows, under "
+                                   "its one id")
     neighbours_per_fact: int = Field(8, ge=0, le=64, description="other names swapped into each fact's examples: "
                                      "rows those read often are the wording's, not the fact's, and never change "
                                      "(0: none)")
