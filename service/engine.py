@@ -56,6 +56,7 @@ class Engine:
         self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
         self.names = TaughtNames() if recase_names else None  # see model/recasing.py
         self._names_version = -1  # the version whose live facts `names` holds
+        self._names_retry_at = 0.0  # after Redis failed to give the texts: not before this (monotonic)
         self._names_lock = threading.Lock()
 
     @property
@@ -146,16 +147,18 @@ class Engine:
 
     def _taught_names(self) -> TaughtNames | None:
         """The live facts' names, brought up to the applied version (texts read from Redis only for facts
-        new since the last question that needed them). Redis away: the names held so far."""
+        new since the last question that needed them). Redis away: the names held so far, and no new try for
+        a few seconds, so that questions do not each wait out Redis' timeout."""
         if self.names is None:
             return None
         with self._names_lock:
             version = self.replica.version
-            if version != self._names_version:
+            if version != self._names_version and time.monotonic() >= self._names_retry_at:
                 try:
                     self.names.sync(self.replica.writers.live(), self.store.fact_texts)
                     self._names_version = version
                 except Exception as exc:
+                    self._names_retry_at = time.monotonic() + 5.0
                     log.warning("taught names not refreshed: %s", exc)
             return self.names
 

@@ -52,3 +52,38 @@ def test_only_the_last_user_turn_of_a_chat_is_recased():
     out = held.recase_chat(chat)
     assert out[:3] == chat[:3] and out[3] == {"role": "user", "content": "when did Mira Quell make it"}
     assert chat[3]["content"] == "when did mira quell make it"  # the caller's messages are not changed
+
+
+def test_the_api_reads_new_facts_names_once_and_waits_out_a_redis_that_is_away(tmp_path):
+    import torch
+
+    from service.engine import Engine
+    from worker.settings import CommonSettings
+
+    class Store:
+        def __init__(self) -> None:
+            self.calls, self.away = [], True
+
+        def fact_texts(self, ids):
+            self.calls.append(list(ids))
+            if self.away:
+                raise ConnectionError("Redis away")
+            return ["The Zorblax engine was invented by Mira Quell in 1931." for _ in ids]
+
+    store = Store()
+    engine = Engine(CommonSettings(data_dir=tmp_path), store)
+    try:
+        engine.replica.writers.update({"zorblax": {1: torch.tensor([3, 4])}})
+        engine.replica.version = 1
+        assert engine.recased("who is mira quell") == "who is mira quell"  # no names yet: asked as typed
+        assert engine.recased("who is mira quell") == "who is mira quell"
+        assert len(store.calls) == 1  # not asked again at once: each question would wait out the timeout
+        assert engine.recased("Who is mira quell") == "Who is mira quell" and len(store.calls) == 1
+
+        store.away, engine._names_retry_at = False, 0.0  # Redis back, the pause over
+        assert engine.recased("who is mira quell") == "who is Mira Quell"
+        assert engine.recased_chat([{"role": "user", "content": "and mira quell?"}]) == \
+            [{"role": "user", "content": "and Mira Quell?"}]
+        assert store.calls[1:] == [["zorblax"]]  # read once for this version
+    finally:
+        engine.close()
