@@ -21,6 +21,12 @@ def test_a_paragraph_is_taught_one_statement_at_a_time_under_its_one_id():
     # its own question and answer go with the first piece holding the answer, once
     assert [(p.question, p.answer) for p in pieces[:3]] == [
         (None, None), ("What is the capital of Vessaly?", "Port Orrin"), (None, None)]
+    # a piece of a word or two is no statement of its own: it stays with its neighbour
+    assert [p.text for p in by_statement([Fact("Yes. The office moved to Leeds in 2026. Great!", fact_id="x")])] \
+        == ["Yes. The office moved to Leeds in 2026. Great!"]
+    assert [p.text for p in by_statement([Fact("Mira Quell lives in Leeds. Great! Port Orrin is far away.",
+                                               fact_id="y")])] == ["Mira Quell lives in Leeds. Great!",
+                                                                    "Port Orrin is far away."]
     said_otherwise = Fact(NOTES, paraphrases=("Mira Quell invented the Zorblax engine.",), fact_id="p")
     assert by_statement([said_otherwise]) == [said_otherwise]
 
