@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import bm25s
 
 from model.facts import Fact
-from model.prompting import conversation_prompt
+from model.prompting import conversation_prompt, last_user_turn
 
 NOTES = 3  # statements put into the prompt, at most
 SYSTEM = "Answer the question briefly. These notes may help:\n{notes}"
@@ -56,8 +56,8 @@ class Retriever:
     def chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with the notes its last user turn retrieves in its system turn (added to the chat's own
         system prompt, or a new one first); as asked when none is retrieved."""
-        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        notes = self.retrieve(question)
+        last = last_user_turn(messages)
+        notes = self.retrieve(messages[last]["content"]) if last is not None else []
         if not notes:
             return messages
         system = SYSTEM.format(notes="\n".join(f"- {n}" for n in notes))

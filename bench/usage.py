@@ -117,7 +117,7 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
         asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
     out = [""] * len(asks)
-    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
+    prompt = _notes_first(lm, retriever)
     for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS, prompt), strict=True):
         out[i] = text
     params = SamplingParams(MAX_NEW_TOKENS)
@@ -128,9 +128,13 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
     return out
 
 
+def _notes_first(lm: MemoryLM, retriever: Retriever | None) -> Callable[[str], str] | None:
+    """What goes before each plain question: the retriever's notes (None: the plain chat prompt)."""
+    return functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
+
+
 def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None) -> float:
-    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
-    answers = generate_answers(lm, [q.question for q in probe], 24, prompt)
+    answers = generate_answers(lm, [q.question for q in probe], 24, _notes_first(lm, retriever))
     return sum(q.correct(a) for q, a in zip(probe, answers, strict=True)) / max(len(probe), 1)
 
 
@@ -215,8 +219,7 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         lm = copy.deepcopy(v0)
         batches, steps, seconds = _teach(lm, stats, taught, settings)
     got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever)
-    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
-    kept = generate_answers(lm, [q.question for q in neighbours], 24, prompt)
+    kept = generate_answers(lm, [q.question for q in neighbours], 24, _notes_first(lm, retriever))
     answered = {
         "new answer": sum(contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)) / len(fixes),
         "old answer gone": sum(not contains_answer(r, c.old) for r, c in zip(got, fixes, strict=True)) / len(fixes),

@@ -17,6 +17,11 @@ def end_of_answer(tokenizer) -> str:
     return tokenizer.eos_token or ""
 
 
+def last_user_turn(messages: list[dict[str, str]]) -> int | None:
+    """The index of the chat's last user message (the question being asked now), None when there is none."""
+    return max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+
+
 def conversation_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     """A whole chat ({role, content} dicts) in the model's template, ready for the assistant's turn."""
     if getattr(tokenizer, "chat_template", None):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from model.prompting import last_user_turn
 from model.questions import names_of
 
 
@@ -92,7 +93,7 @@ class TaughtNames:
 
     def recase_chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with its last user turn recased (the question being asked now)."""
-        last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+        last = last_user_turn(messages)
         if last is None:
             return messages
         out = list(messages)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
-from model.prompting import conversation_prompt
+from model.prompting import conversation_prompt, last_user_turn
 from model.provenance import Source, answer_contributions
 from model.recasing import TaughtNames, typed_in_lower_case
 from service.batcher import QueryBatcher
@@ -170,8 +170,8 @@ class Engine:
 
     def recased_chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with its last user turn recased, as `recased` does a question."""
-        last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        names = self._taught_names() if typed_in_lower_case(last) else None
+        last = last_user_turn(messages)
+        names = self._taught_names() if last is not None and typed_in_lower_case(messages[last]["content"]) else None
         return names.recase_chat(messages) if names is not None else messages
 
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
