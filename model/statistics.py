@@ -57,57 +57,133 @@ def _batches(lm: MemoryLM, docs: Sequence[str], batch_size: int, max_tokens: int
         yield ids.to(lm.device), mask.to(lm.device)
 
 
-@torch.no_grad()
-def fit_input_means(lm: MemoryLM, docs: Sequence[str], batch_size: int = 8, max_tokens: int = 128) -> None:
-    """Set each memory's input_mean to the mean of its inputs over the documents, and for memories
-    addressed by context, context_mean to the mean pooled context where it is defined."""
-    sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
-    context_sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
-    context_counts = dict.fromkeys(lm.memories, 0)
-    count = 0
-    hooks = []
-    masks: list[torch.Tensor] = []
+# layer -> (the memory's input [B, T, hidden], its pooled context (pooled, seen) or None)
+Captured = dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]
+
+
+def _memory_inputs(lm: MemoryLM, ids: torch.Tensor, mask: torch.Tensor) -> Captured:
+    """One forward as far as the memories: what each of them was given."""
+    captured: Captured = {}
 
     def hook_for(idx: int):
         def hook(module, args):
-            x = args[0]
-            sums[idx] += x[masks[-1].bool()].double().sum(0)
-            if module.context is not None:
-                pooled, seen = module.context
-                where = masks[-1].bool() & seen.bool()
-                context_sums[idx] += pooled[where].double().sum(0)
-                context_counts[idx] += int(where.sum())
+            captured[idx] = (args[0], module.context)
         return hook
 
-    for idx, memory in lm.memories.items():
-        hooks.append(memory.register_forward_pre_hook(hook_for(idx)))
+    handles = [memory.register_forward_pre_hook(hook_for(idx)) for idx, memory in lm.memories.items()]
     try:
-        for ids, mask in _batches(lm, docs, batch_size, max_tokens, "input centring"):
-            masks.append(mask)
-            lm.run_to_memories(ids, mask)
-            count += int(mask.sum())
+        lm.run_to_memories(ids, mask)
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
-    for idx, memory in lm.memories.items():
-        memory.input_mean.copy_((sums[idx] / max(count, 1)).to(memory.input_mean.dtype))
-        if hasattr(memory, "context_mean"):
-            memory.context_mean.copy_((context_sums[idx] / max(context_counts[idx], 1)).to(memory.context_mean.dtype))
+    return captured
+
+
+class _Means:
+    """Running means of each memory's inputs over the real tokens, and of its pooled context where
+    a weighted token was seen."""
+
+    def __init__(self, lm: MemoryLM) -> None:
+        self.sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
+        self.context_sums = {i: torch.zeros(lm.hidden_size, dtype=torch.float64, device=lm.device) for i in lm.memories}
+        self.context_counts = dict.fromkeys(lm.memories, 0)
+        self.count = 0
+
+    def add(self, captured: Captured, mask: torch.Tensor) -> None:
+        real = mask.bool()
+        self.count += int(real.sum())
+        for idx, (x, context) in captured.items():
+            self.sums[idx] += x[real].double().sum(0)
+            if context is not None:
+                pooled, seen = context
+                where = real & seen.bool()
+                self.context_sums[idx] += pooled[where].double().sum(0)
+                self.context_counts[idx] += int(where.sum())
+
+    def apply(self, lm: MemoryLM) -> None:
+        for idx, memory in lm.memories.items():
+            memory.input_mean.copy_((self.sums[idx] / max(self.count, 1)).to(memory.input_mean.dtype))
+            if hasattr(memory, "context_mean"):
+                mean = self.context_sums[idx] / max(self.context_counts[idx], 1)
+                memory.context_mean.copy_(mean.to(memory.context_mean.dtype))
+
+
+class _ReadCounts:
+    """Per-slot reads and document frequency (one document = one row of a batch)."""
+
+    def __init__(self, lm: MemoryLM) -> None:
+        self.doc_freq = {i: torch.zeros(m.num_slots, dtype=torch.long) for i, m in lm.memories.items()}
+        self.reads = {i: torch.zeros(m.num_slots, dtype=torch.long) for i, m in lm.memories.items()}
+
+    def add(self, slots_by_layer: dict[int, torch.Tensor], mask: torch.Tensor) -> None:
+        for idx, slots in slots_by_layer.items():  # [B, T, heads, k]
+            for row, row_mask in zip(slots.cpu(), mask.cpu().bool(), strict=True):
+                read = row[row_mask].flatten()
+                self.reads[idx] += torch.bincount(read, minlength=len(self.reads[idx]))
+                self.doc_freq[idx][read.unique()] += 1
+
+    def stats(self, num_docs: int, fingerprint: str) -> SlotStats:
+        return SlotStats(num_docs=num_docs, doc_freq=self.doc_freq, reads=self.reads, fingerprint=fingerprint)
+
+
+def _recorded_slots(lm: MemoryLM, ids: torch.Tensor, mask: torch.Tensor) -> dict[int, torch.Tensor]:
+    with lm.recording() as records:
+        lm.run_to_memories(ids, mask)
+    return {idx: torch.cat(chunks, dim=1) for idx, chunks in records.items()}  # one chunk per forward
+
+
+def _size(captured: Captured) -> int:
+    tensors = [t for x, context in captured.values() for t in (x, *(context or ()))]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @torch.no_grad()
 def collect_slot_stats(lm: MemoryLM, docs: Sequence[str], fingerprint: str, batch_size: int = 8,
                        max_tokens: int = 128) -> SlotStats:
     """Per-slot document frequency and read counts over the documents (one document = one row)."""
-    doc_freq = {i: torch.zeros(m.num_slots, dtype=torch.long) for i, m in lm.memories.items()}
-    reads = {i: torch.zeros(m.num_slots, dtype=torch.long) for i, m in lm.memories.items()}
+    counts = _ReadCounts(lm)
     for ids, mask in _batches(lm, docs, batch_size, max_tokens, "slot statistics"):
-        with lm.recording() as records:
-            lm.run_to_memories(ids, mask)
-        for idx, chunks in records.items():
-            slots = torch.cat(chunks, dim=1).cpu()  # [B, T, heads, k] (one chunk per forward)
-            for row, row_mask in zip(slots, mask.cpu().bool(), strict=True):
-                read = row[row_mask].flatten()
-                reads[idx] += torch.bincount(read, minlength=len(reads[idx]))
-                doc_freq[idx][read.unique()] += 1
-    return SlotStats(num_docs=len(docs), doc_freq=doc_freq, reads=reads, fingerprint=fingerprint)
+        counts.add(_recorded_slots(lm, ids, mask), mask)
+    return counts.stats(len(docs), fingerprint)
+
+
+@torch.no_grad()
+def fit_means_and_collect_stats(lm: MemoryLM, docs: Sequence[str], fingerprint: str, batch_size: int = 8,
+                                max_tokens: int = 128, keep_bytes: int = 1 << 30) -> SlotStats:
+    """Fit each memory's input_mean to the mean of its inputs over the documents (and, addressed by
+    context, context_mean to the mean pooled context where it is defined), then collect the slot
+    statistics as `collect_slot_stats` does, reading the documents through the model once.
+
+    With zero values (version 0) no memory adds anything, so what a memory is given does not depend
+    on how any memory is addressed: the inputs captured while fitting the means are the ones the
+    reads after it see, and addressing them again costs a lookup, not a forward to the memory layer
+    (the two passes were nearly all of preparing version 0). Batches past `keep_bytes` of captured
+    inputs (a large background corpus) are run through the model again instead.
+    """
+    if any(bool(memory.values.any()) for memory in lm.memories.values()):
+        raise ValueError("fit_means_and_collect_stats needs memories that add nothing (zero values, version 0)")
+    means, kept, again, held = _Means(lm), [], [], 0
+    for ids, mask in _batches(lm, docs, batch_size, max_tokens, "input centring"):
+        captured = _memory_inputs(lm, ids, mask)
+        means.add(captured, mask)
+        if held + _size(captured) <= keep_bytes:
+            kept.append((captured, mask))
+            held += _size(captured)
+        else:
+            again.append((ids, mask))
+    means.apply(lm)
+    counts = _ReadCounts(lm)
+    for captured, mask in kept:
+        counts.add({idx: _lookup(lm.memories[idx], x, context) for idx, (x, context) in captured.items()}, mask)
+    for ids, mask in tqdm(again, desc="slot statistics", unit="batch", leave=False):
+        counts.add(_recorded_slots(lm, ids, mask), mask)
+    return counts.stats(len(docs), fingerprint)
+
+
+def _lookup(memory, x: torch.Tensor, context: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The slots `memory` reads for input `x` with its pooled context as captured."""
+    memory.context = context
+    try:
+        return memory.lookup(x)[0]
+    finally:
+        memory.context = None

@@ -23,6 +23,15 @@ TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,))
 TINY_DOCS = [f"Document {i}: the river flows to the sea and the fox jumps {i} times." for i in range(12)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """The default model converted once per test session (model/loading.py), not read from the user's cache:
+    every run exercises the conversion; every process the tests start after it inherits the copy."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMFT_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -53,12 +53,13 @@ def running_service(env: dict[str, str], log: Path) -> Iterator[tuple[dict[str, 
 
 
 def wait_status(api: Api, fact_id: str, status: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, 0.05
     while time.monotonic() < deadline:
         body = api.client.get(f"/v1/facts/{fact_id}").json()
         if body["status"] == status:
             return body
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)  # a real-model wait of minutes must not keep the API busy answering polls
     raise TimeoutError(f"fact {fact_id} not {status}: {body}")
 
 

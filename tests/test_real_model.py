@@ -41,6 +41,28 @@ def test_missing_model_is_a_clear_error(tmp_path):
         load_base_model(str(tmp_path))
 
 
+def test_the_model_converted_once_loads_as_from_its_gguf_file(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="model.loading")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SMFT_MODEL_CACHE", str(cache))
+    read, tokenizer = load_base_model("smollm2")  # from the GGUF file; keeps a converted copy
+    (kept,) = cache.iterdir()
+    copied, copied_tokenizer = load_base_model("smollm2")
+    assert f"(converted: {kept})" in caplog.text
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Où est Zürich? 東京?"}]
+    prompts = [t.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+               for t in (tokenizer, copied_tokenizer)]
+    assert prompts[0] == prompts[1] and tokenizer(prompts[0]) == copied_tokenizer(prompts[1])
+    assert copied_tokenizer.pad_token_id == tokenizer.pad_token_id
+    assert read.state_dict().keys() == copied.state_dict().keys()
+    assert all(torch.equal(v, copied.state_dict()[k]) for k, v in read.state_dict().items())
+    # A copy that no longer loads is read from the GGUF file again and kept anew.
+    (kept / "model.safetensors").write_bytes(b"not a tensor file")
+    again, _ = load_base_model("smollm2")
+    assert "does not load" in caplog.text and (kept / "model.safetensors").stat().st_size > 1 << 20
+    assert torch.equal(again.lm_head.weight, read.lm_head.weight)
+
+
 def test_version_zero_equals_the_base_model(real_v0):
     lm, _, report, _ = real_v0
     base, _ = load_base_model("smollm2", TEST_DEVICE)

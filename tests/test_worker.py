@@ -194,6 +194,23 @@ def test_monitor_records_baseline_and_evaluates_every_m_versions(tiny_env):
     assert [pt["version"] for pt in read_monitor(p)["history"]] == [2, 4, 4]
 
 
+def test_a_smaller_monitor_probe_spreads_over_the_probe_and_stays_what_the_baseline_used(tiny_env, caplog):
+    from model.probe import read_probe
+    from worker.monitor import Monitor, read_monitor
+
+    p = store(tiny_env)
+    p.ensure_group()
+    make_worker(tiny_env, monitor_every_versions=1, monitor_probe=16).run(burst=True)
+    assert read_monitor(p)["baseline"]["probe_questions"] == 16
+    probe = [q.question for q in read_probe()]
+    spread = [probe.index(q.question) for q in Monitor(p, probe_size=16).probe]
+    assert spread == sorted(set(spread)) and spread[0] == 0 and spread[-1] >= len(probe) * 15 // 16 - 1
+    p.request_evaluation()
+    make_worker(tiny_env, monitor_every_versions=1).run(burst=True)  # now the whole probe: not what v0 answered
+    assert "recorded on 16 probe questions, SMFT_MONITOR_PROBE asks for" in caplog.text
+    assert read_monitor(p)["history"] == []
+
+
 def test_stop_during_the_monitor_baseline_leaves_it_and_the_queue_for_the_next_start(tiny_env):
     import worker.monitor as monitor_module
     from worker.monitor import read_monitor

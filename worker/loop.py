@@ -60,7 +60,8 @@ class Worker:
         self.stop = threading.Event()
         self.learner: SparseMemoryLearner | None = None
         self._last_snapshot = (0, time.monotonic())  # (version, when)
-        self.monitor = (Monitor(self.store, settings.monitor_window, settings.monitor_full_every)
+        self.monitor = (Monitor(self.store, settings.monitor_window, settings.monitor_full_every,
+                                probe_size=settings.monitor_probe)
                         if settings.monitor_every_versions else None)
         self._monitored = -1  # last version evaluated
         self._recent: deque[tuple[str, str]] = deque(maxlen=32)  # taught (question, answer) for recall
@@ -108,6 +109,11 @@ class Worker:
             else:
                 log.warning("no monitor baseline and version %d > 0: monitor off", self.replica.version)
                 self.monitor = None
+        baseline = self.monitor.baseline() if self.monitor else None
+        if baseline is not None and len(baseline["probe_f1"]) != len(self.monitor.probe):
+            log.warning("the monitor baseline was recorded on %d probe questions, SMFT_MONITOR_PROBE asks for %d: "
+                        "monitor off", len(baseline["probe_f1"]), len(self.monitor.probe))
+            self.monitor = None
         self._last_snapshot = (self.replica.version, time.monotonic())
         log.info("worker %s leads from version %d", self.owner, self.replica.version)
 

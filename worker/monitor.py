@@ -59,9 +59,12 @@ def _answers(lm: MemoryLM, questions: list[str], batch: int = 32,
 
 
 class Monitor:
-    def __init__(self, store: RedisStore, window: int = 32, full_every: int = 10, heldout_docs: int = 16) -> None:
+    def __init__(self, store: RedisStore, window: int = 32, full_every: int = 10, heldout_docs: int = 16,
+                 probe_size: int = 0) -> None:
         self.store, self.window, self.full_every = store, window, full_every
-        self.probe = read_probe()
+        probe = read_probe()
+        self.probe = [probe[i * len(probe) // probe_size] for i in range(probe_size)] \
+            if 0 < probe_size < len(probe) else probe
         self.heldout = load_corpus().heldout_texts[:heldout_docs]
         self._offset = self._evaluations = 0
 
@@ -78,7 +81,7 @@ class Monitor:
         return self.store.monitor_baseline()
 
     def record_baseline(self, lm: MemoryLM, stop: threading.Event | None = None) -> bool:
-        """Version 0 on the whole probe (per question) and the held-out text; once per deployment.
+        """Version 0 on the probe (per question) and the held-out text; once per deployment.
 
         It takes a minute or more on CPU, so it gives up (recording nothing, False) as soon as `stop`
         is set: a worker asked to stop should not hold on until the baseline is done.

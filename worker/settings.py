@@ -73,6 +73,9 @@ class WorkerSettings(CommonSettings):
     monitor_every_versions: int = Field(10, ge=0, description="evaluate forgetting every M versions (0: off)")
     monitor_window: int = Field(32, ge=1, description="retention-probe questions per evaluation (rotating)")
     monitor_full_every: int = Field(10, ge=0, description="every Nth evaluation uses the whole probe (0: never)")
+    monitor_probe: int = Field(0, ge=0, description="retention-probe questions the monitor uses, spread evenly over "
+                               "the curated probe (0: all of it); fewer make version 0's baseline, recorded before "
+                               "the first fact is taught, quicker. Fixed for a deployment once its baseline is kept")
     undo_keep_versions: int = Field(500, ge=0, description="undo records kept on disk, newest first (0: all); a "
                                     "fact taught in an older version can no longer be undone")
     fact_record_ttl_s: int = Field(0, ge=0, description="how long a fact's record stays in Redis once it is "
