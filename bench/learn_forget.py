@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -403,7 +404,8 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(6, 8.5), sharex=True)
     for r in results:
         xs = [c.facts_taught for c in r.checkpoints]
-        line, = top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o", label=r.spec.label)
+        line, = top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o",
+                         label=textwrap.fill(r.spec.label, 90))
         if all(c.probe_answered is not None for c in r.checkpoints):  # dashed: probe questions still answered
             top.plot(xs, [100 * c.probe_answered for c in r.checkpoints], linestyle="--", color=line.get_color())
         middle.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")
@@ -412,10 +414,11 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     middle.set_ylabel("retention F1 change (%)")
     bottom.set_ylabel("held-out NLL change (%)")
     bottom.set_xlabel("facts taught")
-    top.legend(fontsize=6)
+    # above the curves, not on them: a service setting's label is a line long
+    top.legend(fontsize=6, loc="lower left", bbox_to_anchor=(0, 1.02), borderaxespad=0)
     fig.tight_layout()
     paths.append(str(directory / "over_facts.png"))
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths
 
