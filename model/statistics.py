@@ -166,9 +166,10 @@ def fit_means_and_collect_stats(lm: MemoryLM, docs: Sequence[str], fingerprint: 
     for ids, mask in _batches(lm, docs, batch_size, max_tokens, "input centring"):
         captured = _memory_inputs(lm, ids, mask)
         means.add(captured, mask)
-        if held + _size(captured) <= keep_bytes:
+        size = _size(captured)
+        if held + size <= keep_bytes:
             kept.append((captured, mask))
-            held += _size(captured)
+            held += size
         else:
             again.append((ids, mask))
     means.apply(lm)
