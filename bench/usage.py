@@ -72,6 +72,8 @@ class UsageResult:
     # forms: the share of facts whose question's explanation (`"explain": true`) names, as its largest
     # source, the post that taught the fact; None in results saved before it was measured
     explained: float | None = None
+    # per way of asking, each miss as {"asked", "expected", "reply"}: what to read when a cell is low
+    misses: dict[str, list[dict]] | None = None
 
 
 def posts(facts: Sequence[EvalFact], form: str) -> list[Fact]:
@@ -199,13 +201,16 @@ def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Se
         lm, ledger = copy.deepcopy(v0), RowWriters()
         batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
     names = taught_names(taught) if recase else None
-    answered = {}
+    answered, misses = {}, {}
     for how in ASKS:
         asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
         got = replies(lm, asks, names, retriever)
-        answered[how] = sum(contains_answer(r, g) for r, g in zip(got, golds, strict=True)) / len(facts)
+        hits = [contains_answer(r, g) for r, g in zip(got, golds, strict=True)]
+        answered[how] = sum(hits) / len(facts)
+        misses[how] = [{"asked": a, "expected": g, "reply": r}
+                       for a, g, r, hit in zip(asks, golds, got, hits, strict=True) if not hit]
     return UsageResult(form, len(facts), answered, probe_answered(lm, probe, retriever), batches, steps, seconds,
-                       explained_by_its_post(lm, ledger, facts, taught) if ledger is not None else None)
+                       explained_by_its_post(lm, ledger, facts, taught) if ledger is not None else None, misses)
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
@@ -225,8 +230,14 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         "old answer gone": sum(not contains_answer(r, c.old) for r, c in zip(got, fixes, strict=True)) / len(fixes),
         "neighbours kept": sum(q.correct(a) for q, a in zip(neighbours, kept, strict=True)) / max(len(neighbours), 1),
     }
+    misses = {
+        "new answer": [{"asked": c.question, "expected": c.new, "reply": r}
+                       for r, c in zip(got, fixes, strict=True) if not contains_answer(r, c.new)],
+        "neighbours kept": [{"asked": q.question, "expected": q.answer, "reply": a}
+                            for q, a in zip(neighbours, kept, strict=True) if not q.correct(a)],
+    }
     return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe, retriever), batches, steps,
-                       seconds)
+                       seconds, misses=misses)
 
 
 def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact],

@@ -8,6 +8,7 @@ import torch
 from bench import usage
 from bench.facts import generate_facts
 from bench.report import usage_tables
+from model.evaluation import contains_answer
 from model.probe import read_probe
 from worker.settings import WorkerSettings
 
@@ -58,9 +59,13 @@ def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(t
     for r in results[:4]:
         assert list(r.answered) == list(usage.ASKS) and all(0 <= v <= 1 for v in r.answered.values())
         assert r.steps == 2 * r.batches and r.facts == 4 and 0 <= r.explained <= 1
+        for how, missed in r.misses.items():  # each miss kept to be read, and only misses
+            assert len(missed) == round((1 - r.answered[how]) * 4)
+            assert not any(contains_answer(m["reply"], m["expected"]) for m in missed)
     # 4 facts in 2s; one paragraph; the paragraph's 4 sentences in 2s; 2 corrections in one batch
     assert [r.batches for r in results] == [2, 2, 1, 2, 1]
     assert set(results[4].answered) == {"new answer", "old answer gone", "neighbours kept"}
+    assert len(results[4].misses["new answer"]) == round((1 - results[4].answered["new answer"]) * 2)
     table = usage_tables(results)
     assert "| paragraph | 4 |" in table and "| corrections |" in table and "explain names its post" in table
 
