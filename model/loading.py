@@ -90,41 +90,44 @@ def _converted_dir(source: ModelSource, cache: Path) -> Path:
     return cache / f"{gguf.stem}-{_file_digest(gguf)}-transformers-{transformers.__version__}"
 
 
-def _kept_conversion(source: ModelSource, cache: Path | None) -> ModelSource | None:
-    """The converted copy of a GGUF model, where one was kept."""
-    if source.gguf_file is None or cache is None:
-        return None
-    target = _converted_dir(source, cache)
-    return ModelSource(target, None) if (target / "config.json").is_file() else None
+def _conversion_of(source: ModelSource, cache: Path | None) -> Path | None:
+    """Where a GGUF model's converted copy is kept (None: not a GGUF model, or no cache)."""
+    return _converted_dir(source, cache) if source.gguf_file is not None and cache is not None else None
 
 
-def _keep_conversion(source: ModelSource, cache: Path, model, tokenizer) -> None:
-    """Save a model loaded from GGUF as a Hugging Face directory; written aside and renamed into place,
-    so processes starting together never read half a copy (the first rename wins)."""
-    target = _converted_dir(source, cache)
+def _kept(target: Path | None) -> ModelSource | None:
+    """The converted copy at `target`, where one was kept."""
+    return ModelSource(target, None) if target is not None and (target / "config.json").is_file() else None
+
+
+def _keep_conversion(source: ModelSource, target: Path, model, tokenizer) -> None:
+    """Save a model loaded from GGUF as a Hugging Face directory at `target`; written aside and renamed into
+    place, so processes starting together never read half a copy (the first rename wins)."""
+    scratch: Path | None = None
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
         # save_pretrained refuses a model read from GGUF; its dequantized tensors are plain float32.
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         (scratch / "config.json").write_text(json.dumps(config, indent=2))
         save_model(model, str(scratch / "model.safetensors"), metadata={"format": "pt"})  # tied tensors once
         tokenizer.save_pretrained(scratch)
-        try:
-            scratch.rename(target)
-            log.info("kept %s converted in %s", source.name, target)
-        except OSError:  # another process kept it first
+        scratch.rename(target)
+        log.info("kept %s converted in %s", source.name, target)
+    except OSError as exc:  # another process kept it first, or the cache is not writable (full, read-only)
+        if not (target / "config.json").is_file():
+            log.warning("cannot keep a converted copy of %s in %s (%s); the next start reads the GGUF file again",
+                        source.name, target.parent, exc)
+    finally:
+        if scratch is not None and scratch.exists():  # half a copy is never left behind
             shutil.rmtree(scratch, ignore_errors=True)
-    except OSError as exc:
-        log.warning("cannot keep a converted copy of %s in %s (%s); the next start reads the GGUF file again",
-                    source.name, cache, exc)
 
 
 def load_tokenizer(spec: str = DEFAULT_MODEL):
     """The model's tokenizer alone (seconds, not the weights), with a pad token."""
     source = resolve_model_source(spec)
-    kept = _kept_conversion(source, model_cache_dir())
+    kept = _kept(_conversion_of(source, model_cache_dir()))
     if kept is not None:
         try:
             return _tokenizer(kept)
@@ -150,8 +153,8 @@ def _tokenizer(source: ModelSource):
 def load_base_model(spec: str = DEFAULT_MODEL, device: str = "cpu"):
     """Returns (model, tokenizer), the model in float32 and eval mode, all weights frozen."""
     source = resolve_model_source(spec)
-    cache = model_cache_dir()
-    kept = _kept_conversion(source, cache)
+    target = _conversion_of(source, model_cache_dir())  # hashes the GGUF file: once per load
+    kept = _kept(target)
     if kept is not None:
         try:
             model, tokenizer = _load(kept)
@@ -162,8 +165,8 @@ def load_base_model(spec: str = DEFAULT_MODEL, device: str = "cpu"):
             kept = None
     if kept is None:
         model, tokenizer = _load(source)
-        if source.gguf_file is not None and cache is not None:
-            _keep_conversion(source, cache, model, tokenizer)
+        if target is not None:
+            _keep_conversion(source, target, model, tokenizer)
     model.to(device).eval().requires_grad_(False)
     log.info("loaded %s%s (%d layers, hidden %d) on %s", source.name, f" (converted: {kept.directory})" if kept else "",
              model.config.num_hidden_layers, model.config.hidden_size, device)

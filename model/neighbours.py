@@ -30,11 +30,13 @@ _NAME = re.compile(r"[A-Z][a-z]+(?:[- ][A-Z][a-z]+){0,2}")
 
 def name_pool(texts: Iterable[str], held_out: str = "", size: int = 200) -> list[str]:
     """The most frequent names in `texts` (1 to 3 capitalised words, letters only), leaving out any that
-    `held_out` mentions (the retention probe's questions: what measures forgetting is never used here)."""
+    `held_out` mentions (the retention probe's questions: what measures forgetting is never used here). A word
+    that opens its sentence alone is not taken for a name: over many sentences those are mostly common words
+    ("Coffee", "Gravity"), which one statement's subject may be but a pool of names must not hold."""
     counts: Counter[str] = Counter()
     for text in texts:
         for sentence in _SENTENCE_END.split(text):
-            counts.update(n for n in names_of(sentence) if _NAME.fullmatch(n) and len(n) >= 4)
+            counts.update(n for n in names_of(sentence, first_word=False) if _NAME.fullmatch(n) and len(n) >= 4)
     return [name for name, _ in counts.most_common() if name not in held_out][:size]
 
 

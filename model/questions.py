@@ -28,10 +28,25 @@ QUESTION_PROMPTS = (
 _WORD = re.compile(r"[\w'-]+")
 
 
-def key_terms(statement: str) -> set[str]:
-    """Names and numbers of a statement: capitalised words after the first, and words with digits."""
+# Words a sentence starts with, capitalised only because they come first: never a name.
+_SENTENCE_OPENERS = frozenset("""
+a about above according after all also although among an and another any as at because before below between both
+but by during each either even every few for from he her here his how however i if in into it its last later
+many more most my neither next no nor not now of on once one only or other our over since so some such that the
+their then there these they this those though through to today tomorrow two under unlike until we what when where
+which while who why with without yes yesterday yet you your
+""".split())
+
+
+def key_terms(statement: str, first_word: bool = True) -> set[str]:
+    """Names and numbers of a statement: capitalised words after the first, words with digits, and (with
+    `first_word`) a first word that is a name of one word ("Acme moved to Leeds."; not "The ...", and not
+    "Mount" of "Mount Obralrin", whose name the next word already marks)."""
     words = _WORD.findall(statement)
     terms = {w for w in words[1:] if w[:1].isupper()} | {w for w in words if any(c.isdigit() for c in w)}
+    if first_word and words and words[0][:1].isupper() and words[0].lower().removesuffix("'s") not in \
+            _SENTENCE_OPENERS and not (len(words) > 1 and words[1][:1].isupper()):
+        terms.add(words[0])
     return {t.lower().removesuffix("'s") for t in terms}
 
 
@@ -53,10 +68,10 @@ def usable_question(question: str, statement: str) -> bool:
 _DETERMINERS = {"the", "a", "an"}
 
 
-def names_of(statement: str) -> list[str]:
+def names_of(statement: str, first_word: bool = True) -> list[str]:
     """The statement's names in order: runs of capitalised words (articles aside) holding a key term,
-    and numbers."""
-    terms, run, names = key_terms(statement), [], []
+    and numbers. `first_word`: as for key_terms."""
+    terms, run, names = key_terms(statement, first_word), [], []
 
     def close() -> None:
         if any(w.lower() in terms for w in run):

@@ -78,6 +78,17 @@ def test_reversed_questions_ask_about_each_other_name():
     assert reversed_questions("the sky is blue.") == []
 
 
+def test_a_name_of_one_word_that_starts_the_statement_is_its_subject():
+    assert names_of("Acme moved its office to Leeds in 2026.") == ["Acme", "Leeds", "2026"]
+    assert reversed_questions("Acme moved its office to Leeds in 2026.") == [
+        "What do you know about Leeds?", "What do you know about 2026?"]
+    assert usable_question("Where did Acme move its office?", "Acme moved its office to Leeds in 2026.")
+    assert names_of("It was Mira Quell who built it.") == ["Mira Quell"]  # words that only open a sentence
+    assert names_of("In 1931, Mira Quell built it.") == ["1931", "Mira Quell"]
+    assert names_of("Mount Obralrin is tall.") == ["Mount Obralrin"]
+    assert not usable_question("What is the height of Mount Everest?", "Mount Obralrin is 8,262 meters tall.")
+
+
 def test_reverse_adds_the_questions_from_the_other_end(tiny_lm):
     lm, _, _ = tiny_lm
     (fact,) = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes.")], reverse=True)

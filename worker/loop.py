@@ -102,14 +102,15 @@ class Worker:
         self._load_published()
         self._remove_unpublished_files()
         self._check_background()
-        if self.monitor and self.monitor.baseline() is None:  # a version 0 prepared with the monitor off
+        baseline = self.monitor.baseline() if self.monitor else None
+        if self.monitor and baseline is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
                 if not self._record_baseline(self.replica.lm):
                     return
+                baseline = self.monitor.baseline()
             else:
                 log.warning("no monitor baseline and version %d > 0: monitor off", self.replica.version)
                 self.monitor = None
-        baseline = self.monitor.baseline() if self.monitor else None
         if baseline is not None and len(baseline["probe_f1"]) != len(self.monitor.probe):
             log.warning("the monitor baseline was recorded on %d probe questions, SMFT_MONITOR_PROBE asks for %d: "
                         "monitor off", len(baseline["probe_f1"]), len(self.monitor.probe))
