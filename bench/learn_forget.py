@@ -437,6 +437,9 @@ def write_report(results: Sequence[MethodResult], out: Path, meta: dict, target:
     curves = [report.learn_forget_curve(r) for r in results if r.final.learned_recent is not None]
     if curves:  # K: the checkpoint interval
         table += "\n\nOver the stream (K = facts between checkpoints):\n\n" + "\n\n".join(curves)
+    churn = [c for c in map(report.learn_forget_churn, results) if c is not None]
+    if churn:
+        table += "\n\n" + "\n\n".join(churn)
     report.write_json(out / "learn_forget.json", {
         **meta, "target_learning": target, "matched_at_facts": facts,
         "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]})

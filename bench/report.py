@@ -6,6 +6,7 @@ whichever command printed it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,6 +69,25 @@ def learn_forget_curve(result: MethodResult) -> str:
     return f"{result.spec.label}:\n\n" + markdown_table(
         ("facts", "all taught answered", "most recent K", "first K still answered", "probe still answered",
          "retention F1 change", "held-out NLL change", "train seconds"), rows)
+
+
+def learn_forget_churn(result: MethodResult) -> str | None:
+    """From checkpoint to checkpoint: of the facts taught before the previous one, and of the probe, how many
+    answered there are missed now (lost) and how many missed there are answered now (back). Forgetting that
+    nets a few points can be many answers flipping both ways. None without the missed lists."""
+    points = [c for c in result.checkpoints if c.missed is not None and c.probe_missed is not None]
+    rows = []
+    for before, now in itertools.pairwise(points):
+        was, is_ = set(before.missed), set(now.missed)
+        earlier = range(before.facts_taught)
+        probe_was, probe_is = set(before.probe_missed), set(now.probe_missed)
+        rows.append((f"{before.facts_taught} -> {now.facts_taught}",
+                     sum(i in is_ and i not in was for i in earlier), sum(i in was and i not in is_ for i in earlier),
+                     len(probe_is - probe_was), len(probe_was - probe_is)))
+    if not rows:
+        return None
+    return f"{result.spec.label}, answers that changed between checkpoints:\n\n" + markdown_table(
+        ("facts", "earlier facts lost", "earlier facts back", "probe lost", "probe back"), rows)
 
 
 def matching_note(target: float, facts: int | None, results: Sequence[MethodResult]) -> str:

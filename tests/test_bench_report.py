@@ -25,3 +25,20 @@ def test_tables_have_a_header_a_rule_and_one_row_per_item():
     assert overlap[2] == "| 24 | 0.500 | 0.250 | 0.125 |"
     phase = PhaseReport("queries", 8, 60.0, 100, 0, 900.0, 1500.0, 1.67, 0, 0, 0)
     assert report.load_table([phase]).splitlines()[2] == "| queries | 8 | 60 | 100 | 0 | 900 | 1500 | 1.67 | 0 | 0 |"
+
+
+def test_churn_counts_earlier_answers_lost_and_back_between_checkpoints():
+    from bench.learn_forget import Checkpoint, MethodResult
+    from bench.methods import MethodSpec
+
+    def point(facts: int, missed: list[int], probe_missed: list[int]) -> Checkpoint:
+        return Checkpoint(facts, 0.5, 0.5, 0.0, 0.0, 1.0, missed=missed, probe_missed=probe_missed)
+
+    result = MethodResult(MethodSpec("sparse", 1.0), [
+        point(4, [1], [0]),
+        point(8, [0, 5, 6], [1, 2]),  # 0 lost, 1 back (5 and 6 were not taught at 4: neither); probe 1, 2 lost, 0 back
+        point(12, [0, 5, 9], [1, 2])])  # 6 back; 9 is new
+    lines = report.learn_forget_churn(result).splitlines()
+    assert lines[2] == "| facts | earlier facts lost | earlier facts back | probe lost | probe back |"
+    assert lines[4:] == ["| 4 -> 8 | 1 | 1 | 2 | 1 |", "| 8 -> 12 | 0 | 1 | 0 | 0 |"]
+    assert report.learn_forget_churn(MethodResult(MethodSpec("sparse", 1.0), [point(4, [1], [0])])) is None
