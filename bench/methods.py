@@ -83,7 +83,8 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
     config = settings.sparse_config()
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {settings.steps} steps, questions "
                 f"{'on' if settings.synthetic_questions else 'off'}, reversed "
-                f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} neighbours "
+                f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
+                f"{'alike ' if settings.neighbours_alike else ''}neighbours "
                 f"(rows {settings.neighbour_reads}+ of them read left out)"
                 + (f", locality {settings.keep_weight:g}" if settings.keep_weight else ""))
     return MethodSpec("service", config.lr, config.top_t, config.ranking, config.optimizer, config.max_row_norm,

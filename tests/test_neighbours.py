@@ -7,7 +7,7 @@ import torch
 from model.config import SparseConfig
 from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, lm_loss
-from model.neighbours import name_pool, neighbour_examples, with_neighbours
+from model.neighbours import name_pool, names_alike, neighbour_examples, with_neighbours
 from model.ranking import slot_reads
 
 FIX = Fact("The capital of Luvoista is Gortes.", fact_id="fix",
@@ -33,6 +33,16 @@ def test_a_neighbour_is_the_facts_own_wording_after_another_subject():
                    ("Texas", "What do you know about Gortes?", "The capital of Texas", " is G")]
     assert neighbour_examples(Fact("the sky is blue."), ["Texas"], 4, random.Random(0)) == []  # no subject
     assert neighbour_examples(FIX, ["Texas"], 0, random.Random(0)) == []
+
+
+def test_alike_neighbours_are_the_names_nearest_each_subject_in_order(tiny_lm):
+    lm, _, _ = tiny_lm
+    names = ["Texas", "Emma", "Ravensburg", "Silk Road"]
+    fix_order, bare_order = names_alike(lm, [FIX, Fact("the sky is blue.")], names)
+    assert sorted(fix_order) == sorted(names) and bare_order == names  # no subject: as given
+    (fact,) = with_neighbours([FIX], names, 2, alike=[fix_order])
+    assert [n for n, *_ in dict.fromkeys((n,) for n, *_ in fact.neighbours)] == fix_order[:2]
+    assert names_alike(lm, [FIX], names) == [fix_order]  # deterministic
 
 
 def test_rows_a_neighbour_reads_are_never_selected_and_neighbours_are_not_trained_on(tiny_lm):

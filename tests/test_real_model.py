@@ -161,3 +161,14 @@ def test_undo_takes_back_one_fact_keeps_the_other_and_restores_retention(real_v0
     print(f"retention probe kept: v0 {at_v0}/24, B alone {b_alone}/24, A+B {with_both}/24, "
           f"after undo of A {after_undo}/24")
     assert after_undo >= b_alone - 1  # back to "as if A was never taught", within one question of 24
+
+
+def test_a_subjects_alike_neighbours_are_of_its_kind(real_v0):
+    """The real model reads a country next to places: those are its neighbours (model/neighbours.py)."""
+    from model.neighbours import names_alike
+    from worker.teaching import neighbour_names
+
+    lm, _, _, _ = real_v0
+    pool = neighbour_names(())
+    (country,) = names_alike(lm, [Fact("The capital of Qatar is Doha.")], pool)
+    assert len({"Britain", "Texas", "Crete", "Marshall Islands", "Chicago", "Middle East"} & set(country[:8])) >= 4

@@ -52,6 +52,8 @@ class WorkerSettings(CommonSettings):
     neighbours_per_fact: int = Field(8, ge=0, le=64, description="other names swapped into each fact's examples: "
                                      "rows those read often are the wording's, not the fact's, and never change "
                                      "(0: none)")
+    neighbours_alike: bool = Field(False, description="each fact's neighbours are the names most like its subject "
+                                   "(a country's are places, a person's are people) rather than names drawn at random")
     neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="neighbour names whose "
                                  "examples read a row that make it the wording's")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "

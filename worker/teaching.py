@@ -17,7 +17,7 @@ from model.facts import Fact, build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
 from model.locality import record_reads
-from model.neighbours import name_pool, with_neighbours
+from model.neighbours import name_pool, names_alike, with_neighbours
 from model.probe import data_path
 from model.questions import with_synthetic_questions
 from worker.settings import WorkerSettings
@@ -84,7 +84,8 @@ def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact
     if settings.neighbours_per_fact:
         names = neighbour_names(tuple(str(p) for p in settings.background))
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
-        facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed)
+        alike = names_alike(lm, facts, names) if settings.neighbours_alike else None
+        facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed, alike)
     if settings.keep_weight > 0 and learner.others is None:  # once per learner: version 0's reads do not change
         corpus = background_corpus(tuple(str(p) for p in settings.background))
         learner.others = record_reads(lm, corpus.rendered_train(lm.tokenizer))
