@@ -81,7 +81,9 @@ class MethodSpec:
 def service_spec(settings: WorkerSettings) -> MethodSpec:
     """The service's own teaching, as `settings` (the worker's) configure it."""
     config = settings.sparse_config()
-    teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {settings.steps} steps, questions "
+    steps = (f"{settings.steps} steps" if settings.loss_threshold is None
+             else f"to loss {settings.loss_threshold:g} (at most {settings.max_steps} steps)")
+    teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {steps}, questions "
                 f"{'on' if settings.synthetic_questions else 'off'}, reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "

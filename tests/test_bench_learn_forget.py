@@ -159,6 +159,21 @@ def test_sparse_labels_name_the_memory_shape():
     assert MethodSpec("sparse", 1.0, trained_slot_weight=0.0).label == "sparse tfidf t=500 lr=1 reuse=0"
 
 
+
+def test_the_service_label_names_every_teaching_setting_that_changes_what_it_learns():
+    """The label is what a resumed run is matched by: two service settings must never share one."""
+    from bench.methods import service_spec
+    from worker.settings import WorkerSettings
+
+    default = service_spec(WorkerSettings()).label
+    assert "10 steps" in default and "8 neighbours" in default
+    others = [WorkerSettings(loss_threshold=0.5, max_steps=25), WorkerSettings(neighbours_alike=True),
+              WorkerSettings(keep_weight=1e-2), WorkerSettings(neighbour_reads=4), WorkerSettings(batch_facts=1)]
+    labels = [service_spec(s).label for s in others]
+    assert "to loss 0.5 (at most 25 steps)" in labels[0] and "8 alike neighbours" in labels[1]
+    assert len({default, *labels}) == len(others) + 1
+
+
 def test_settings_on_the_command_line_parse_into_method_specs():
     from bench.methods import MethodSpec
     from bench.methods import parse_method_spec as _method_spec
