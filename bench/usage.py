@@ -225,16 +225,18 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         batches, steps, seconds = _teach(lm, stats, taught, settings)
     got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever)
     kept = generate_answers(lm, [q.question for q in neighbours], 24, _notes_first(lm, retriever))
+    new_in = [contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)]
+    kept_right = [q.correct(a) for q, a in zip(neighbours, kept, strict=True)]
     answered = {
-        "new answer": sum(contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)) / len(fixes),
+        "new answer": sum(new_in) / len(fixes),
         "old answer gone": sum(not contains_answer(r, c.old) for r, c in zip(got, fixes, strict=True)) / len(fixes),
-        "neighbours kept": sum(q.correct(a) for q, a in zip(neighbours, kept, strict=True)) / max(len(neighbours), 1),
+        "neighbours kept": sum(kept_right) / max(len(neighbours), 1),
     }
     misses = {
         "new answer": [{"asked": c.question, "expected": c.new, "reply": r}
-                       for r, c in zip(got, fixes, strict=True) if not contains_answer(r, c.new)],
+                       for r, c, hit in zip(got, fixes, new_in, strict=True) if not hit],
         "neighbours kept": [{"asked": q.question, "expected": q.answer, "reply": a}
-                            for q, a in zip(neighbours, kept, strict=True) if not q.correct(a)],
+                            for q, a, hit in zip(neighbours, kept, kept_right, strict=True) if not hit],
     }
     return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe, retriever), batches, steps,
                        seconds, misses=misses)

@@ -138,8 +138,8 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
     return 1 if any(r.query_errors or r.teach_errors for r in reports) else 0
 
 
-# The worker settings that decide how a fact is taught (`smft bench usage` records and prints them).
-# What a usage run's results depend on (its progress resumes only under the same): every teaching setting.
+# The worker settings that decide how a fact is taught: `smft bench usage` records and prints them, and its
+# progress resumes only under the same ones.
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "synthetic_questions",
                      "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
