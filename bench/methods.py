@@ -87,7 +87,8 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
                 f"{'on' if settings.synthetic_questions else 'off'}, reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "
-                f"(rows {settings.neighbour_reads}+ of them read left out)"
+                f"(rows {settings.neighbour_reads}+ of them read left out"
+                + (f", {settings.answer_reads}+ where answers begin" if settings.answer_reads else "") + ")"
                 + (f", locality {settings.keep_weight:g}" if settings.keep_weight else ""))
     return MethodSpec("service", config.lr, config.top_t, config.ranking, config.optimizer, config.max_row_norm,
                       config.trained_slot_weight, batch_facts=settings.batch_facts, teaching=teaching)

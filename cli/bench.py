@@ -143,7 +143,7 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "synthetic_questions",
                      "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
-                     "neighbour_reads", "keep_weight")
+                     "neighbour_reads", "answer_reads", "keep_weight")
 
 
 def _usage_forms(text: str) -> tuple[str, ...]:

@@ -120,6 +120,11 @@ class SparseConfig:
     # capitals (8 names per fact): 1 kept 67% of the other capitals but answered 83% of the statements;
     # 3 kept 48% and answered all; without neighbours 24% were kept.
     neighbour_reads: int = 3
+    # A row that the neighbour examples of this many different names read where their answer begins (the
+    # position before each example's last token: the cut after the first letter of the fact's other names) is
+    # not selected either; 0: off. Corrections' lost neighbours answered with the new capital's first letter
+    # ("The capital of Peru is L..."), through rows fewer than `neighbour_reads` names read there.
+    answer_reads: int = 0
     # Weight of the locality penalty (model/locality.py): the mean squared change the trained rows make at
     # the positions of other text that read them (the background corpus; the batch's neighbours where their
     # answers begin), each text's mean apart. 0: off.
@@ -141,5 +146,7 @@ class SparseConfig:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
         if self.neighbour_reads < 1:
             raise ValueError(f"neighbour_reads must be >= 1, got {self.neighbour_reads}")
+        if self.answer_reads < 0:
+            raise ValueError(f"answer_reads must be >= 0, got {self.answer_reads}")
         if self.keep_weight < 0:
             raise ValueError(f"keep_weight must be >= 0, got {self.keep_weight}")

@@ -136,15 +136,17 @@ class SparseMemoryLearner:
                 counts = slot_reads(chunks[0][positions], self.lm.memories[idx].num_slots)
                 reads[idx] = reads[idx] + counts if idx in reads else counts
             writes.append((records, positions, group))
-        neighbour_reads = self._neighbour_reads(batch.neighbours)
+        neighbour_reads, answer_reads = self._neighbour_reads(batch.neighbours)
         top_t = self.config.top_t * (max(1, len(batch.fact_ids)) if self.config.top_t_per_fact else 1)
         selected = {}
         self._batch_writes = {}
         for idx, counts in reads.items():
             weight = self._slot_weight(idx)
             if idx in neighbour_reads:  # a row the facts' neighbours read often is their wording's: never selected
-                mine = (neighbour_reads[idx] < self.config.neighbour_reads).float()
-                weight = mine if weight is None else weight * mine
+                mine = neighbour_reads[idx] < self.config.neighbour_reads
+                if self.config.answer_reads:  # ... and one they read where their answers begin, the answer's
+                    mine &= answer_reads[idx] < self.config.answer_reads
+                weight = mine.float() if weight is None else weight * mine.float()
             selected[idx] = rank_slots(counts, self.stats.idf(idx), top_t, self.config.ranking, weight)
             for records, positions, group in writes:
                 for fact_id, slots in fact_writes(records[idx][0], positions, group, selected[idx]).items():
@@ -152,32 +154,42 @@ class SparseMemoryLearner:
                     layers[idx] = torch.unique(torch.cat([layers[idx], slots])) if idx in layers else slots
         return selected
 
-    def _neighbour_reads(self, neighbours: TrainingBatch | None) -> dict[int, torch.Tensor]:
+    def _neighbour_reads(self, neighbours: TrainingBatch | None
+                         ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """Per memory layer, how many of the neighbours' names read each slot where their loss would be (a
-        neighbour row's `row_facts` entry is its name's group, see build_batch). Their reads there, with their
-        weights, are kept for the locality penalty when it is on: other subjects' answers are what the fact must not
-        write."""
+        neighbour row's `row_facts` entry is its name's group, see build_batch), and how many read it at their
+        last such position, where their answer begins. Their reads, with their weights, are kept for the locality
+        penalty when it is on: other subjects' answers are what the fact must not write."""
         keep = self.config.keep_weight > 0
         keys: dict[int, list[torch.Tensor]] = {}
+        answer_keys: dict[int, list[torch.Tensor]] = {}
         slots: dict[int, list[torch.Tensor]] = {}
         weights: dict[int, list[torch.Tensor]] = {}
         for group in neighbours.by_length() if neighbours is not None else []:
             with self.lm.reads() as records:
                 self.lm.run_to_memories(group.input_ids, group.attention_mask)
             positions = group.loss_positions
+            last = positions.clone()  # labels are one run at the end of each row: its last position is where
+            last[:, :-1] &= ~positions[:, 1:]  # no labelled token follows
             names = torch.tensor(group.row_facts, device=positions.device)[:, None].expand_as(positions)
             for idx, chunks in records.items():
                 read = chunks[0][0][positions].cpu()  # [positions, heads, k]
                 if keep:
                     slots.setdefault(idx, []).append(read)
                     weights.setdefault(idx, []).append(chunks[0][1][positions].cpu())
-                read = read.flatten(1)
-                name = names[positions].cpu()[:, None].expand_as(read)
-                keys.setdefault(idx, []).append(name.flatten() * self.lm.memories[idx].num_slots + read.flatten())
+                num_slots = self.lm.memories[idx].num_slots
+                for where, into in ((positions, keys), (last, answer_keys)):
+                    read = chunks[0][0][where].cpu().flatten(1)
+                    name = names[where].cpu()[:, None].expand_as(read)
+                    into.setdefault(idx, []).append(name.flatten() * num_slots + read.flatten())
         self._neighbours_read = OtherReads({i: torch.cat(s) for i, s in slots.items()},
                                            {i: torch.cat(w) for i, w in weights.items()}) if slots else None
-        return {idx: torch.bincount(torch.cat(parts).unique() % self.lm.memories[idx].num_slots,
-                                    minlength=self.lm.memories[idx].num_slots) for idx, parts in keys.items()}
+
+        def per_slot(found: dict[int, list[torch.Tensor]]) -> dict[int, torch.Tensor]:
+            """Per layer and slot: how many names' (name, slot) keys hold it."""
+            return {idx: torch.bincount(torch.cat(parts).unique() % self.lm.memories[idx].num_slots,
+                                        minlength=self.lm.memories[idx].num_slots) for idx, parts in found.items()}
+        return per_slot(keys), per_slot(answer_keys)
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
         """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""

@@ -168,7 +168,8 @@ def test_the_service_label_names_every_teaching_setting_that_changes_what_it_lea
     default = service_spec(WorkerSettings()).label
     assert "10 steps" in default and "8 neighbours" in default
     others = [WorkerSettings(loss_threshold=0.5, max_steps=25), WorkerSettings(neighbours_alike=True),
-              WorkerSettings(keep_weight=1e-2), WorkerSettings(neighbour_reads=4), WorkerSettings(batch_facts=1)]
+              WorkerSettings(keep_weight=1e-2), WorkerSettings(neighbour_reads=4), WorkerSettings(batch_facts=1),
+              WorkerSettings(answer_reads=1)]
     labels = [service_spec(s).label for s in others]
     assert "to loss 0.5 (at most 25 steps)" in labels[0] and "8 alike neighbours" in labels[1]
     assert len({default, *labels}) == len(others) + 1

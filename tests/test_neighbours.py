@@ -68,3 +68,30 @@ def test_rows_a_neighbour_reads_are_never_selected_and_neighbours_are_not_traine
         kept = set(SparseMemoryLearner(lm, stats, config).select(steered)[1].tolist())
         wording = set((names >= often).nonzero().flatten().tolist())
         assert kept == free - wording and kept and free & wording  # what several names read is left out, no more
+
+
+def test_rows_a_neighbour_reads_where_its_answer_begins_are_left_out_when_asked(tiny_lm):
+    """SparseConfig.answer_reads: at the position before the answer's first letter (" is" before "G"), a row
+    fewer names read than `neighbour_reads` is the answer's too."""
+    lm, stats, _ = tiny_lm
+    (fact,) = with_neighbours([FIX], ["Texas", "Emma", "Ravensburg"], 3)
+    batch = build_batch([fact], lm.tokenizer).to(lm.device)
+    neighbours = batch.neighbours
+    with lm.recording() as records:
+        lm.run_to_memories(neighbours.input_ids, neighbours.attention_mask)
+    read, positions = records[1][0], neighbours.loss_positions
+    last = positions & ~torch.cat([positions[:, 1:], torch.zeros_like(positions[:, :1])], dim=1)
+    assert last.sum(1).tolist() == [1] * 9  # one answer start per example
+    ids = neighbours.input_ids[last.roll(1, dims=1)]  # the token each of those positions predicts
+    assert set(lm.tokenizer.decode(t).strip() for t in ids.tolist()) == {"G"}
+    at_answer = sum((slot_reads(read[rows][last[rows]], lm.memories[1].num_slots) > 0).long()
+                    for rows in (slice(0, 3), slice(3, 6), slice(6, 9)))
+    wide = SparseConfig(top_t=10_000, neighbour_reads=3)
+    base = set(SparseMemoryLearner(lm, stats, wide).select(batch)[1].tolist())
+    assert base == set(SparseMemoryLearner(lm, stats, SparseConfig(top_t=10_000, neighbour_reads=3, answer_reads=0)
+                                           ).select(batch)[1].tolist())  # 0: off
+    for often in (1, 2):
+        config = SparseConfig(top_t=10_000, neighbour_reads=3, answer_reads=often)
+        kept = set(SparseMemoryLearner(lm, stats, config).select(batch)[1].tolist())
+        answer = set((at_answer >= often).nonzero().flatten().tolist())
+        assert kept == base - answer and kept and base & answer

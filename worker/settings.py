@@ -56,6 +56,8 @@ class WorkerSettings(CommonSettings):
                                    "(a country's are places, a person's are people) rather than names drawn at random")
     neighbour_reads: int = Field(SparseConfig.neighbour_reads, ge=1, description="neighbour names whose "
                                  "examples read a row that make it the wording's")
+    answer_reads: int = Field(SparseConfig.answer_reads, ge=0, description="neighbour names whose examples read a "
+                              "row where their answer begins that make it the answer's, never selected (0: off)")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
                                "the trained rows add where background text reads them, kept near zero (0: off)")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
@@ -106,4 +108,4 @@ class WorkerSettings(CommonSettings):
         return SparseConfig(top_t=self.top_t, top_t_per_fact=self.top_t_per_fact, ranking=self.ranking,
                             optimizer=self.optimizer, lr=self.lr, max_row_norm=self.max_row_norm,  # type: ignore[arg-type]
                             trained_slot_weight=self.trained_slot_weight, neighbour_reads=self.neighbour_reads,
-                            keep_weight=self.keep_weight, schedule=schedule)
+                            answer_reads=self.answer_reads, keep_weight=self.keep_weight, schedule=schedule)
