@@ -276,11 +276,19 @@ def lost_taught(checkpoints: Sequence[Checkpoint]) -> list[int]:
     return sorted(final & once)
 
 
+def spread(items: Sequence[int], limit: int | None) -> list[int]:
+    """At most `limit` of `items`, evenly spread over them (the first `limit` of a stream's losses would all be
+    its earliest facts')."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
 def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters, checkpoints: Sequence[Checkpoint],
             facts: Sequence[EvalFact], probe: Sequence[ProbeQuestion], cap: float | None,
             limit: int | None = None) -> dict:
     """Every probe question version 0 answered and the trained model (`lm`) does not, and every taught fact lost
-    on the way, taken apart (at most `limit` of each)."""
+    on the way, taken apart (at most `limit` of each, spread over them)."""
     changed = changed_rows(lm, base)
     questions = [q.question for q in probe]
     with rows_restored(lm, base, changed):
@@ -290,7 +298,7 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
     lost = [i for i, (q, b, a) in enumerate(zip(probe, before, after, strict=True))
             if q.correct(decode(b, skip_special_tokens=True)) and not q.correct(decode(a, skip_special_tokens=True))]
     answered_before = sum(q.correct(decode(b, skip_special_tokens=True)) for q, b in zip(probe, before, strict=True))
-    chosen = lost[:limit]
+    chosen = spread(lost, limit)
     capped = capped_rows(lm, cap)
     probe_losses = [loss for i in chosen
                     if (loss := take_apart(lm, base, writers, questions[i], before[i], after[i], capped, changed))
@@ -298,10 +306,11 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
     taught = facts[:checkpoints[-1].facts_taught] if checkpoints else []
     order = {f.fact.fact_id: i for i, f in enumerate(taught)}
     gone = lost_taught(checkpoints)
-    replies = generate_answer_ids(lm, [taught[i].question for i in gone[:limit]], 32)
+    chosen_taught = spread(gone, limit)
+    replies = generate_answer_ids(lm, [taught[i].question for i in chosen_taught], 32)
     taught_losses = [take_apart_taught(lm, base, writers, taught[i].fact.fact_id, taught[i].question, taught[i].answer,
                                        order, decode(reply, skip_special_tokens=True).strip())
-                     for i, reply in zip(gone[:limit], replies, strict=True)]
+                     for i, reply in zip(chosen_taught, replies, strict=True)]
     missed = set(checkpoints[-1].missed or ()) if checkpoints else set()
     by_kind: dict[str, list[int]] = {}
     for i, fact in enumerate(taught):

@@ -356,7 +356,7 @@ def register(sub: Any) -> None:
     forget.add_argument("--seed", type=int, default=0, help="the run's --seed")
     forget.add_argument("--steps", type=int, default=10, help="the run's --steps")
     forget.add_argument("--every", type=int, default=10, help="the run's --every")
-    forget.add_argument("--limit", type=int, help="take apart at most this many losses of each kind")
+    forget.add_argument("--limit", type=int, help="take apart at most this many losses of each kind, spread over them")
     forget.add_argument("--out", help="forgetting.json and forgetting.md (default: run/forgetting)")
     forget.set_defaults(fn=cmd_bench_forgetting)
 

@@ -19,6 +19,13 @@ def test_a_fact_answered_once_and_missed_at_the_end_is_lost_on_the_way():
 
 
 @pytest.mark.slow  # the worker's teaching, its questions written by the model
+def test_a_limit_takes_losses_spread_over_the_stream():
+    from bench.forgetting import spread
+
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7]
+    assert spread([3, 8], 4) == [3, 8] and spread([3, 8], None) == [3, 8] and spread([], 2) == []
+
+
 def test_every_lost_answer_is_taken_apart_and_version_0_brings_it_back(
         tiny_lm, tiny_model_dir, background_file, tmp_path, monkeypatch):
     from bench.facts import generate_facts
