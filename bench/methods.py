@@ -13,6 +13,8 @@ from model.lm import MemoryLM
 from model.statistics import SlotStats
 from worker.settings import WorkerSettings
 
+WORKER_ROW_CAP = WorkerSettings.model_fields["max_row_norm"].default  # the service's default cap on a row's norm
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -51,8 +53,13 @@ class MethodSpec:
             cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
             reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
             return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
-        if self.method == "service":
-            return f"service: batches of {self.batch_facts}, t={self.top_t}, lr={self.lr:g}, {self.teaching}"
+        if self.method == "service":  # what differs from the worker's defaults, so no two settings share a label
+            rows = "".join(part for part, default in (
+                (f", {self.ranking}", self.ranking == "tfidf"), (f", {self.optimizer}", self.optimizer == "adam"),
+                (f", cap={self.max_row_norm:g}" if self.max_row_norm is not None else ", no cap",
+                 self.max_row_norm == WORKER_ROW_CAP),
+                (f", reuse={self.trained_slot_weight:g}", self.trained_slot_weight == 1.0)) if not default)
+            return f"service: batches of {self.batch_facts}, t={self.top_t}, lr={self.lr:g}{rows}, {self.teaching}"
         if self.method == "retrieval":
             floor = f", holding {self.min_match:.0%}+ of the question's words" if self.min_match else ""
             return f"retrieval: BM25, top {self.top_t} statements in the prompt{floor}"
