@@ -96,7 +96,8 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "
                 f"(rows {settings.neighbour_reads}+ of them read left out"
                 + (f", {settings.answer_reads}+ where answers begin" if settings.answer_reads else "") + ")"
-                + (f", locality {settings.keep_weight:g}" if settings.keep_weight else ""))
+                + (f", locality {settings.keep_weight:g}" if settings.keep_weight else "")
+                + (f", rows at the cap {settings.capped_slot_weight:g}" if settings.capped_slot_weight != 1 else ""))
     return MethodSpec("service", config.lr, config.top_t, config.ranking, config.optimizer, config.max_row_norm,
                       config.trained_slot_weight, batch_facts=settings.batch_facts, teaching=teaching)
 

@@ -171,17 +171,16 @@ class SparseMemoryLearner:
             positions = group.loss_positions
             last = positions.clone()  # labels are one run at the end of each row: its last position is where
             last[:, :-1] &= ~positions[:, 1:]  # no labelled token follows
-            names = torch.tensor(group.row_facts, device=positions.device)[:, None].expand_as(positions)
+            at_answer = last[positions].cpu()  # which of the loss positions are answer starts
+            names = torch.tensor(group.row_facts)[:, None].expand_as(positions)[positions.cpu()]
             for idx, chunks in records.items():
                 read = chunks[0][0][positions].cpu()  # [positions, heads, k]
                 if keep:
                     slots.setdefault(idx, []).append(read)
                     weights.setdefault(idx, []).append(chunks[0][1][positions].cpu())
-                num_slots = self.lm.memories[idx].num_slots
-                for where, into in ((positions, keys), (last, answer_keys)):
-                    read = chunks[0][0][where].cpu().flatten(1)
-                    name = names[where].cpu()[:, None].expand_as(read)
-                    into.setdefault(idx, []).append(name.flatten() * num_slots + read.flatten())
+                key = names[:, None] * self.lm.memories[idx].num_slots + read.flatten(1)  # (name, slot) per read
+                keys.setdefault(idx, []).append(key.flatten())
+                answer_keys.setdefault(idx, []).append(key[at_answer].flatten())
         self._neighbours_read = OtherReads({i: torch.cat(s) for i, s in slots.items()},
                                            {i: torch.cat(w) for i, w in weights.items()}) if slots else None
 
@@ -192,12 +191,18 @@ class SparseMemoryLearner:
         return per_slot(keys), per_slot(answer_keys)
 
     def _slot_weight(self, idx: int) -> torch.Tensor | None:
-        """Per-slot score weight: config.trained_slot_weight where the table's row is already trained."""
-        weight = self.config.trained_slot_weight
-        if weight == 1.0:
+        """Per-slot score weight: config.trained_slot_weight where the table's row is already trained, times
+        config.capped_slot_weight where it is at the norm cap."""
+        trained, capped, cap = self.config.trained_slot_weight, self.config.capped_slot_weight, self.config.max_row_norm
+        if trained == 1.0 and capped == 1.0:
             return None
-        trained = self.lm.memories[idx].values.detach().ne(0).any(dim=1).cpu()
-        return torch.where(trained, weight, 1.0)
+        values = self.lm.memories[idx].values.detach()
+        weight = torch.ones(len(values))
+        if trained != 1.0:
+            weight[values.ne(0).any(dim=1).cpu()] = trained
+        if capped != 1.0 and cap is not None:  # the cap projects a row onto the sphere: at it up to rounding
+            weight[values.norm(dim=1).cpu() >= cap * (1 - 1e-3)] *= capped
+        return weight
 
     def _begin(self, batch: TrainingBatch) -> None:
         self.finish()

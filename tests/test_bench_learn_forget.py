@@ -171,11 +171,12 @@ def test_the_service_label_names_every_teaching_setting_that_changes_what_it_lea
               WorkerSettings(keep_weight=1e-2), WorkerSettings(neighbour_reads=4), WorkerSettings(batch_facts=1),
               WorkerSettings(answer_reads=1), WorkerSettings(trained_slot_weight=0.5),
               WorkerSettings(max_row_norm=100.0), WorkerSettings(max_row_norm=None), WorkerSettings(optimizer="sgd"),
-              WorkerSettings(ranking="tf")]
+              WorkerSettings(ranking="tf"), WorkerSettings(capped_slot_weight=0.0)]
     labels = [service_spec(s).label for s in others]
     assert "to loss 0.5 (at most 25 steps)" in labels[0] and "8 alike neighbours" in labels[1]
     assert default.startswith("service: batches of 4, t=500, lr=1, per fact")  # the defaults' files still resume
     assert "reuse=0.5" in labels[6] and "cap=100" in labels[7] and "no cap" in labels[8]
+    assert labels[-1].endswith(", rows at the cap 0")
     assert len({default, *labels}) == len(others) + 1
 
 

@@ -150,6 +150,33 @@ def test_trained_slot_weight_zero_keeps_a_later_batch_off_earlier_rows(tiny_lm, 
         SparseConfig(trained_slot_weight=1.5)
 
 
+def test_capped_slot_weight_zero_keeps_a_later_batch_off_rows_at_the_cap_only(tiny_lm, monkeypatch):
+    lm, stats, _ = tiny_lm
+    lm = copy.deepcopy(lm)
+    capped = SparseConfig(top_t=7, lr=1.0, max_row_norm=0.5)
+    first = SparseMemoryLearner(lm, stats, capped)
+    teach(first, build_batch([FACT], lm.tokenizer).to(lm.device), StepSchedule(steps=2))
+    trained = first.take_touched()[1]
+    assert len(trained) == 7
+    values = lm.memories[1].values
+    assert torch.allclose(values[trained].norm(dim=1), torch.full((7,), 0.5))  # Adam's steps pass the cap
+    below = trained[:3]
+    with torch.no_grad():
+        values[below] *= 0.5  # three rows stay trained but below the cap
+    batch = build_batch([FACT], lm.tokenizer).to(lm.device)
+    assert set(SparseMemoryLearner(lm, stats, capped).select(batch)[1].tolist()) == set(trained.tolist())
+    # The same fact again with full rows left out: its rows below the cap are still chosen, none at it.
+    picked = set(SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=1.0, max_row_norm=0.5,
+                                                             capped_slot_weight=0.0)).select(batch)[1].tolist())
+    assert len(picked) == 7 and set(below.tolist()) <= picked and not picked & set(trained[3:].tolist())
+
+    monkeypatch.setenv("SMFT_CAPPED_SLOT_WEIGHT", "0")
+    from worker.settings import WorkerSettings
+    assert WorkerSettings().sparse_config().capped_slot_weight == 0.0
+    with pytest.raises(ValueError, match="capped_slot_weight needs max_row_norm"):
+        SparseConfig(capped_slot_weight=0.0)
+
+
 def test_top_t_per_fact_gives_facts_taught_together_the_rows_each_would_get_alone(tiny_lm):
     lm, stats, _ = tiny_lm
     facts = [Fact("Mira Quell invented the Zorblax engine.", fact_id="a"),

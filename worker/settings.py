@@ -45,6 +45,9 @@ class WorkerSettings(CommonSettings):
                                        "('none': no cap)")
     trained_slot_weight: float = Field(SparseConfig.trained_slot_weight, ge=0, le=1, description="weight on the "
                                        "TF-IDF score of rows earlier facts trained (1: like any row, 0: never again)")
+    capped_slot_weight: float = Field(SparseConfig.capped_slot_weight, ge=0, le=1, description="weight on the "
+                                      "TF-IDF score of rows already at the norm cap, where a write only overwrites "
+                                      "(1: like any row, 0: a full row never changes again)")
     synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
     split_statements: bool = Field(True, description="a fact posted as several sentences (a paragraph of notes) "
                                    "is taught one statement at a time, each with its own questions and rows, under "
@@ -107,5 +110,6 @@ class WorkerSettings(CommonSettings):
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
         return SparseConfig(top_t=self.top_t, top_t_per_fact=self.top_t_per_fact, ranking=self.ranking,
                             optimizer=self.optimizer, lr=self.lr, max_row_norm=self.max_row_norm,  # type: ignore[arg-type]
-                            trained_slot_weight=self.trained_slot_weight, neighbour_reads=self.neighbour_reads,
+                            trained_slot_weight=self.trained_slot_weight,
+                            capped_slot_weight=self.capped_slot_weight, neighbour_reads=self.neighbour_reads,
                             answer_reads=self.answer_reads, keep_weight=self.keep_weight, schedule=schedule)
