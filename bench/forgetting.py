@@ -139,6 +139,29 @@ def capped_rows(lm: MemoryLM, cap: float | None) -> dict[int, torch.Tensor]:
             for idx, m in lm.memories.items()}
 
 
+def table_by_norm(lm: MemoryLM, writers: RowWriters, cap: float | None) -> list[dict]:
+    """The written rows by norm (up to half the cap, above it, at it), with how many live facts wrote them: rows
+    at the cap can only turn, so a write there overwrites what its earlier writers put in."""
+    bands: dict[str, list[torch.Tensor]] = {}
+    for idx, memory in lm.memories.items():
+        norm = memory.values.detach().norm(dim=-1).cpu()
+        count = writers.writer_counts(idx, len(norm))
+        written = (norm > 0) | (count > 0)
+        full = norm >= 0.999 * cap if cap is not None else torch.zeros_like(written)
+        half = norm > cap / 2 if cap is not None else torch.zeros_like(written)
+        for name, rows in (("up to half the cap", written & ~half), ("above half the cap", written & half & ~full),
+                           ("at the cap", written & full)):
+            bands.setdefault(name, []).append(count[rows])
+    out = []
+    for name, parts in bands.items():
+        count = torch.cat(parts).double()
+        out.append({"rows": name, "count": len(count),
+                    **({"mean writers": float(count.mean()), "median writers": float(count.median()),
+                        "one writer": float((count == 1).double().mean()),
+                        "5+ writers": float((count >= 5).double().mean())} if len(count) else {})})
+    return out
+
+
 def changed_rows(lm: MemoryLM, base: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """Per memory layer, the slots whose values differ from version 0's: restoring them restores version 0."""
     with torch.no_grad():
@@ -317,7 +340,7 @@ def analyse(lm: MemoryLM, base: Mapping[int, torch.Tensor], writers: RowWriters,
         counts = by_kind.setdefault(fact.kind, [0, 0])
         counts[0] += i not in missed
         counts[1] += 1
-    return {"facts_taught": len(taught), "answered_by_relation": by_kind,
+    return {"facts_taught": len(taught), "answered_by_relation": by_kind, "table": table_by_norm(lm, writers, cap),
             "probe": {"answered_by_version_0": answered_before, "lost": len(lost), "taken_apart": len(probe_losses),
                       "summary": summary(probe_losses), "losses": [loss.as_dict() for loss in probe_losses]},
             "taught": {"lost_on_the_way": len(gone), "taken_apart": len(taught_losses),

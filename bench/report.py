@@ -201,6 +201,11 @@ def forgetting_tables(result: Mapping[str, Any], texts: Mapping[str, str], examp
         lines += ["", markdown_table(("relation", "taught facts answered at the end"),
                                      [(kind, f"{a}/{n} ({a / n:.0%})") for kind, (a, n) in
                                       result["answered_by_relation"].items()])]
+    if result.get("table"):
+        lines += ["", markdown_table(("rows written", "rows", "writers: mean", "median", "one", "5 or more"),
+                                     [(b["rows"], f"{b['count']:,}", f"{b.get('mean writers', 0):.1f}",
+                                       f"{b.get('median writers', 0):.0f}", f"{b.get('one writer', 0):.0%}",
+                                       f"{b.get('5+ writers', 0):.0%}") for b in result["table"]])]
     lines += ["", f"Taught facts answered at an earlier checkpoint and not at the end: {taught['lost_on_the_way']} "
                   f"({taught['taken_apart']} taken apart).", ""]
     lines.append(markdown_table(("taught facts lost", "share"),

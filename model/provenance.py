@@ -89,6 +89,12 @@ class RowWriters:
         layers = keys >> 32
         return {int(layer): keys[layers == layer] & 0xFFFFFFFF for layer in layers.unique()}
 
+    def writer_counts(self, layer: int, num_slots: int) -> torch.Tensor:
+        """How many live facts wrote each row of `layer` ([num_slots], int64)."""
+        keys, _ = self.entries
+        mine = keys[(keys >> 32) == layer] & 0xFFFFFFFF
+        return torch.bincount(mine, minlength=num_slots)
+
     def sharing(self, fact_id: str) -> dict[str, int]:
         """Other live facts that wrote some of `fact_id`'s rows, and how many, most first."""
         if fact_id not in self._index:

@@ -1,5 +1,7 @@
 """`smft bench forgetting`: every answer a learn-forget run lost, taken apart on the tiny model."""
 
+import json
+
 import pytest
 import torch
 
@@ -90,5 +92,12 @@ def test_every_lost_answer_is_taken_apart_and_version_0_brings_it_back(
     flags = ["--model", str(tiny_model_dir), "--facts", "4", "--seed", "3", "--every", "2"]
     assert main(["bench", "forgetting", str(run), *flags]) == 0
     assert (run / "forgetting" / "forgetting.md").read_text().startswith("After 4 facts:")
+    bands = json.loads((run / "forgetting" / "forgetting.json").read_text())["table"]
+    written = {b["rows"]: b["count"] for b in bands}
+    assert sum(written.values()) == len(changed_slots[1])  # every written row in one band
+    assert written["at the cap"] == 0  # the tiny run has no cap (SMFT_MAX_ROW_NORM unset: 250, far above its rows)
+    counts = table.writers.writer_counts(1, trained.shape[0])
+    assert int(counts.sum()) == len(table.writers) and set(counts.nonzero().flatten().tolist()) == \
+        set(changed_slots[1].tolist())
     with pytest.raises(SystemExit, match="another stream"):
         main(["bench", "forgetting", str(run), *flags[:-1], "3"])
