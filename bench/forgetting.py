@@ -30,6 +30,7 @@ from bench.facts import EvalFact
 from bench.learn_forget import Checkpoint
 from model.evaluation import contains_answer, generate_answer_ids
 from model.lm import MemoryLM
+from model.memory import at_cap
 from model.probe import ProbeQuestion
 from model.prompting import chat_prompt
 from model.provenance import RowWriters, Source, contributions_of
@@ -135,7 +136,7 @@ def _mask(rows: Mapping[int, torch.Tensor], layer: int, size: int) -> torch.Tens
 def capped_rows(lm: MemoryLM, cap: float | None) -> dict[int, torch.Tensor]:
     if cap is None:
         return {}
-    return {idx: (m.values.detach().norm(dim=-1) >= 0.999 * cap).nonzero().flatten().cpu()
+    return {idx: at_cap(m.values.detach().norm(dim=-1), cap).nonzero().flatten().cpu()
             for idx, m in lm.memories.items()}
 
 
@@ -147,7 +148,7 @@ def table_by_norm(lm: MemoryLM, writers: RowWriters, cap: float | None) -> list[
         norm = memory.values.detach().norm(dim=-1).cpu()
         count = writers.writer_counts(idx, len(norm))
         written = (norm > 0) | (count > 0)
-        full = norm >= 0.999 * cap if cap is not None else torch.zeros_like(written)
+        full = at_cap(norm, cap) if cap is not None else torch.zeros_like(written)
         half = norm > cap / 2 if cap is not None else torch.zeros_like(written)
         for name, rows in (("up to half the cap", written & ~half), ("above half the cap", written & half & ~full),
                            ("at the cap", written & full)):

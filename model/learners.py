@@ -17,6 +17,7 @@ from model.config import SparseConfig, StepSchedule
 from model.facts import TrainingBatch
 from model.lm import MemoryLM
 from model.locality import OtherReads, change_penalty
+from model.memory import at_cap
 from model.ranking import rank_slots, slot_reads
 from model.statistics import SlotStats
 
@@ -200,8 +201,8 @@ class SparseMemoryLearner:
         weight = torch.ones(len(values))
         if trained != 1.0:
             weight[values.ne(0).any(dim=1).cpu()] = trained
-        if capped != 1.0 and cap is not None:  # the cap projects a row onto the sphere: at it up to rounding
-            weight[values.norm(dim=1).cpu() >= cap * (1 - 1e-3)] *= capped
+        if capped != 1.0 and cap is not None:
+            weight[at_cap(values.norm(dim=1).cpu(), cap)] *= capped
         return weight
 
     def _begin(self, batch: TrainingBatch) -> None:

@@ -14,6 +14,11 @@ from torch import nn
 from model.config import MemoryConfig
 
 
+def at_cap(norms: torch.Tensor, cap: float) -> torch.Tensor:
+    """Which rows (by their L2 norms) sit at the norm cap: the cap projects a row onto the sphere, so up to rounding."""
+    return norms >= cap * (1 - 1e-3)
+
+
 class ProductKeyMemory(nn.Module):
     """One memory layer. Its forward reads `x` [..., hidden] and returns [..., hidden].
 
