@@ -258,6 +258,28 @@ def cmd_bench_forgetting(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_steps(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bench.facts import generate_facts
+    from bench.report import write_json
+    from bench.row_steps import OptimizerSetting, measure, steps_table
+    from worker.settings import WorkerSettings
+
+    try:
+        chosen = [OptimizerSetting.parse(s) for s in args.optimizers.split(",")]
+    except ValueError as exc:
+        raise SystemExit(f"--optimizers: {exc}") from exc
+    v0, stats = _version_zero(args)
+    facts = generate_facts(args.facts, seed=args.seed)
+    rows = [measure(v0, stats, facts, WorkerSettings(), s) for s in chosen]
+    print(steps_table(rows, len(facts)))
+    if args.out:
+        write_json(Path(args.out), {"facts": len(facts), "seed": args.seed,
+                                    "settings": [dataclasses.asdict(r) for r in rows]})
+    return 0
+
+
 def cmd_addressing(args: argparse.Namespace) -> int:
     from bench.addressing import answer_overlap
     from bench.facts import generate_facts
@@ -360,6 +382,17 @@ def register(sub: Any) -> None:
     forget.add_argument("--limit", type=int, help="take apart at most this many losses of each kind, spread over them")
     forget.add_argument("--out", help="forgetting.json and forgetting.md (default: run/forgetting)")
     forget.set_defaults(fn=cmd_bench_forgetting)
+
+    steps = bench.add_parser("steps", help="how far teaching moves each row it trains, per optimizer setting, "
+                                           "in the worker's batches (SMFT_* settings apply)")
+    steps.add_argument("--model", default="smollm2")
+    steps.add_argument("--device", default="cpu")
+    steps.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now)")
+    steps.add_argument("--optimizers", default="adam:1,sgd:1e6", help="comma-separated optimizer:lr settings")
+    steps.add_argument("--facts", type=int, default=8, help="generated facts taught with each setting")
+    steps.add_argument("--seed", type=int, default=0)
+    steps.add_argument("--out", help="write the table as JSON here")
+    steps.set_defaults(fn=cmd_bench_steps)
 
     addr = sub.add_parser("addressing", help="slot usage of version 0 (raw vs centred), and what the memory "
                                              "keys on where answers are predicted")
