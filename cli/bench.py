@@ -11,14 +11,17 @@ from typing import Any
 
 
 def _memory_config(args: argparse.Namespace):
-    """The memory the command line asks for (--layers, --n-keys, --context-weight where the command has them)."""
+    """The memory the command line asks for (--layers, --n-keys, --context-weight, --answer-context-weight where the
+    command has them)."""
     from model.config import MemoryConfig
 
-    layers, n_keys, weight = (getattr(args, name, None) for name in ("layers", "n_keys", "context_weight"))
+    layers, n_keys, weight, answer_weight = (getattr(args, name, None) for name in (
+        "layers", "n_keys", "context_weight", "answer_context_weight"))
     try:
         return MemoryConfig(n_keys=MemoryConfig.n_keys if n_keys is None else n_keys,
                             layers=tuple(int(i) for i in layers.split(",")) if layers else None,
-                            context_weight=MemoryConfig.context_weight if weight is None else weight)
+                            context_weight=MemoryConfig.context_weight if weight is None else weight,
+                            answer_context_weight=answer_weight)
     except ValueError as exc:
         raise SystemExit(f"memory: {exc}") from exc
 
@@ -308,6 +311,9 @@ def register(sub: Any) -> None:
     lf.add_argument("--n-keys", dest="n_keys", type=int, help="without --snapshot: sub-keys per half (n_keys^2 slots)")
     lf.add_argument("--context-weight", dest="context_weight", type=float,
                     help="without --snapshot: weight of context-keyed addressing (model/context.py)")
+    lf.add_argument("--answer-context-weight", dest="answer_context_weight", type=float,
+                    help="without --snapshot: the context weight where an answer's first token is predicted "
+                         "(default: --context-weight's)")
     lf.add_argument("--facts", type=int, default=100)
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
@@ -404,5 +410,8 @@ def register(sub: Any) -> None:
                                        "(default: the service's, 80%% of the depth)")
     addr.add_argument("--context-weight", dest="context_weight", type=float,
                       help="weight of context-keyed addressing (model/context.py; default: the service's)")
+    addr.add_argument("--answer-context-weight", dest="answer_context_weight", type=float,
+                      help="the context weight where an answer's first token is predicted "
+                           "(default: --context-weight's)")
     addr.add_argument("--facts", type=int, default=48, help="generated facts for the answer-position overlaps")
     addr.set_defaults(fn=cmd_addressing)

@@ -31,6 +31,12 @@ class MemoryConfig:
     # same way then share most of their slots at the answer. At 4 the passage's rare words outweigh
     # the position, and a fact's words come back mixed ("Mira Quellax"); 1 keeps them in order.
     context_weight: float = 1.0
+    # The context weight at the position that opens the assistant's turn, the one that predicts an answer's first
+    # token (None: context_weight). Its hidden state is the same template token for every question, so only the
+    # context tells questions apart there: at weight 1 the probe's answer starts put 41% of their read weight on
+    # rows the generated facts' questions read there, at 4 21% (docs/learn_forget.md, session 22). Not measured
+    # in training yet.
+    answer_context_weight: float | None = None
     seed: int = 0  # keys and query projection are random; the seed makes them reproducible
 
     def __post_init__(self) -> None:
@@ -46,6 +52,11 @@ class MemoryConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.context_weight < 0:
             raise ValueError(f"context_weight must be >= 0, got {self.context_weight}")
+        if self.answer_context_weight is not None:
+            if self.answer_context_weight <= 0:
+                raise ValueError(f"answer_context_weight must be > 0, got {self.answer_context_weight}")
+            if self.context_weight == 0:
+                raise ValueError("answer_context_weight needs context addressing (context_weight > 0)")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
             if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):

@@ -43,18 +43,35 @@ def user_turn_opener(tokenizer) -> list[int]:
     whole prompt (the pooling then spans the whole sequence)."""
     if not getattr(tokenizer, "chat_template", None):
         return []
-    marker = "Qmarker"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False)
-    ids = tokenizer(text[:text.index(marker)], add_special_tokens=False)["input_ids"]
+    text = tokenizer.apply_chat_template([{"role": "user", "content": _MARKER}], tokenize=False)
+    return _last_opener(tokenizer, text[:text.index(_MARKER)], text)
+
+
+def assistant_turn_opener(tokenizer) -> list[int]:
+    """The token ids that open the assistant's turn, as `user_turn_opener` finds a user's (`<|im_start|>assistant\n`):
+    their last token is the position that predicts an answer's first token. Empty without a template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    text = tokenizer.apply_chat_template([{"role": "user", "content": _MARKER}], tokenize=False,
+                                         add_generation_prompt=True)
+    return _last_opener(tokenizer, text[text.index(_MARKER) + len(_MARKER):], text)
+
+
+_MARKER = "Qmarker"
+
+
+def _last_opener(tokenizer, text: str, whole: str) -> list[int]:
+    """The ids of `text` from its last special token on, if they occur as such in the ids of `whole`."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     special = set(tokenizer.all_special_ids)
     opener = ids[max((i for i, t in enumerate(ids) if t in special), default=0):]
-    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
-    found = any(whole[i:i + len(opener)] == opener for i in range(len(whole)))
+    whole_ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
+    found = any(whole_ids[i:i + len(opener)] == opener for i in range(len(whole_ids)))
     return opener if opener and found else []
 
 
 def _turn_starts(ids: torch.Tensor, opener: torch.Tensor) -> torch.Tensor:
-    """[B, T] True at the last token of every user-turn opener in `ids` [B, T]."""
+    """[B, T] True at the last token of every turn opener (`opener`) in `ids` [B, T]."""
     starts = torch.zeros_like(ids, dtype=torch.bool)
     n = opener.numel()
     if n == 0 or ids.shape[1] < n:
@@ -67,10 +84,14 @@ def _turn_starts(ids: torch.Tensor, opener: torch.Tensor) -> torch.Tensor:
 class ContextPooler:
     """Feeds every context-addressed memory of a decoder the pooled context of each forward pass."""
 
-    def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory], opener: Sequence[int] = ()) -> None:
+    def __init__(self, decoder: nn.Module, memories: Sequence[ProductKeyMemory], opener: Sequence[int] = (),
+                 answer_opener: Sequence[int] = ()) -> None:
         self.memories = list(memories)
         self.embed = decoder.get_input_embeddings()
         self.opener = torch.tensor(list(opener), dtype=torch.long)  # ids that open a user turn (user_turn_opener)
+        # ids that open the assistant's turn (assistant_turn_opener): where a memory with an answer_context_weight
+        # weighs its context so
+        self.answer_opener = torch.tensor(list(answer_opener), dtype=torch.long)
         self._pinned: torch.Tensor | None = None  # token ids of a forward that passes inputs_embeds
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         # The hooks live as long as the decoder: a context-addressed memory cannot run without them.
@@ -107,6 +128,10 @@ class ContextPooler:
             positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
             restart = torch.where(_turn_starts(ids, self.opener.to(ids.device)), positions, -1).cummax(1).values
             restarted = restart >= 0
+        at_answer = None  # [B, T]: where an answer's first token is predicted; a generated token never is
+        if 0 < self.answer_opener.numel() <= ids.shape[1] and any(
+                m.config.answer_context_weight is not None for m in self.memories):
+            at_answer = _turn_starts(ids, self.answer_opener.to(ids.device))
         sums = []
         for i, memory in enumerate(self.memories):
             weight = memory.token_weight[ids].float()  # [B, T]
@@ -120,9 +145,13 @@ class ContextPooler:
                 at = restart.clamp_min(0)
                 total = total - torch.where(restarted[..., None], total.gather(1, at[..., None].expand_as(total)), 0)
                 mass = mass - torch.where(restarted, mass.gather(1, at), 0)
-            seen = mass > 0
+            # The context's weight at each position: 0 before any weighted token, else the memory's context weight
+            # (its answer_context_weight where an answer's first token is predicted).
+            strength = (mass > 0).float() * memory.config.context_weight
+            if at_answer is not None and memory.config.answer_context_weight is not None:
+                strength = torch.where(at_answer & (mass > 0), memory.config.answer_context_weight, strength)
             pooled = total / mass.clamp_min(1e-9)[..., None]  # [B, T, H]
-            memory.context = (pooled.to(memory.input_mean.dtype), seen.to(memory.input_mean.dtype))
+            memory.context = (pooled.to(memory.input_mean.dtype), strength.to(memory.input_mean.dtype))
             sums.append((total[:, -1], mass[:, -1]))  # [B, H], [B]: carried to the next forward
         if cache is not None:
             setattr(cache, _SUMS, sums)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from model.config import MemoryConfig
-from model.context import ContextPooler, user_turn_opener
+from model.context import ContextPooler, assistant_turn_opener, user_turn_opener
 from model.loading import DEFAULT_MODEL, load_base_model
 from model.memory import ProductKeyMemory
 from model.retrofit import attach_memories, decoder_layers
@@ -28,7 +28,8 @@ class MemoryLM:
         self.memories: dict[int, ProductKeyMemory] = attach_memories(model, config)
         self.context: ContextPooler | None = None
         if config.context_weight > 0:
-            self.context = ContextPooler(model.model, list(self.memories.values()), user_turn_opener(tokenizer))
+            self.context = ContextPooler(model.model, list(self.memories.values()), user_turn_opener(tokenizer),
+                                         assistant_turn_opener(tokenizer))
 
     @classmethod
     def load(cls, spec: str = DEFAULT_MODEL, config: MemoryConfig | None = None, device: str = "cpu") -> MemoryLM:

@@ -65,7 +65,8 @@ class ProductKeyMemory(nn.Module):
         self.recorded_slots: list[torch.Tensor] | None = None  # each [batch, seq, heads, topk]
         self.recorded_reads: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (slots, weights), as above
         self._trainable: tuple[torch.Tensor, torch.Tensor] | None = None  # (slot -> row index [N], rows [t, hidden])
-        # ([*x.shape[:-1], hidden] pooled token embeddings, [*x.shape[:-1]] 1 where a weighted token was seen)
+        # ([*x.shape[:-1], hidden] pooled token embeddings, [*x.shape[:-1]] the context's weight at each position:
+        # 0 until a weighted token was seen; see model/context.py)
         self.context: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -79,7 +80,7 @@ class ProductKeyMemory(nn.Module):
         q = self.query(h).view(*x.shape[:-1], cfg.heads, 2, cfg.key_dim // 2)  # [..., heads, 2, half]
         q = F.normalize(q, dim=-1)
         if cfg.context_weight > 0:
-            q = F.normalize(q + cfg.context_weight * self._context_query(x.shape[:-1]), dim=-1)
+            q = F.normalize(q + self._context_query(x.shape[:-1]), dim=-1)
         keys = F.normalize(self.sub_keys, dim=-1)  # [heads, 2, n, half]
         scores = torch.einsum("...hsd,hsnd->...hsn", q, keys)  # [..., heads, 2, n]
         half_scores, half_idx = scores.topk(cfg.topk, dim=-1)  # [..., heads, 2, k]
@@ -92,13 +93,15 @@ class ProductKeyMemory(nn.Module):
         return slots, weights
 
     def _context_query(self, shape: torch.Size) -> torch.Tensor:
-        """The unit-norm query halves of the pooled context; zero where no weighted token was seen yet."""
+        """The query halves of the pooled context, each of norm the context's weight at its position (zero where no
+        weighted token was seen yet)."""
         if self.context is None or self.context[0].shape[:-1] != shape:
             raise RuntimeError("this memory is addressed by context: run it inside its MemoryLM, which "
                                "pools the token ids of each forward (model/context.py)")
-        pooled, seen = self.context
-        c = self.context_query((pooled - self.context_mean) * seen[..., None])
-        return F.normalize(c.view(*shape, self.config.heads, 2, -1), dim=-1)  # [..., heads, 2, half]
+        pooled, strength = self.context
+        c = self.context_query(pooled - self.context_mean)
+        c = F.normalize(c.view(*shape, self.config.heads, 2, -1), dim=-1)  # [..., heads, 2, half]
+        return c * strength[..., None, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         slots, weights = self.lookup(x)

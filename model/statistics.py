@@ -57,7 +57,7 @@ def _batches(lm: MemoryLM, docs: Sequence[str], batch_size: int, max_tokens: int
         yield ids.to(lm.device), mask.to(lm.device)
 
 
-# layer -> (the memory's input [B, T, hidden], its pooled context (pooled, seen) or None)
+# layer -> (the memory's input [B, T, hidden], its pooled context (pooled, weight) or None)
 Captured = dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]
 
 
@@ -95,8 +95,8 @@ class _Means:
         for idx, (x, context) in captured.items():
             self.sums[idx] += x[real].double().sum(0)
             if context is not None:
-                pooled, seen = context
-                where = real & seen.bool()
+                pooled, weight = context
+                where = real & weight.bool()
                 self.context_sums[idx] += pooled[where].double().sum(0)
                 self.context_counts[idx] += int(where.sum())
 

@@ -9,7 +9,7 @@ import torch
 
 from model.batching import pad_rows
 from model.config import MemoryConfig, SparseConfig
-from model.context import user_turn_opener
+from model.context import assistant_turn_opener, user_turn_opener
 from model.corpus import split_corpus
 from model.evaluation import generate_answers
 from model.facts import Fact, build_batch
@@ -128,8 +128,11 @@ def test_the_subject_moves_the_address_of_the_same_final_words(context_lm, plain
     assert with_context < 0.5 * without
 
 
-def test_fast_training_path_is_exact_with_context(context_lm):
+@pytest.mark.parametrize("answer_weight", [None, 16.0])
+def test_fast_training_path_is_exact_with_context(context_lm, answer_weight):
     lm, stats = context_lm
+    for memory in lm.memories.values():  # the fast path pins the token ids: the answer start is found there too
+        memory.config = replace(memory.config, answer_context_weight=answer_weight)
     learner = SparseMemoryLearner(lm, stats, SparseConfig(top_t=7, lr=0.5))
     batch = build_batch([FACT], lm.tokenizer).to(lm.device)
     first = learner.step(batch)
@@ -164,6 +167,11 @@ def test_the_worker_setting_reaches_the_memory_config(monkeypatch):
 
     monkeypatch.setenv("SMFT_MEMORY_CONTEXT_WEIGHT", "4")
     assert WorkerSettings().memory_config().context_weight == 4.0
+    assert WorkerSettings().memory_config().answer_context_weight is None
+    monkeypatch.setenv("SMFT_MEMORY_ANSWER_CONTEXT_WEIGHT", "8")
+    assert WorkerSettings().memory_config().answer_context_weight == 8.0
+    monkeypatch.setenv("SMFT_MEMORY_ANSWER_CONTEXT_WEIGHT", "none")
+    assert WorkerSettings().memory_config().answer_context_weight is None
     monkeypatch.setenv("SMFT_MEMORY_CONTEXT_WEIGHT", "-1")
     with pytest.raises(ValidationError, match="memory_context_weight"):
         WorkerSettings()
@@ -195,3 +203,55 @@ def test_a_question_is_addressed_by_its_own_turn_whatever_comes_before_it(contex
     assert torch.allclose(pooled[0], pooled[1], atol=1e-5) and torch.allclose(pooled[0], pooled[2], atol=1e-5)
     plain = lm.encode(chat_prompt(lm.tokenizer, question))
     assert lm.encode(conversation_prompt(lm.tokenizer, chats[0])) == plain  # the query path asks the same
+
+
+def test_the_assistant_turn_opener_comes_from_the_chat_template(context_lm):
+    tokenizer = context_lm[0].tokenizer
+    assert assistant_turn_opener(tokenizer) == tokenizer("<|im_start|>assistant\n", add_special_tokens=False)[
+        "input_ids"]
+    assert context_lm[0].context.answer_opener.tolist() == assistant_turn_opener(tokenizer)
+
+
+def with_answer_context_weight(lm: MemoryLM, weight: float | None) -> MemoryLM:
+    """A copy of `lm` whose memories weigh the context so where an answer's first token is predicted."""
+    lm = copy.deepcopy(lm)
+    for memory in lm.memories.values():
+        memory.config = replace(memory.config, answer_context_weight=weight)
+    return lm
+
+
+def test_the_answer_context_weight_moves_only_the_answer_start(context_lm):
+    """It weighs the context at the position that predicts an answer's first token and nowhere else (that it parts
+    questions there is the default model's property: tests/test_real_model.py)."""
+    base = copy.deepcopy(context_lm[0])
+    for memory in base.memories.values():
+        memory.config = replace(memory.config, context_weight=1.0)
+    boosted = with_answer_context_weight(base, 32.0)
+    questions = ["Who invented the Zorblax engine?", "Who founded the city of Paris?", "Where does the river flow?"]
+    prompts = [chat_prompt(base.tokenizer, q) for q in questions]
+
+    def reads(lm: MemoryLM, text: str) -> torch.Tensor:
+        with lm.recording() as records:
+            lm.run_to_memories(torch.tensor([lm.encode(text)], device=lm.device))
+        return records[1][0][0]  # [T, heads, k]
+
+    for prompt in prompts:
+        before, after = reads(base, prompt), reads(boosted, prompt)
+        assert torch.equal(before[:-1], after[:-1])
+        assert not torch.equal(before[-1], after[-1])
+
+
+def test_cached_generation_matches_uncached_with_an_answer_context_weight(context_lm):
+    lm = with_answer_context_weight(with_random_values(context_lm[0]), 8.0)
+    ids = torch.tensor([lm.encode(chat_prompt(lm.tokenizer, "Who invented the Zorblax engine?"))], device=lm.device)
+    kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                  pad_token_id=lm.tokenizer.pad_token_id)
+    assert torch.equal(lm.model.generate(input_ids=ids, **kwargs),
+                       lm.model.generate(input_ids=ids, use_cache=False, **kwargs))
+
+
+@pytest.mark.parametrize(("context", "answer", "message"), [(1.0, 0.0, "must be > 0"), (1.0, -2.0, "must be > 0"),
+                                                            (0.0, 4.0, "needs context addressing")])
+def test_config_rejects_an_answer_context_weight_it_cannot_use(context, answer, message):
+    with pytest.raises(ValueError, match=message):
+        MemoryConfig(context_weight=context, answer_context_weight=answer)

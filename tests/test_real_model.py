@@ -172,3 +172,41 @@ def test_a_subjects_alike_neighbours_are_of_its_kind(real_v0):
     pool = neighbour_names(())
     (country,) = names_alike(lm, [Fact("The capital of Qatar is Doha.")], pool)
     assert len({"Britain", "Texas", "Crete", "Marshall Islands", "Chicago", "Middle East"} & set(country[:8])) >= 4
+
+
+def test_a_larger_context_weight_at_the_answer_start_keeps_the_probe_off_the_facts_rows(real_v0):
+    """Where an answer's first token is predicted, the probe's questions read the rows the facts' questions read
+    (41% of their weight at weight 1 over 200 facts and the whole probe, docs/learn_forget.md); weighing the context
+    4 times there halves it."""
+    from dataclasses import replace
+
+    from bench.facts import generate_facts
+    from model.batching import pad_rows
+    from model.prompting import chat_prompt
+
+    lm, _, _, _ = real_v0
+    layer = next(iter(lm.memories))
+    memory = lm.memories[layer]
+    facts = [chat_prompt(lm.tokenizer, f.question) for f in generate_facts(24)]
+    probe = [chat_prompt(lm.tokenizer, q.question) for q in read_probe()[:48]]
+
+    def answer_start(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [lm.encode(p) for p in prompts]
+        ids, mask = pad_rows(rows, lm.tokenizer.pad_token_id)
+        with torch.no_grad(), lm.reads() as records:
+            lm.run_to_memories(ids.to(lm.device), mask.to(lm.device))
+        slots, weights = records[layer][0]
+        at = (torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows]))
+        return slots[at].flatten().cpu(), weights[at].flatten().cpu()
+
+    config = memory.config
+    shares = []
+    try:
+        for weight in (None, 4.0):
+            memory.config = replace(config, answer_context_weight=weight)
+            fact_slots, _ = answer_start(facts)
+            probe_slots, probe_weights = answer_start(probe)
+            shares.append(float(probe_weights[torch.isin(probe_slots, fact_slots)].sum() / probe_weights.sum()))
+    finally:
+        memory.config = config
+    assert shares[1] < 0.7 * shares[0], shares

@@ -72,6 +72,9 @@ class WorkerSettings(CommonSettings):
                                       "of the depth")
     memory_context_weight: float = Field(MemoryConfig.context_weight, ge=0, description="weight of context-keyed "
                                          "addressing (IDF-weighted tokens read so far); 0: hidden state only")
+    memory_answer_context_weight: float | None = Field(None, gt=0, description="the context weight where an "
+                                                       "answer's first token is predicted ('none': the same as "
+                                                       "memory_context_weight)")
     background: list[Path] = Field(default_factory=list, description="background text files (default: shipped corpus)")
     lease_ttl_s: float = Field(15.0, gt=0, description="leader lease; a standby takes over after it expires")
     max_attempts: int = Field(3, ge=1, description="tries before a fact goes to the dead-letter list")
@@ -91,9 +94,9 @@ class WorkerSettings(CommonSettings):
     # At most 5 s: a Redis reply that takes longer than the store's socket timeout (10 s) counts as Redis away.
     poll_ms: int = Field(1000, ge=10, le=5000, description="how long one queue read blocks")
 
-    @field_validator("max_row_norm", mode="before")
+    @field_validator("max_row_norm", "memory_answer_context_weight", mode="before")
     @classmethod
-    def _no_cap(cls, value: object) -> object:
+    def _none(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value
 
     @property
@@ -104,7 +107,8 @@ class WorkerSettings(CommonSettings):
     def memory_config(self) -> MemoryConfig:
         layers = tuple(int(x) for x in self.memory_layers.split(",")) if self.memory_layers else None
         return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers,
-                            context_weight=self.memory_context_weight)
+                            context_weight=self.memory_context_weight,
+                            answer_context_weight=self.memory_answer_context_weight)
 
     def sparse_config(self) -> SparseConfig:
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
