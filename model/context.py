@@ -89,8 +89,7 @@ class ContextPooler:
         self.memories = list(memories)
         self.embed = decoder.get_input_embeddings()
         self.opener = torch.tensor(list(opener), dtype=torch.long)  # ids that open a user turn (user_turn_opener)
-        # ids that open the assistant's turn (assistant_turn_opener): where a memory with an answer_context_weight
-        # weighs its context so
+        # ids that open the assistant's turn (assistant_turn_opener): where a memory's answer_context_weight applies
         self.answer_opener = torch.tensor(list(answer_opener), dtype=torch.long)
         self._pinned: torch.Tensor | None = None  # token ids of a forward that passes inputs_embeds
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] | None = None
