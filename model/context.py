@@ -11,6 +11,10 @@ question is addressed by its own words, whatever system prompt or earlier turns 
 Prompts with one user turn and the default system prompt (whose tokens weigh nothing) pool exactly
 as before, and so do plain statements, which have no turns.
 
+Where the assistant's turn opens (the position that predicts an answer's first token) the hidden state
+is the same template token for every question, so only the context tells questions apart there; a
+memory's `answer_context_weight` weighs the context at that position alone (off by default).
+
 The pooling runs in hooks on the decoder, so every caller (training, statistics, `generate`) gets
 it. With a KV cache a forward sees only the new tokens: the running sums (since the last user turn
 opened) ride on the cache object.
