@@ -67,7 +67,6 @@ def measure(v0: MemoryLM, stats: SlotStats, facts: Sequence[EvalFact], settings:
             setting: OptimizerSetting) -> RowSteps:
     """Teach `facts` to a copy of version 0 in the worker's batches with this optimizer setting."""
     lm = copy.deepcopy(v0)
-    before = {idx: m.values.detach().clone() for idx, m in lm.memories.items()}
     settings = settings.model_copy(update={"optimizer": setting.optimizer, "lr": setting.lr})
     learner = SparseMemoryLearner(lm, stats, settings.sparse_config())
     size, first, last, seconds = settings.batch_facts, [], [], 0.0
@@ -78,8 +77,9 @@ def measure(v0: MemoryLM, stats: SlotStats, facts: Sequence[EvalFact], settings:
         seconds += report.seconds
     answers = generate_answers(lm, [f.question for f in facts], 32)
     answered = sum(contains_answer(a, f.answer) for a, f in zip(answers, facts, strict=True)) / len(facts)
-    with torch.no_grad():
-        change = torch.cat([(m.values.detach() - before[idx]).norm(dim=1) for idx, m in lm.memories.items()])
+    with torch.no_grad():  # the learner's undo record: every row it changed, with its value before
+        change = torch.cat([(lm.memories[idx].values.detach()[slots] - before.to(lm.device)).norm(dim=1).cpu()
+                            for idx, (slots, before) in learner.take_touched_with_before().items()])
         norms = torch.cat([m.values.detach().norm(dim=1) for m in lm.memories.values()])
     written = change[change > 0].double()
     quantiles = torch.quantile(written, torch.tensor([0.1, 0.5, 0.9], dtype=torch.double)).tolist() \

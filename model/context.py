@@ -150,9 +150,10 @@ class ContextPooler:
                 mass = mass - torch.where(restarted, mass.gather(1, at), 0)
             # The context's weight at each position: 0 before any weighted token, else the memory's context weight
             # (its answer_context_weight where an answer's first token is predicted).
-            strength = (mass > 0).float() * memory.config.context_weight
+            seen = mass > 0
+            strength = seen.float() * memory.config.context_weight
             if at_answer is not None and memory.config.answer_context_weight is not None:
-                strength = torch.where(at_answer & (mass > 0), memory.config.answer_context_weight, strength)
+                strength = torch.where(at_answer & seen, memory.config.answer_context_weight, strength)
             pooled = total / mass.clamp_min(1e-9)[..., None]  # [B, T, H]
             memory.context = (pooled.to(memory.input_mean.dtype), strength.to(memory.input_mean.dtype))
             sums.append((total[:, -1], mass[:, -1]))  # [B, H], [B]: carried to the next forward
