@@ -136,7 +136,7 @@ def _mask(rows: Mapping[int, torch.Tensor], layer: int, size: int) -> torch.Tens
 def capped_rows(lm: MemoryLM, cap: float | None) -> dict[int, torch.Tensor]:
     if cap is None:
         return {}
-    return {idx: at_cap(m.values.detach().norm(dim=-1), cap).nonzero().flatten().cpu()
+    return {idx: at_cap(m.values.detach().float().norm(dim=-1), cap).nonzero().flatten().cpu()
             for idx, m in lm.memories.items()}
 
 
@@ -145,7 +145,7 @@ def table_by_norm(lm: MemoryLM, writers: RowWriters, cap: float | None) -> list[
     at the cap can only turn, so a write there overwrites what its earlier writers put in."""
     bands: dict[str, list[torch.Tensor]] = {}
     for idx, memory in lm.memories.items():
-        norm = memory.values.detach().norm(dim=-1).cpu()
+        norm = memory.values.detach().float().norm(dim=-1).cpu()
         count = writers.writer_counts(idx, len(norm))
         written = (norm > 0) | (count > 0)
         full = at_cap(norm, cap) if cap is not None else torch.zeros_like(written)

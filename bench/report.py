@@ -122,7 +122,8 @@ def usage_tables(results: Sequence[UsageResult]) -> str:
 
 # --- smft bench speed --------------------------------------------------------------------------------
 def speed_tables(timings: Sequence[Timing], ratios: Mapping[str, float]) -> str:
-    times = markdown_table(("what", "median ms", "min ms", "max ms", "runs", "peak MB above the loaded model"),
+    times = markdown_table(("what", "median ms", "min ms", "max ms", "runs",
+                            "peak MB above the loaded model (load: its own)"),
                            ((t.name, f"{t.median_ms:g}", f"{t.min_ms:g}", f"{t.max_ms:g}", t.runs, f"{t.peak_mb:g}")
                             for t in timings))
     return times + "\n\n" + markdown_table(("ratio (same run)", "value"),

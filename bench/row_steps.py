@@ -78,9 +78,10 @@ def measure(v0: MemoryLM, stats: SlotStats, facts: Sequence[EvalFact], settings:
     answers = generate_answers(lm, [f.question for f in facts], 32)
     answered = sum(contains_answer(a, f.answer) for a, f in zip(answers, facts, strict=True)) / len(facts)
     with torch.no_grad():  # the learner's undo record: every row it changed, with its value before
-        change = torch.cat([(lm.memories[idx].values.detach()[slots] - before.to(lm.device)).norm(dim=1).cpu()
+        change = torch.cat([(lm.memories[idx].values.detach()[slots].float() - before.to(lm.device).float())
+                            .norm(dim=1).cpu()
                             for idx, (slots, before) in learner.take_touched_with_before().items()])
-        norms = torch.cat([m.values.detach().norm(dim=1) for m in lm.memories.values()])
+        norms = torch.cat([m.values.detach().float().norm(dim=1) for m in lm.memories.values()])
     written = change[change > 0].double()
     quantiles = torch.quantile(written, torch.tensor([0.1, 0.5, 0.9], dtype=torch.double)).tolist() \
         if len(written) else [0.0, 0.0, 0.0]

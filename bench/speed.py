@@ -33,7 +33,7 @@ class Timing:
     min_ms: float
     max_ms: float
     runs: int
-    peak_mb: float  # peak memory above the loaded model: RSS on CPU, allocated memory on CUDA
+    peak_mb: float  # peak memory above the loaded model (load: the load's own): RSS on CPU, allocated on CUDA
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +79,28 @@ def _step_child(model: str, snapshot: str, device: str, method: str, repeats: in
             times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _rss_mb() - base
     out.put(_summary(f"train step: {method}", times, peak).as_dict())
+
+
+def _load_child(model: str, snapshot: str, device: str, out: mp.Queue) -> None:
+    base = _rss_mb()
+    start = time.perf_counter()
+    lm, _ = load_snapshot(model, Path(snapshot), device)
+    seconds = time.perf_counter() - start
+    memory = lm.memories[min(lm.memories)]
+    name = f"load: model and memory ({len(lm.memories)} x {memory.num_slots:,} rows, {memory.values.dtype})"
+    peak = torch.cuda.max_memory_allocated() / 2**20 if lm.device.type == "cuda" else _rss_mb() - base
+    out.put(_summary(name, [seconds], peak).as_dict())
+
+
+def time_loading(model: str, snapshot: Path, device: str = "cpu") -> Timing:
+    """One load of the model and a snapshot, in a fresh process: its seconds and the memory it takes (the peak
+    while loading: RSS on CPU, allocated memory on CUDA)."""
+    queue: mp.Queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_load_child, args=(model, str(snapshot), device, queue))
+    proc.start()
+    timing = Timing(**queue.get())
+    proc.join()
+    return timing
 
 
 def time_training_steps(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,

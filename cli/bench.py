@@ -11,17 +11,18 @@ from typing import Any
 
 
 def _memory_config(args: argparse.Namespace):
-    """The memory the command line asks for (--layers, --n-keys, --context-weight, --answer-context-weight where the
-    command has them)."""
+    """The memory the command line asks for (--layers, --n-keys, --context-weight, --answer-context-weight,
+    --value-dtype where the command has them)."""
     from model.config import MemoryConfig
 
-    layers, n_keys, weight, answer_weight = (getattr(args, name, None) for name in (
-        "layers", "n_keys", "context_weight", "answer_context_weight"))
+    layers, n_keys, weight, answer_weight, value_dtype = (getattr(args, name, None) for name in (
+        "layers", "n_keys", "context_weight", "answer_context_weight", "value_dtype"))
     try:
         return MemoryConfig(n_keys=MemoryConfig.n_keys if n_keys is None else n_keys,
                             layers=tuple(int(i) for i in layers.split(",")) if layers else None,
                             context_weight=MemoryConfig.context_weight if weight is None else weight,
-                            answer_context_weight=answer_weight)
+                            answer_context_weight=answer_weight,
+                            value_dtype=value_dtype or MemoryConfig.value_dtype)
     except ValueError as exc:
         raise SystemExit(f"memory: {exc}") from exc
 
@@ -95,7 +96,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     import tempfile
 
     from bench.report import speed_tables, write_json
-    from bench.speed import ratios, time_queries, time_training_steps
+    from bench.speed import ratios, time_loading, time_queries, time_training_steps
     from model.snapshot import save_snapshot
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +105,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             lm, stats = _version_zero(args)
             snapshot = save_snapshot(lm, stats, 0, Path(tmp) / "v0.safetensors")
             del lm
-        timings = time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
+        timings = [time_loading(args.model, Path(snapshot), args.device)]
+        timings += time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
         timings += time_queries(args.model, Path(snapshot), args.device, args.repeats)
     found = ratios(timings)
     print(speed_tables(timings, found))
@@ -314,6 +316,8 @@ def register(sub: Any) -> None:
     lf.add_argument("--answer-context-weight", dest="answer_context_weight", type=float,
                     help="without --snapshot: the context weight where an answer's first token is predicted "
                          "(default: --context-weight's)")
+    lf.add_argument("--value-dtype", dest="value_dtype", choices=("float32", "bfloat16"),
+                    help="without --snapshot: how the value table is stored (default: float32)")
     lf.add_argument("--facts", type=int, default=100)
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
@@ -336,6 +340,10 @@ def register(sub: Any) -> None:
     speed.add_argument("--model", default="smollm2")
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now)")
+    speed.add_argument("--n-keys", dest="n_keys", type=int,
+                       help="without --snapshot: sub-keys per half (n_keys^2 slots)")
+    speed.add_argument("--value-dtype", dest="value_dtype", choices=("float32", "bfloat16"),
+                       help="without --snapshot: how the value table is stored (default: float32)")
     speed.add_argument("--repeats", type=int, default=5)
     speed.add_argument("--service", action="store_true",
                        help="also the fact-to-answer path through Redis, the worker and two API replicas")

@@ -202,7 +202,7 @@ class SparseMemoryLearner:
         if trained != 1.0:
             weight[values.ne(0).any(dim=1).cpu()] = trained
         if capped != 1.0 and cap is not None:
-            weight[at_cap(values.norm(dim=1).cpu(), cap)] *= capped
+            weight[at_cap(values.float().norm(dim=1).cpu(), cap)] *= capped
         return weight
 
     def _begin(self, batch: TrainingBatch) -> None:
@@ -215,7 +215,7 @@ class SparseMemoryLearner:
             memory.attach_trainable_rows(slots, rows)
             self._rows[idx] = rows
             if self.config.max_row_norm is not None:  # the table is written only in finish()
-                self._base[idx] = memory.values[slots].detach()  # indexing copies
+                self._base[idx] = memory.values[slots].detach().float()  # indexing copies
         if self.config.keep_weight > 0:
             self._kept = [reads.reading(self._slots) for reads in (self.others, self._neighbours_read)
                           if reads is not None]
@@ -282,10 +282,11 @@ class SparseMemoryLearner:
         """Write the trained rows into the value tables and end the batch."""
         for idx, rows in self._rows.items():
             memory, slots = self.lm.memories[idx], self._slots[idx]
-            before = memory.values[slots].cpu()
-            for slot, row in zip(slots.tolist(), before, strict=True):
+            before = memory.values[slots]
+            for slot, row in zip(slots.tolist(), before.cpu(), strict=True):
                 self.touched[idx].setdefault(slot, row)
-            memory.values.index_add_(0, slots, rows.detach())
+            # Summed in float32 and rounded once into the table's dtype (a no-op for float32: index_add_'s result)
+            memory.values.index_copy_(0, slots, (before.float() + rows.detach()).to(memory.values.dtype))
             memory.detach_trainable_rows()
         if self._rows:
             for fact_id, layers in self._batch_writes.items():
@@ -319,8 +320,8 @@ class SparseMemoryLearner:
         out = {}
         for idx, rows in self.touched.items():
             ids = sorted(rows)
-            width = self.lm.memories[idx].values.shape[1]
-            before = torch.stack([rows[i] for i in ids]) if ids else torch.zeros(0, width)
+            values = self.lm.memories[idx].values
+            before = torch.stack([rows[i] for i in ids]) if ids else torch.zeros(0, values.shape[1], dtype=values.dtype)
             out[idx] = (torch.tensor(ids, dtype=torch.long), before)
         self.touched = {i: {} for i in self.lm.memories}
         return out

@@ -13,6 +13,8 @@ from torch import nn
 
 from model.config import MemoryConfig
 
+VALUE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
 
 def at_cap(norms: torch.Tensor, cap: float) -> torch.Tensor:
     """Which rows (by their L2 norms) sit at the norm cap: the cap projects a row onto the sphere, so up to rounding."""
@@ -43,7 +45,7 @@ class ProductKeyMemory(nn.Module):
         # [heads, 2 halves, n_keys, half]
         self.sub_keys = nn.Parameter(torch.randn(config.heads, 2, config.n_keys, half, generator=gen))
         # Zero values: at version 0 the memory adds nothing and the model equals its base.
-        self.values = nn.Parameter(torch.zeros(config.num_slots, hidden_size))
+        self.values = nn.Parameter(torch.zeros(config.num_slots, hidden_size, dtype=VALUE_DTYPES[config.value_dtype]))
         # Mean background input; subtracting it spreads reads over the table (README, "Addressing").
         self.register_buffer("input_mean", torch.zeros(hidden_size))
         if config.context_weight > 0:
@@ -112,7 +114,8 @@ class ProductKeyMemory(nn.Module):
         k = self.config.topk
         flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)  # [tokens * heads, k] each
         # [tokens * heads, hidden]
-        out = F.embedding_bag(flat_slots, self.values, per_sample_weights=flat_weights, mode="sum")
+        out = F.embedding_bag(flat_slots, self.values, per_sample_weights=flat_weights.to(self.values.dtype),
+                              mode="sum").to(flat_weights.dtype)
         if self._trainable is not None:
             # Selected rows live in a small trainable tensor added on top of the frozen table: the
             # same function as training those rows in place, with a gradient of t rows, not N.
@@ -126,6 +129,15 @@ class ProductKeyMemory(nn.Module):
             h = x - self.input_mean if self.config.center_inputs else x
             out = self.out_proj(out * F.silu(self.gate(h)))
         return out
+
+    def place(self, device: torch.device, dtype: torch.dtype) -> ProductKeyMemory:
+        """Move to the model's device, every floating tensor in the model's dtype but the value table, which keeps
+        config.value_dtype (nn.Module.to would cast it too)."""
+        self.to(device=device)
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor is not self.values and tensor.is_floating_point() and tensor.dtype != dtype:
+                tensor.data = tensor.data.to(dtype)
+        return self
 
     def attach_trainable_rows(self, slot_ids: torch.Tensor, rows: torch.Tensor) -> None:
         """Route reads of `slot_ids` through `rows` (added to the table) until detached."""

@@ -168,7 +168,7 @@ def contributions_of(lm: MemoryLM, reads: Mapping[int, list[tuple[torch.Tensor, 
     for idx, chunks in reads.items():
         slots = torch.cat([s[:, -1] for s, _ in chunks]).flatten()
         weights = torch.cat([w[:, -1] for _, w in chunks]).flatten()
-        amount = weights * lm.memories[idx].values.detach()[slots].norm(dim=-1)
+        amount = weights * lm.memories[idx].values.detach()[slots].float().norm(dim=-1)
         contributions[idx] = torch.bincount(slots.cpu(), weights=amount.double().cpu(),
                                             minlength=lm.memories[idx].num_slots)
     return contributions

@@ -46,7 +46,7 @@ def attach_memories(model: nn.Module, config: MemoryConfig) -> dict[int, Product
             raise ValueError(f"layer {idx} already has a memory")
         # Each layer gets its own keys: vary the seed per layer.
         layer_cfg = MemoryConfig(**{**config.__dict__, "seed": config.seed + offset})
-        memory = ProductKeyMemory(layer_cfg, hidden, vocab).to(device=param.device, dtype=param.dtype)
+        memory = ProductKeyMemory(layer_cfg, hidden, vocab).place(param.device, param.dtype)
         layer.mlp = MemoryAugmentedMLP(layer.mlp, memory)
         memories[idx] = memory
     model.requires_grad_(False)

@@ -70,6 +70,8 @@ def revert(lm: MemoryLM, record: UndoRecord) -> dict[int, torch.Tensor]:
         before, after = before.to(values.device), after.to(values.device)
         current = values[idx]
         untouched = (current == after).all(dim=1, keepdim=True)
-        values[idx] = torch.where(untouched, before, current - (after - before))
+        # a later version's change kept, taken in float32 (a bfloat16 table rounds once)
+        kept = current.float() - (after.float() - before.float())
+        values[idx] = torch.where(untouched, before, kept.to(values.dtype))
         changed[layer] = ids
     return changed

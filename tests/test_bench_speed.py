@@ -3,7 +3,7 @@
 import pytest
 
 from bench.report import speed_tables
-from bench.speed import ratios, time_queries, time_training_steps
+from bench.speed import ratios, time_loading, time_queries, time_training_steps
 from model.snapshot import save_snapshot
 
 pytestmark = pytest.mark.slow  # many real processes
@@ -12,6 +12,8 @@ pytestmark = pytest.mark.slow  # many real processes
 def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny_model_dir, tmp_path):
     lm, stats, _ = tiny_lm
     snapshot = save_snapshot(lm, stats, 0, tmp_path / "v0.safetensors")
+    load = time_loading(str(tiny_model_dir), snapshot)
+    assert load.name == "load: model and memory (1 x 256 rows, torch.float32)" and load.runs == 1 and load.min_ms > 0
     timings = time_training_steps(str(tiny_model_dir), snapshot, repeats=2)
     timings += time_queries(str(tiny_model_dir), snapshot, repeats=2, new_tokens=4, batch=3)
     assert [t.name for t in timings] == [

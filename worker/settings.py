@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.config import MemoryConfig, SparseConfig, StepSchedule
+from model.config import MemoryConfig, SparseConfig, StepSchedule, ValueDtype
 
 
 class CommonSettings(BaseSettings):
@@ -75,6 +75,8 @@ class WorkerSettings(CommonSettings):
     memory_answer_context_weight: float | None = Field(None, gt=0, description="the context weight where an "
                                                        "answer's first token is predicted ('none': the same as "
                                                        "memory_context_weight)")
+    memory_value_dtype: ValueDtype = Field(MemoryConfig.value_dtype, description="how the value table is stored: "
+                                           "bfloat16 takes half the memory (fixed for a deployment, like n_keys)")
     background: list[Path] = Field(default_factory=list, description="background text files (default: shipped corpus)")
     lease_ttl_s: float = Field(15.0, gt=0, description="leader lease; a standby takes over after it expires")
     max_attempts: int = Field(3, ge=1, description="tries before a fact goes to the dead-letter list")
@@ -108,7 +110,8 @@ class WorkerSettings(CommonSettings):
         layers = tuple(int(x) for x in self.memory_layers.split(",")) if self.memory_layers else None
         return MemoryConfig(n_keys=self.n_keys, heads=self.heads, topk=self.topk, layers=layers,
                             context_weight=self.memory_context_weight,
-                            answer_context_weight=self.memory_answer_context_weight)
+                            answer_context_weight=self.memory_answer_context_weight,
+                            value_dtype=self.memory_value_dtype)
 
     def sparse_config(self) -> SparseConfig:
         schedule = StepSchedule(steps=self.steps, loss_threshold=self.loss_threshold, max_steps=self.max_steps)
