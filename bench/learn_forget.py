@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from bench import report
 from bench.facts import EvalFact
 from bench.methods import MethodSpec
 from bench.retrieval import Retriever
+from bench.table_log import TableLog
 from model.config import StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
@@ -40,7 +40,7 @@ from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.provenance import RowWriters
 from model.questions import with_synthetic_questions
-from model.snapshot import load_snapshot, read_snapshot, restore_snapshot, save_snapshot
+from model.snapshot import load_snapshot
 from model.statistics import SlotStats
 from worker.teaching import teach_facts
 
@@ -192,8 +192,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     batches, taught by the worker's own code (its questions, neighbours, steps; one publish per batch).
 
     With `progress`, the result so far is rewritten there after every checkpoint, so a long run that is
-    stopped still leaves what it measured; a memory method also saves its table there, and a later run of
-    the same setting on the same stream resumes from the last checkpoint.
+    stopped still leaves what it measured; a memory method also saves the rows each checkpoint changed beside
+    it (bench/table_log.py, small enough to commit), and a later run of the same setting on the same stream,
+    here or on a fresh clone, resumes from the last checkpoint.
     """
     lm = copy.deepcopy(v0)
     retriever = Retriever(spec.top_t, spec.min_match) if spec.method == "retrieval" else None
@@ -203,11 +204,16 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     result, trained, done = MethodResult(spec), 0.0, 0
     memory_only = spec.method in ("sparse", "service")  # its whole state is the table (and who wrote its rows)
     writers = RowWriters() if memory_only else None
-    table = progress.with_suffix(".safetensors") if progress is not None and memory_only else None
-    if table is not None and (resumed := _resume(lm, spec, stream, progress, table)) is not None:
-        result, writers = resumed
-        trained, done = result.final.seconds, result.final.facts_taught
-        log.info("%s: resumed after %d facts", spec.label, done)
+    tables = TableLog(progress.with_suffix(""), _stream_key(stream)) if progress is not None and memory_only else None
+    if tables is not None:
+        if (resumed := _resume(lm, spec, progress, tables)) is not None:
+            result, writers = resumed
+            trained, done = result.final.seconds, result.final.facts_taught
+            log.info("%s: resumed after %d facts", spec.label, done)
+        else:
+            tables.clear()
+        tables.start(lm, done)
+    written: dict[str, dict[int, torch.Tensor]] = {}  # fact id -> layer -> rows it wrote since the last checkpoint
     settings = spec.worker_settings() if spec.method == "service" else None
     size = settings.batch_facts if settings is not None else 1
     bar = tqdm(total=len(facts), initial=done, desc=spec.label, unit="fact", position=position, leave=False)
@@ -223,7 +229,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
         else:
             taught = teach(learner, build_batch([f.fact for f in chunk], lm.tokenizer).to(lm.device), stream.schedule)
         if writers is not None:
-            writers.update(learner.take_writes())  # type: ignore[attr-defined]
+            writes = learner.take_writes()  # type: ignore[attr-defined]
+            writers.update(writes)
+            written.update(writes)
         before, done = done, done + len(chunk)
         bar.update(len(chunk))
         result.steps += taught.steps
@@ -233,9 +241,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
                                window=stream.eval_every, prompt=prompt)
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
-                if table is not None:
-                    save_snapshot(lm, stats, done, table, writers,
-                                  extra={"facts": str(done), "stream": _stream_key(stream)})
+                if tables is not None:
+                    tables.write(lm, done, written)
+                    written = {}
                 report.write_json(progress, result.as_dict())
     bar.close()
     return result
@@ -251,21 +259,19 @@ def _stream_key(stream: Stream) -> str:
     return stream_key(stream.facts, stream.schedule, stream.eval_every)
 
 
-def _resume(lm: MemoryLM, spec: MethodSpec, stream: Stream, progress: Path,
-            table: Path) -> tuple[MethodResult, RowWriters] | None:
-    """The result so far and who wrote which rows, with the table loaded into `lm`, when both were saved at the
-    same checkpoint of this setting on this stream; None (start over) otherwise."""
-    if not progress.exists() or not table.exists():
+def _resume(lm: MemoryLM, spec: MethodSpec, progress: Path,
+            tables: TableLog) -> tuple[MethodResult, RowWriters] | None:
+    """The result so far and who wrote which rows, with the table replayed into `lm` (at version 0), as far as
+    this setting's progress and its deltas on this stream agree; None (start over) when not even the first."""
+    if not progress.exists():
         return None
     saved = MethodResult.from_dict(json.loads(progress.read_text()))
-    with safe_open(str(table), "pt") as f:
-        meta = f.metadata() or {}
-    if (saved.spec != spec or not saved.checkpoints or meta.get("stream") != _stream_key(stream)
-            or meta.get("facts") != str(saved.final.facts_taught)):
+    if saved.spec != spec or not saved.checkpoints:
         return None
-    snapshot = read_snapshot(table)
-    restore_snapshot(lm, snapshot)
-    return saved, snapshot.writers
+    facts, writers = tables.replay(lm, [c.facts_taught for c in saved.checkpoints])
+    if facts == 0:
+        return None
+    return saved.up_to(facts), writers
 
 
 def _method_child(model: str, snapshot: str, device: str, spec: MethodSpec, stream: Stream, threads: int,

@@ -227,33 +227,35 @@ def cmd_bench_forgetting(args: argparse.Namespace) -> int:
     from bench.forgetting import analyse
     from bench.learn_forget import MethodResult, stream_key
     from bench.report import forgetting_tables, write_json
+    from bench.table_log import TableLog
     from model.config import StepSchedule
     from model.probe import read_probe
-    from model.snapshot import load_snapshot, read_snapshot, restore_snapshot
+    from model.snapshot import load_snapshot
     from worker.settings import WorkerSettings
 
     run = Path(args.run)
-    tables = sorted((run / "progress").glob("*.safetensors"))
+    saved = sorted(p for p in (run / "progress").glob("*.json") if p.with_suffix("").is_dir())
     if args.label:
-        tables = [t for t in tables if t.stem == args.label]
-    if len(tables) != 1:
-        found = ", ".join(t.stem for t in tables) or "none"
-        raise SystemExit(f"{run / 'progress'}: need exactly one saved table (--label picks one), found {found}")
-    table = read_snapshot(tables[0])
-    result = MethodResult.from_dict(json.loads(tables[0].with_suffix(".json").read_text()))
-    if table.version != result.final.facts_taught:
-        raise SystemExit(f"{tables[0]} was saved after {table.version} facts but its progress file ends at "
-                         f"{result.final.facts_taught}: rerun the benchmark to its next checkpoint")
+        saved = [p for p in saved if p.stem == args.label]
+    if len(saved) != 1:
+        found = ", ".join(p.stem for p in saved) or "none"
+        raise SystemExit(f"{run / 'progress'}: need exactly one setting that saved its table (--label picks one), "
+                         f"found {found}")
+    result = MethodResult.from_dict(json.loads(saved[0].read_text()))
     facts = generate_facts(args.facts, seed=args.seed)
-    if stream_key(facts, StepSchedule(steps=args.steps), args.every) != table.metadata.get("stream"):
-        raise SystemExit(f"{tables[0]} was trained on another stream: pass the --facts, --seed, --steps and --every "
-                         "the learn-forget run was given")
     snapshot = Path(args.snapshot) if args.snapshot else run / "v0.safetensors"
     lm, _ = load_snapshot(args.model, snapshot, args.device)
     base = {idx: m.values.detach().clone() for idx, m in lm.memories.items()}
-    restore_snapshot(lm, table)
+    tables = TableLog(saved[0].with_suffix(""), stream_key(facts, StepSchedule(steps=args.steps), args.every))
+    taught, writers = tables.replay(lm, [c.facts_taught for c in result.checkpoints])
+    if taught == 0:
+        raise SystemExit(f"{tables.directory} holds no table of this stream: pass the --facts, --seed, --steps and "
+                         "--every the learn-forget run was given")
+    if taught != result.final.facts_taught:
+        raise SystemExit(f"{tables.directory}: the saved table stops at {taught} facts but the progress file goes "
+                         f"to {result.final.facts_taught}: rerun the benchmark to its next checkpoint")
     with torch.no_grad():
-        found = analyse(lm, base, table.writers, result.checkpoints, facts, read_probe(),
+        found = analyse(lm, base, writers, result.checkpoints, facts, read_probe(),
                         WorkerSettings().max_row_norm, args.limit)
     out = Path(args.out) if args.out else run / "forgetting"
     write_json(out / "forgetting.json", {"run": str(run), "setting": result.spec.label, **found})
@@ -384,7 +386,7 @@ def register(sub: Any) -> None:
 
     forget = bench.add_parser("forgetting", help="every answer a learn-forget run lost, taken apart: the rows, "
                                                  "positions and facts that took it, and what brings it back")
-    forget.add_argument("run", help="a learn-forget --out folder whose sparse or service setting saved its table")
+    forget.add_argument("run", help="a learn-forget --out folder whose sparse or service setting saved its deltas")
     forget.add_argument("--label", help="which saved table in run/progress (default: the only one)")
     forget.add_argument("--snapshot", help="the run's version-0 snapshot (default: run/v0.safetensors)")
     forget.add_argument("--model", default="smollm2")

@@ -41,6 +41,10 @@ class MemoryDelta:
         return sum(len(ids) for ids, _ in self.rows.values())
 
     def to_bytes(self) -> bytes:
+        return save(*self.to_tensors())
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """What `to_bytes` serialises: the tensors and the header's metadata."""
         tensors = {}
         for layer, (ids, rows) in self.rows.items():
             tensors[f"{layer}.slot_ids"] = ids.to(torch.long).contiguous().cpu()
@@ -54,12 +58,12 @@ class MemoryDelta:
         meta = {"version": str(self.version), "fact_ids": json.dumps(list(self.fact_ids)),
                 "writers": json.dumps(writers), "undone": json.dumps(list(self.undone)),
                 "deployment": self.deployment}
-        return save(tensors, metadata=meta)
+        return tensors, meta
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MemoryDelta:
         tensors = load(data)
-        meta = _metadata_of_bytes(data)
+        meta = MemoryDelta.metadata_of(data)
         layers = sorted({int(k.split(".")[0]) for k in tensors if k.endswith(".slot_ids")})
         rows = {i: (tensors[f"{i}.slot_ids"], tensors[f"{i}.rows"]) for i in layers}
         writers = json.loads(meta.get("writers", "[]"))  # absent in deltas written before provenance
@@ -76,13 +80,14 @@ class MemoryDelta:
     @staticmethod
     def deployment_of(data: bytes) -> str:
         """The deployment a serialised delta belongs to, from its header alone."""
-        return _metadata_of_bytes(data).get("deployment", "")
+        return MemoryDelta.metadata_of(data).get("deployment", "")
 
-
-def _metadata_of_bytes(data: bytes) -> dict[str, str]:
-    # safetensors' header: 8-byte little-endian length, then JSON with "__metadata__".
-    n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]).get("__metadata__", {})
+    @staticmethod
+    def metadata_of(data: bytes) -> dict[str, str]:
+        """A serialised delta's header metadata (a caller's own keys included), without its tensors."""
+        # safetensors' header: 8-byte little-endian length, then JSON with "__metadata__".
+        n = int.from_bytes(data[:8], "little")
+        return json.loads(data[8:8 + n]).get("__metadata__", {})
 
 
 def make_delta(lm: MemoryLM, version: int, slot_ids: dict[int, torch.Tensor], fact_ids=(),

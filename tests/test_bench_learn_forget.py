@@ -1,5 +1,6 @@
 """`smft bench learn-forget`: the quick run on the real model, and settings run in parallel processes."""
 
+import copy
 import json
 import os
 import signal
@@ -93,12 +94,12 @@ def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_s
 
     import bench.learn_forget as learn_forget
     from bench.facts import generate_facts
-    from bench.learn_forget import Baseline, Stream, run_method
+    from bench.learn_forget import Baseline, Stream, run_method, stream_key
     from bench.methods import parse_method_spec
+    from bench.table_log import TableLog
     from model.config import StepSchedule
     from model.evaluation import mean_nll
     from model.probe import read_probe
-    from model.snapshot import read_snapshot
 
     lm, stats, corpus = tiny_lm
     for name, value in {"SMFT_BATCH_FACTS": "4", "SMFT_STEPS": "2", "SMFT_TOP_T": "6", "SMFT_LR": "0.5",
@@ -135,11 +136,16 @@ def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_s
     untimed = [[replace(c, seconds=0, answer_seconds=None) for c in r.checkpoints] for r in (resumed, whole)]
     assert untimed[0] == untimed[1] and resumed.steps == whole.steps
 
-    # the saved table is a snapshot: the memory and the ledger of which fact wrote which row
-    saved = [read_snapshot(p.with_suffix(".safetensors")) for p in (progress, tmp_path / "whole" / "service.json")]
-    assert torch.equal(saved[0].tensors["memory.1.values"], saved[1].tensors["memory.1.values"])
-    assert saved[0].version == 6 and len(saved[0].writers) > 0
-    (resumed_rows, names), (whole_rows, whole_names) = (s.writers.to_tensors() for s in saved)
+    # the saved deltas replay to the table and the ledger of which fact wrote which row, the same both ways
+    key = stream_key(stream.facts, stream.schedule, stream.eval_every)
+    replayed = []
+    for saved in (progress, tmp_path / "whole" / "service.json"):
+        table = copy.deepcopy(lm)
+        facts, writers = TableLog(saved.with_suffix(""), key).replay(table, [4, 6])
+        assert facts == 6 and len(writers) > 0
+        replayed.append((table.memories[1].values, writers.to_tensors()))
+    assert torch.equal(replayed[0][0], replayed[1][0]) and not torch.equal(replayed[0][0], lm.memories[1].values)
+    (resumed_rows, names), (whole_rows, whole_names) = (w for _, w in replayed)
     assert names == whole_names and all(torch.equal(resumed_rows[k], whole_rows[k]) for k in ("keys", "facts"))
 
 
