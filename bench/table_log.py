@@ -2,7 +2,7 @@
 
 A stream of a thousand facts takes longer than one machine stays up. The whole table is too large to
 commit with the progress (2.4 GB at 1,048,576 rows in float32), but a hundred facts in the service's
-batches change at most 500 rows per batch: 12,500 rows, 14 MB in bfloat16. So every checkpoint writes a
+batches change a few per cent of it (the first hundred: 36,757 rows, 42 MB in bfloat16). So every checkpoint writes a
 delta (model/snapshot.py's MemoryDelta: the changed rows' new values in the table's own dtype, and the
 rows each fact taught since the last checkpoint wrote) into a directory beside the progress file, and a
 run resumed on this machine, or on a fresh clone with those files committed, replays version 0 plus every
