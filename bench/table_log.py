@@ -72,14 +72,18 @@ class TableLog:
             if not path.exists():
                 break
             data = path.read_bytes()
-            meta = MemoryDelta.metadata_of(data)
+            try:
+                meta = MemoryDelta.metadata_of(data)
+                delta = MemoryDelta.from_bytes(data)
+            except Exception as exc:  # a damaged file (written atomically, so not by an interrupted run)
+                log.warning("%s: unreadable (%s); replay ends there", path, exc)
+                break
             if meta.get("stream") != self.stream or meta.get("after") != str(after):
                 log.warning("%s: not the delta after %d facts of this stream; replay ends there", path, after)
                 break
             try:
-                delta = MemoryDelta.from_bytes(data)
                 apply_delta(lm, delta)
-            except SnapshotError as exc:
+            except SnapshotError as exc:  # another memory shape: the setting's label should have told it apart
                 raise SnapshotError(f"{path}: {exc}") from exc
             writers.update(delta.writes)
             after = facts

@@ -44,6 +44,8 @@ def test_checkpoints_replay_to_the_table_and_its_writers(tiny_model_dir, tmp_pat
     untouched = copy.deepcopy(v0)
     assert TableLog(tmp_path / "setting", stream="other").replay(untouched, [2])[0] == 0
     assert log.replay(untouched, [4])[0] == 0
+    log.path(2).write_bytes(log.path(2).read_bytes()[:100])  # damaged: the replay stops before it
+    assert log.replay(untouched, [2])[0] == 0
     assert torch.equal(untouched.memories[1].values, v0.memories[1].values)
 
 
