@@ -193,8 +193,8 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
 
     With `progress`, the result so far is rewritten there after every checkpoint, so a long run that is
     stopped still leaves what it measured; a memory method also saves the rows each checkpoint changed beside
-    it (bench/table_log.py, small enough to commit), and a later run of the same setting on the same stream,
-    here or on a fresh clone, resumes from the last checkpoint.
+    it (bench/table_log.py, a few per cent of the table), and a later run of the same setting on the same stream,
+    here or where those files were copied, resumes from the last checkpoint.
     """
     lm = copy.deepcopy(v0)
     retriever = Retriever(spec.top_t, spec.min_match) if spec.method == "retrieval" else None

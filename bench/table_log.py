@@ -5,7 +5,7 @@ commit with the progress (2.4 GB at 1,048,576 rows in float32), but a hundred fa
 batches change a few per cent of it (the first hundred: 36,757 rows, 42 MB in bfloat16). So every checkpoint writes a
 delta (model/snapshot.py's MemoryDelta: the changed rows' new values in the table's own dtype, and the
 rows each fact taught since the last checkpoint wrote) into a directory beside the progress file, and a
-run resumed on this machine, or on a fresh clone with those files committed, replays version 0 plus every
+run resumed on this machine, or on another one the files were copied to, replays version 0 plus every
 delta up to its last checkpoint and stands bit for bit where the stopped run stood.
 """
 
