@@ -5,6 +5,7 @@ with and without the memory layer. Each method runs in its own process, so its p
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_lib
 import resource
 import statistics
 import time
@@ -92,28 +93,35 @@ def _load_child(model: str, snapshot: str, device: str, out: mp.Queue) -> None:
     out.put(_summary(name, [seconds], peak).as_dict())
 
 
+def _in_child(target, *args) -> Timing:
+    """Run `target(*args, queue)` in a fresh spawned process and return the Timing it puts on the queue; a child
+    that dies first (an exception, the OOM killer) raises here instead of leaving the bench waiting forever."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    try:
+        while True:
+            alive = proc.is_alive()  # read before the get: a child that reported and exited is still read
+            try:
+                return Timing(**queue.get(timeout=1.0))
+            except queue_lib.Empty:
+                if not alive:
+                    raise RuntimeError(f"{target.__name__}{args[3:]} exited with code {proc.exitcode} "
+                                       "before reporting (its traceback is above)") from None
+    finally:
+        proc.join()
+
+
 def time_loading(model: str, snapshot: Path, device: str = "cpu") -> Timing:
     """One load of the model and a snapshot, in a fresh process: its seconds and the memory it takes (the peak
     while loading: RSS on CPU, allocated memory on CUDA)."""
-    queue: mp.Queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=_load_child, args=(model, str(snapshot), device, queue))
-    proc.start()
-    timing = Timing(**queue.get())
-    proc.join()
-    return timing
+    return _in_child(_load_child, model, str(snapshot), device)
 
 
 def time_training_steps(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
                         methods: tuple[str, ...] = METHODS) -> list[Timing]:
-    ctx = mp.get_context("spawn")
-    results = []
-    for method in methods:
-        queue: mp.Queue = ctx.Queue()
-        proc = ctx.Process(target=_step_child, args=(model, str(snapshot), device, method, repeats, queue))
-        proc.start()
-        results.append(Timing(**queue.get()))
-        proc.join()
-    return results
+    return [_in_child(_step_child, model, str(snapshot), device, method, repeats) for method in methods]
 
 
 # Eight different questions: the service's dynamic batcher answers this many in one generation.

@@ -113,9 +113,7 @@ class ProductKeyMemory(nn.Module):
             self.recorded_reads.append((slots.detach(), weights.detach()))
         k = self.config.topk
         flat_slots, flat_weights = slots.reshape(-1, k), weights.reshape(-1, k)  # [tokens * heads, k] each
-        # [tokens * heads, hidden]
-        out = F.embedding_bag(flat_slots, self.values, per_sample_weights=flat_weights.to(self.values.dtype),
-                              mode="sum").to(flat_weights.dtype)
+        out = self._read_table(flat_slots, flat_weights)  # [tokens * heads, hidden]
         if self._trainable is not None:
             # Selected rows live in a small trainable tensor added on top of the frozen table: the
             # same function as training those rows in place, with a gradient of t rows, not N.
@@ -129,6 +127,16 @@ class ProductKeyMemory(nn.Module):
             h = x - self.input_mean if self.config.center_inputs else x
             out = self.out_proj(out * F.silu(self.gate(h)))
         return out
+
+    def _read_table(self, slots: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of each token's k rows of the frozen table, in the weights' dtype."""
+        if self.values.dtype == weights.dtype or not weights.requires_grad:
+            return F.embedding_bag(slots, self.values, per_sample_weights=weights.to(self.values.dtype),
+                                   mode="sum").to(weights.dtype)
+        # A gradient through the read weights (LoRA, full finetuning) and a table in lower precision: CUDA has no
+        # bfloat16 backward for embedding_bag's per-sample weights, so gather the k rows and weigh them in the
+        # weights' dtype (on every device alike; [tokens * heads, k, hidden] for one step).
+        return torch.einsum("nk,nkh->nh", weights, self.values[slots].to(weights.dtype))
 
     def place(self, device: torch.device, dtype: torch.dtype) -> ProductKeyMemory:
         """Move to the model's device, every floating tensor in the model's dtype but the value table, which keeps

@@ -32,6 +32,13 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
     assert "| train step: sparse |" in speed_tables(timings, found)
 
 
+
+def test_a_child_that_dies_before_reporting_fails_the_bench_instead_of_hanging(tiny_lm, tmp_path):
+    lm, stats, _ = tiny_lm
+    snapshot = save_snapshot(lm, stats, 0, tmp_path / "v0.safetensors")
+    with pytest.raises(RuntimeError, match=r"_step_child.*'lora'.*exited with code 1 before reporting"):
+        time_training_steps(str(tmp_path / "no-such-model"), snapshot, repeats=1, methods=("lora",))
+
 def test_service_benchmark_measures_the_fact_to_answer_path(tiny_model_dir, background_file, tmp_path):
     from bench.report import service_tables
     from bench.service import ServiceBenchConfig, run_service_bench

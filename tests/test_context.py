@@ -88,7 +88,9 @@ def test_cached_decoding_reads_what_a_full_forward_reads(context_lm):
         out = lm.model(input_ids=ids[:, :5], use_cache=True)  # the decoder makes the cache itself
         steps = [out.logits]
         for t in range(5, ids.shape[1]):
-            out = lm.model(input_ids=ids[:, t:t + 1], cache=out.cache, use_cache=True)
+            # transformers 5 renamed past_key_values to cache (model/context.py reads both)
+            cache = {"cache": out.cache} if hasattr(out, "cache") else {"past_key_values": out.past_key_values}
+            out = lm.model(input_ids=ids[:, t:t + 1], use_cache=True, **cache)
             steps.append(out.logits)
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
 

@@ -159,7 +159,8 @@ def test_capped_slot_weight_zero_keeps_a_later_batch_off_rows_at_the_cap_only(ti
     trained = first.take_touched()[1]
     assert len(trained) == 7
     values = lm.memories[1].values
-    assert torch.allclose(values[trained].norm(dim=1), torch.full((7,), 0.5))  # Adam's steps pass the cap
+    # Adam's steps pass the cap
+    assert torch.allclose(values[trained].norm(dim=1), torch.full((7,), 0.5, device=values.device))
     below = trained[:3]
     with torch.no_grad():
         values[below] *= 0.5  # three rows stay trained but below the cap

@@ -14,6 +14,14 @@ from tests.conftest import TINY_DOCS
 FACT = Fact("The river Zorblax flows into the sea of Quell in the morning light.", fact_id="f1")
 
 
+
+def trained_rows_change(reads, values: torch.Tensor, idx: int) -> float:
+    """change_penalty over the rows training wrote (the nonzero ones), indexed as attach_trainable_rows does."""
+    rows = values.abs().sum(1).nonzero().flatten()
+    row_of_slot = torch.full((len(values),), len(rows), dtype=torch.long, device=values.device)
+    row_of_slot[rows] = torch.arange(len(rows), device=values.device)
+    return float(change_penalty(reads, idx, row_of_slot, values[rows]))
+
 def test_the_penalty_is_the_mean_squared_change_at_the_positions_that_read_the_rows(tiny_lm):
     lm, _, _ = tiny_lm
     others = record_reads(lm, TINY_DOCS[:4])
@@ -45,11 +53,7 @@ def test_with_the_penalty_the_rows_change_other_text_less(tiny_lm):
         model = copy.deepcopy(lm)
         learner = SparseMemoryLearner(model, stats, SparseConfig(top_t=12, lr=0.5, keep_weight=keep_weight), others)
         teach(learner, build_batch([FACT], model.tokenizer).to(model.device), StepSchedule(steps=6))
-        values = model.memories[idx].values.detach()
-        rows = values.abs().sum(1).nonzero().flatten()
-        row_of_slot = torch.full((len(values),), len(rows), dtype=torch.long)
-        row_of_slot[rows] = torch.arange(len(rows))
-        return float(change_penalty(others, idx, row_of_slot, values[rows]))
+        return trained_rows_change(others, model.memories[idx].values.detach(), idx)
 
     assert change_at_others(1.0) < 0.5 * change_at_others(0.0)
 
@@ -74,11 +78,7 @@ def test_with_the_penalty_the_rows_change_the_neighbours_answers_less(tiny_lm):
         measure._neighbour_reads(batch.neighbours)
         neighbours = measure._neighbours_read
         assert neighbours is not None and neighbours.positions(idx) > 0
-        values = model.memories[idx].values.detach()
-        rows = values.abs().sum(1).nonzero().flatten()
-        row_of_slot = torch.full((len(values),), len(rows), dtype=torch.long)
-        row_of_slot[rows] = torch.arange(len(rows))
-        return float(change_penalty(neighbours, idx, row_of_slot, values[rows]))
+        return trained_rows_change(neighbours, model.memories[idx].values.detach(), idx)
 
     with_penalty, without = change_at_neighbours(1.0), change_at_neighbours(0.0)
     assert with_penalty < 0.5 * without
