@@ -91,7 +91,9 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
     steps = (f"{settings.steps} steps" if settings.loss_threshold is None
              else f"to loss {settings.loss_threshold:g} (at most {settings.max_steps} steps)")
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {steps}, questions "
-                f"{'on' if settings.synthetic_questions else 'off'}, reversed "
+                f"{'on' if settings.synthetic_questions else 'off'}"
+                + (", answered by the fact's own statement" if settings.question_answer == "fact" else "")
+                + f", reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "
                 f"(rows {settings.neighbour_reads}+ of them read left out"

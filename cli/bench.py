@@ -147,7 +147,7 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 # progress resumes only under the same ones.
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "capped_slot_weight",
-                     "synthetic_questions",
+                     "synthetic_questions", "question_answer",
                      "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
                      "neighbour_reads", "answer_reads", "keep_weight")
 
@@ -202,6 +202,8 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     if args.quick:
         neighbours = neighbours[:8]
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
+    if teaching["question_answer"] == "statement":  # named only when changed, so saved progress still resumes
+        del teaching["question_answer"]
     run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
                "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
     if retrieval is not None:  # (key kept out for the service, so its saved progress still resumes)

@@ -9,6 +9,9 @@ from typing import Literal
 RankingMode = Literal["tfidf", "tf", "all"]
 OptimizerName = Literal["sgd", "adam"]
 ValueDtype = Literal["float32", "bfloat16"]
+# Which statement a question the model wrote is taught to be answered by (model/questions.py): the one it was
+# written from, or the fact's own (its first).
+QuestionAnswer = Literal["statement", "fact"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+from model.config import QuestionAnswer
 from model.evaluation import generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
@@ -112,14 +113,19 @@ def reversed_questions(statement: str) -> list[str]:
 
 
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False) -> list[Fact]:
+                             reverse: bool = False, answer: QuestionAnswer = "statement") -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
     question; a fact that ends with none gets a template question about its subject, so that
     every fact is taught in the question form queries arrive in. With `reverse`, each fact also
-    gets a question about each other name in its statement (`reversed_questions`).
+    gets a question about each other name in its statement (`reversed_questions`). With `answer="fact"`
+    every question is answered by the fact's own statement, so that every answer taught starts the way it
+    starts: a paraphrase that opens with the subject ("Luvoista's capital is Gortes.") then no longer teaches
+    questions of its kind to open their answers with that subject's first token.
     """
+    if answer not in ("statement", "fact"):
+        raise ValueError(f"answer must be 'statement' or 'fact', got {answer!r}")
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
     pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
     for prompt in QUESTION_PROMPTS:
@@ -132,7 +138,7 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
             if not usable_question(question, statement):
                 missed.append((i, statement))
             elif question not in [q for q, _ in found[i]]:
-                found[i].append((question, statement))
+                found[i].append((question, facts[i].text.strip() if answer == "fact" else statement))
         pending = missed
     for i, fact in enumerate(facts):
         if not found[i] and (question := template_question(fact.text)):

@@ -94,3 +94,24 @@ def test_reverse_adds_the_questions_from_the_other_end(tiny_lm):
     (fact,) = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes.")], reverse=True)
     assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),
                                         ("What do you know about Gortes?", "The capital of Luvoista is Gortes."))
+
+
+def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, monkeypatch):
+    """answer="fact" teaches every model-written question with the fact's own statement (model/questions.py)."""
+    import model.questions
+
+    def asked(lm, prompts, max_new_tokens):  # the question a real model writes for each statement
+        return ["What is the capital of Luvoista?" if "The capital" in p else "Which city is Luvoista's capital?"
+                for p in prompts]
+
+    monkeypatch.setattr(model.questions, "generate_answers", asked)
+    lm, _, _ = tiny_lm
+    fact = Fact("The capital of Luvoista is Gortes.", paraphrases=("Luvoista's capital is Gortes.",))
+    (own,) = with_synthetic_questions(lm, [fact])
+    assert own.synthetic_questions == (("What is the capital of Luvoista?", "The capital of Luvoista is Gortes."),
+                                       ("Which city is Luvoista's capital?", "Luvoista's capital is Gortes."))
+    (facts,) = with_synthetic_questions(lm, [fact], answer="fact")
+    assert facts.synthetic_questions == (("What is the capital of Luvoista?", "The capital of Luvoista is Gortes."),
+                                         ("Which city is Luvoista's capital?", "The capital of Luvoista is Gortes."))
+    with pytest.raises(ValueError, match="answer"):
+        with_synthetic_questions(lm, [fact], answer="paraphrase")  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.config import MemoryConfig, SparseConfig, StepSchedule, ValueDtype
+from model.config import MemoryConfig, QuestionAnswer, SparseConfig, StepSchedule, ValueDtype
 
 
 class CommonSettings(BaseSettings):
@@ -63,6 +63,9 @@ class WorkerSettings(CommonSettings):
                               "row where their answer begins that make it the answer's, never selected (0: off)")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
                                "the trained rows add where background text reads them, kept near zero (0: off)")
+    question_answer: QuestionAnswer = Field("statement", description="what a question the model wrote about a "
+                                            "statement is taught to be answered by: 'statement', the one it was "
+                                            "written from; 'fact', the fact's own (its first) statement")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
                                      "other name in it, so it is found from that end too")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")
