@@ -105,9 +105,11 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
 
 
 def memory_tag(config: MemoryConfig, layers: Sequence[int]) -> str:
-    """The memory's shape, for labels: the defaults change over time, so every part is named."""
+    """The memory's shape, for labels: the defaults change over time, so every part is named. The value dtype
+    only when it is not float32, so that labels of runs made before it could change still match."""
+    dtype = f", {config.value_dtype}" if config.value_dtype != "float32" else ""
     return (f"layers {','.join(map(str, layers))}, {config.num_slots:,} slots, "
-            f"context {config.context_weight:g}")
+            f"context {config.context_weight:g}{dtype}")
 
 
 def parse_method_spec(text: str) -> MethodSpec:

@@ -157,6 +157,8 @@ def test_sparse_labels_name_the_memory_shape():
     assert memory_tag(MemoryConfig(n_keys=256, context_weight=0.0), [15]) == "layers 15, 65,536 slots, context 0"
     assert memory_tag(MemoryConfig(n_keys=512, context_weight=4.0), [15, 24]) == \
         "layers 15,24, 262,144 slots, context 4"
+    assert memory_tag(MemoryConfig(n_keys=1024, value_dtype="bfloat16"), [24]) == \
+        "layers 24, 1,048,576 slots, context 1, bfloat16"
     assert MethodSpec("sparse", 1.0, memory="layers 24").label == "sparse tfidf t=500 lr=1 [layers 24]"
     assert MethodSpec("sparse", 1.0).label == "sparse tfidf t=500 lr=1"
     assert MethodSpec("sparse", 1e4, optimizer="sgd", memory="context 4").label == \
