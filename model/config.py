@@ -90,6 +90,8 @@ class MemoryConfig:
     @classmethod
     def from_json(cls, text: str) -> MemoryConfig:
         data = json.loads(text)
+        # Snapshots written before value_dtype existed hold float32 tables, whatever the default is now.
+        data.setdefault("value_dtype", "float32")
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
         return cls(**data)

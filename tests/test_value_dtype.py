@@ -3,6 +3,7 @@ that writes the table (training, deltas, snapshots, undo) keeps its dtype."""
 
 import copy
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -25,7 +26,10 @@ FACT = Fact("Mira Quell invented the Zorblax engine.", fact_id="a")
 def test_config_and_settings_name_the_dtype(monkeypatch):
     config = MemoryConfig(n_keys=8, topk=4, value_dtype="bfloat16")
     assert MemoryConfig.from_json(config.to_json()) == config
-    assert MemoryConfig.from_json(MemoryConfig(n_keys=8, topk=4).to_json()).value_dtype == "float32"
+    assert MemoryConfig.from_json(MemoryConfig(n_keys=8, topk=4, value_dtype="float32").to_json()).value_dtype \
+        == "float32"
+    older = {k: v for k, v in json.loads(MemoryConfig(n_keys=8, topk=4).to_json()).items() if k != "value_dtype"}
+    assert MemoryConfig.from_json(json.dumps(older)).value_dtype == "float32"  # a snapshot from before the field
     with pytest.raises(ValueError, match="value_dtype"):
         MemoryConfig(n_keys=8, topk=4, value_dtype="float16")  # type: ignore[arg-type]
     monkeypatch.setenv("SMFT_MEMORY_VALUE_DTYPE", "bfloat16")

@@ -622,6 +622,22 @@ def test_redis_out_of_memory_makes_the_worker_wait_and_the_api_refuse_not_die(ti
             running.join(30)
 
 
+def test_a_worker_says_when_the_memory_configured_is_not_the_deployments_and_keeps_its_own(tiny_env, caplog):
+    """A default changed by an upgrade (SMFT_N_KEYS, the value dtype) must not silently reshape a deployment."""
+    first = make_worker(tiny_env)
+    first.run(burst=True)
+    with caplog.at_level("WARNING", logger="worker.loop"):
+        later = make_worker(tiny_env, n_keys=20, memory_value_dtype="bfloat16")
+        later.run(burst=True)
+    assert "n_keys 16 (configured: 20)" in caplog.text
+    assert "value_dtype 'float32' (configured: 'bfloat16')" in caplog.text
+    assert later.replica.lm.config == first.replica.lm.config
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="worker.loop"):
+        make_worker(tiny_env).run(burst=True)
+    assert "memory is not the one configured" not in caplog.text
+
+
 def test_a_worker_says_when_its_background_corpus_is_not_the_deployments(tiny_env, tmp_path, caplog):
     make_worker(tiny_env).run(burst=True)  # version 0 on the test corpus
     other = tmp_path / "other.txt"

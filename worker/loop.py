@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -102,6 +102,7 @@ class Worker:
         self._load_published()
         self._remove_unpublished_files()
         self._check_background()
+        self._check_memory_shape()
         baseline = self.monitor.baseline() if self.monitor else None
         if self.monitor and baseline is None:  # a version 0 prepared with the monitor off
             if self.replica.version == 0:
@@ -151,6 +152,19 @@ class Worker:
             if path not in named:
                 log.warning("removed %s: an undo record of a version never published", path)
                 path.unlink(missing_ok=True)
+
+    def _check_memory_shape(self) -> None:
+        """Say so when the memory configured now (SMFT_N_KEYS, SMFT_MEMORY_VALUE_DTYPE, ...) is not the one this
+        deployment was prepared with: its snapshot's shape is what every version is written in, so the deployment
+        keeps it, a default changed by an upgrade included."""
+        assert self.replica.lm is not None
+        held, configured = self.replica.lm.config, self.settings.memory_config()
+        names = [f.name for f in fields(configured) if f.name != "layers" or configured.layers is not None]
+        differ = [f"{name} {getattr(held, name)!r} (configured: {getattr(configured, name)!r})" for name in names
+                  if getattr(held, name) != getattr(configured, name)]
+        if differ:
+            log.warning("this deployment's memory is not the one configured, and keeps its own: %s; a new data "
+                        "directory or namespace starts one with the configured memory", ", ".join(differ))
 
     def _check_background(self) -> None:
         """Say so when the background corpus configured now is not the one this deployment's slot statistics
