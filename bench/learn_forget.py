@@ -397,7 +397,7 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     paths = []
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r in results:
-        ax.scatter([-100 * r.final.retention_change], [100 * r.final.learned], label=r.spec.label)
+        ax.scatter([-100 * r.final.retention_change], [100 * r.final.learned], label=r.spec.title)
     ax.set_xlabel("retention-probe F1 drop vs version 0 (%)")
     ax.set_ylabel("taught facts answered (%)")
     ax.set_title("learning vs forgetting")
@@ -411,7 +411,7 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     for r in results:
         xs = [c.facts_taught for c in r.checkpoints]
         line, = top.plot(xs, [100 * c.learned for c in r.checkpoints], marker="o",
-                         label=textwrap.fill(r.spec.label, 90))
+                         label=textwrap.fill(r.spec.title, 90))
         if all(c.probe_answered is not None for c in r.checkpoints):  # dashed: probe questions still answered
             top.plot(xs, [100 * c.probe_answered for c in r.checkpoints], linestyle="--", color=line.get_color())
         middle.plot(xs, [100 * c.retention_change for c in r.checkpoints], marker="o")

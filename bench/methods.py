@@ -65,6 +65,13 @@ class MethodSpec:
             return f"retrieval: BM25, top {self.top_t} statements in the prompt{floor}"
         return f"{self.method} lr={self.lr:g}"
 
+    @property
+    def title(self) -> str:
+        """The label with the memory's shape, for tables and plots. A service label leaves the shape out (it is the
+        resume key, and a run on another table has a folder of its own), so two tables' runs shown together would
+        otherwise read alike."""
+        return f"{self.label} [{self.memory}]" if self.method == "service" and self.memory else self.label
+
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "retrieval":
             raise ValueError("retrieval trains nothing: it has no learner (bench/retrieval.py)")

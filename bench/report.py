@@ -49,7 +49,7 @@ def learn_forget_table(results: Sequence[MethodResult], chosen: Mapping[str, Met
         c = r.final
         answered = "n/a" if c.probe_answered is None else f"{c.probe_answered:.0%}"
         latency = "n/a" if c.answer_seconds is None else f"{c.answer_seconds:.2f}"
-        rows.append((r.spec.label, c.facts_taught, f"{c.learned:.0%}", f"{c.learned_f1:.2f}",
+        rows.append((r.spec.title, c.facts_taught, f"{c.learned:.0%}", f"{c.learned_f1:.2f}",
                      f"{c.retention_change:+.1%}", answered, f"{c.nll_change:+.1%}",
                      "n/a" if r.steps is None else r.steps, f"{c.seconds:.0f}", latency,
                      "yes" if chosen.get(r.spec.method) is r else ""))
@@ -66,7 +66,7 @@ def learn_forget_curve(result: MethodResult) -> str:
     rows = [(c.facts_taught, share(c.learned), share(c.learned_recent), share(c.learned_first),
              share(c.probe_answered), f"{c.retention_change:+.1%}", f"{c.nll_change:+.1%}", f"{c.seconds:.0f}")
             for c in result.checkpoints]
-    return f"{result.spec.label}:\n\n" + markdown_table(
+    return f"{result.spec.title}:\n\n" + markdown_table(
         ("facts", "all taught answered", "most recent K", "first K still answered", "probe still answered",
          "retention F1 change", "held-out NLL change", "train seconds"), rows)
 
@@ -86,7 +86,7 @@ def learn_forget_churn(result: MethodResult) -> str | None:
                      len(probe_is - probe_was), len(probe_was - probe_is)))
     if not rows:
         return None
-    return f"{result.spec.label}, answers that changed between checkpoints:\n\n" + markdown_table(
+    return f"{result.spec.title}, answers that changed between checkpoints:\n\n" + markdown_table(
         ("facts", "earlier facts lost", "earlier facts back", "probe lost", "probe back"), rows)
 
 

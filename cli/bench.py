@@ -321,7 +321,7 @@ def register(sub: Any) -> None:
                     help="without --snapshot: the context weight where an answer's first token is predicted "
                          "(default: --context-weight's)")
     lf.add_argument("--value-dtype", dest="value_dtype", choices=("float32", "bfloat16"),
-                    help="without --snapshot: how the value table is stored (default: float32)")
+                    help="without --snapshot: how the value table is stored (default: the memory's, bfloat16)")
     lf.add_argument("--facts", type=int, default=100)
     lf.add_argument("--every", type=int, default=10, help="evaluate after every K facts")
     lf.add_argument("--steps", type=int, default=10, help="steps per fact")
@@ -347,7 +347,7 @@ def register(sub: Any) -> None:
     speed.add_argument("--n-keys", dest="n_keys", type=int,
                        help="without --snapshot: sub-keys per half (n_keys^2 slots)")
     speed.add_argument("--value-dtype", dest="value_dtype", choices=("float32", "bfloat16"),
-                       help="without --snapshot: how the value table is stored (default: float32)")
+                       help="without --snapshot: how the value table is stored (default: the memory's, bfloat16)")
     speed.add_argument("--repeats", type=int, default=5)
     speed.add_argument("--service", action="store_true",
                        help="also the fact-to-answer path through Redis, the worker and two API replicas")

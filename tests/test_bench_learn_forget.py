@@ -153,9 +153,10 @@ def test_sparse_labels_name_the_memory_shape():
     from bench.methods import MethodSpec, memory_tag
     from model.config import MemoryConfig
 
-    assert memory_tag(MemoryConfig(), [24]) == "layers 24, 262,144 slots, context 1"
-    assert memory_tag(MemoryConfig(n_keys=256, context_weight=0.0), [15]) == "layers 15, 65,536 slots, context 0"
-    assert memory_tag(MemoryConfig(n_keys=512, context_weight=4.0), [15, 24]) == \
+    assert memory_tag(MemoryConfig(n_keys=512, value_dtype="float32"), [24]) == "layers 24, 262,144 slots, context 1"
+    assert memory_tag(MemoryConfig(n_keys=256, context_weight=0.0, value_dtype="float32"), [15]) == \
+        "layers 15, 65,536 slots, context 0"
+    assert memory_tag(MemoryConfig(n_keys=512, context_weight=4.0, value_dtype="float32"), [15, 24]) == \
         "layers 15,24, 262,144 slots, context 4"
     assert memory_tag(MemoryConfig(n_keys=1024, value_dtype="bfloat16"), [24]) == \
         "layers 24, 1,048,576 slots, context 1, bfloat16"
@@ -174,18 +175,21 @@ def test_the_service_label_names_every_teaching_setting_that_changes_what_it_lea
     from worker.settings import WorkerSettings
 
     default = service_spec(WorkerSettings()).label
-    assert "10 steps" in default and "8 neighbours" in default
+    assert "10 steps" in default and "8 neighbours" in default and "answered by the fact's own statement" in default
     others = [WorkerSettings(loss_threshold=0.5, max_steps=25), WorkerSettings(neighbours_alike=True),
               WorkerSettings(keep_weight=1e-2), WorkerSettings(neighbour_reads=4), WorkerSettings(batch_facts=1),
               WorkerSettings(answer_reads=1), WorkerSettings(trained_slot_weight=0.5),
               WorkerSettings(max_row_norm=100.0), WorkerSettings(max_row_norm=None), WorkerSettings(optimizer="sgd"),
-              WorkerSettings(ranking="tf"), WorkerSettings(capped_slot_weight=0.0)]
+              WorkerSettings(ranking="tf"), WorkerSettings(question_answer="statement"),
+              WorkerSettings(capped_slot_weight=0.0)]
     labels = [service_spec(s).label for s in others]
     assert "to loss 0.5 (at most 25 steps)" in labels[0] and "8 alike neighbours" in labels[1]
     assert default.startswith("service: batches of 4, t=500, lr=1, per fact")  # the defaults' files still resume
     assert "reuse=0.5" in labels[6] and "cap=100" in labels[7] and "no cap" in labels[8]
     assert labels[-1].endswith(", rows at the cap 0")
     assert len({default, *labels}) == len(others) + 1
+    on_a_table = replace(service_spec(WorkerSettings()), memory="layers 24, 1,048,576 slots")
+    assert on_a_table.label == default and on_a_table.title == f"{default} [layers 24, 1,048,576 slots]"
 
 
 def test_settings_on_the_command_line_parse_into_method_specs():

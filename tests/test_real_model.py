@@ -71,10 +71,11 @@ def test_version_zero_equals_the_base_model(real_v0):
     with torch.no_grad():
         diff = (base(input_ids=ids).logits - lm.logits(ids)).abs().max().item()
     assert diff <= 1e-4
-    # The default memory sits at layer 24; centring (and the context query) spread its reads over the table:
-    # 98.8% of slots read, the busiest 1% taking 19% of the reads.
+    # The default memory sits at layer 24; centring (and the context query) spread its reads over the table. The
+    # shipped corpus makes about 10 reads per slot of the 1,048,576-row table: 76.9% of its slots read, the busiest
+    # 1% taking 28.7% of them, usage entropy 0.907 (of 262,144 rows: 98.8%, 19.1%, 0.941).
     centred = report.centred[24]
-    assert centred.fraction_read > 0.95 and centred.top1pct_share < 0.25
+    assert centred.fraction_read > 0.7 and centred.top1pct_share < 0.35 and centred.entropy > 0.85, centred
 
 
 def test_sparse_steps_change_only_selected_rows_and_replicas_answer_as_the_taught_model(real_v0, tmp_path):

@@ -63,7 +63,9 @@ class WorkerSettings(CommonSettings):
                               "row where their answer begins that make it the answer's, never selected (0: off)")
     keep_weight: float = Field(SparseConfig.keep_weight, ge=0, description="weight of the locality penalty: what "
                                "the trained rows add where background text reads them, kept near zero (0: off)")
-    question_answer: QuestionAnswer = Field("statement", description="what a question the model wrote about a "
+    # "fact": a paraphrase that opens with a name ("Luvoista's capital is Gortes.") no longer teaches every question
+    # of its kind to open its answer with that name (docs/learn_forget.md, session 26; docs/usage.md, session 27).
+    question_answer: QuestionAnswer = Field("fact", description="what a question the model wrote about a "
                                             "statement is taught to be answered by: 'statement', the one it was "
                                             "written from; 'fact', the fact's own (its first) statement")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
