@@ -71,5 +71,5 @@ def change_penalty(reads: OtherReads, idx: int, row_of_slot: torch.Tensor, rows:
     heads, k = slots.shape[1:]
     padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
     added = F.embedding_bag(row_of_slot[slots.reshape(-1, k)], padded,
-                            per_sample_weights=reads.weights[idx].to(rows.device).reshape(-1, k), mode="sum")
+                            per_sample_weights=reads.weights[idx].to(rows).reshape(-1, k), mode="sum")
     return added.view(len(slots), heads, -1).sum(1).pow(2).sum(-1).mean()

@@ -19,7 +19,9 @@ from tests.tiny import save_tiny_model
 # Where the model tests put their models: cpu here and in CI; `SMFT_TEST_DEVICE=cuda` on a GPU machine runs the
 # same tests through the CUDA path.
 TEST_DEVICE = os.environ.get("SMFT_TEST_DEVICE", "cpu")
-TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,))
+# The model tests compare numbers exactly (trained rows against an edited table, reads against a forward), so their
+# table is float32; the worker and service tests (tiny_env) run the default bfloat16 table, test_value_dtype both.
+TINY_MEMORY = MemoryConfig(n_keys=16, heads=2, topk=4, key_dim=8, layers=(1,), value_dtype="float32")
 TINY_DOCS = [f"Document {i}: the river flows to the sea and the fox jumps {i} times." for i in range(12)]
 
 

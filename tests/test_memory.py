@@ -52,7 +52,8 @@ def test_zero_values_read_nothing_and_reads_are_weighted_sums():
 
 
 def test_trainable_rows_act_like_editing_the_table():
-    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0)
+    # float32: a bfloat16 table would round the edited rows, which the trainable ones (float32) are not
+    cfg = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0, value_dtype="float32")
     memory = ProductKeyMemory(cfg, hidden_size=6)
     x = torch.randn(4, 6)
     slots = memory.lookup(x)[0].flatten().unique()[:5]

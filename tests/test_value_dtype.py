@@ -37,7 +37,7 @@ def test_config_and_settings_name_the_dtype(monkeypatch):
 
 
 def test_a_bfloat16_table_reads_what_the_float32_table_reads():
-    config = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0)
+    config = MemoryConfig(n_keys=8, heads=2, topk=3, key_dim=4, context_weight=0.0, value_dtype="float32")
     full = ProductKeyMemory(config, hidden_size=16)
     half = ProductKeyMemory(dataclasses.replace(config, value_dtype="bfloat16"), hidden_size=16)
     assert half.values.dtype == torch.bfloat16 and half.values.element_size() * 2 == full.values.element_size()

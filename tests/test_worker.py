@@ -624,17 +624,17 @@ def test_redis_out_of_memory_makes_the_worker_wait_and_the_api_refuse_not_die(ti
 
 def test_a_worker_says_when_the_memory_configured_is_not_the_deployments_and_keeps_its_own(tiny_env, caplog):
     """A default changed by an upgrade (SMFT_N_KEYS, the value dtype) must not silently reshape a deployment."""
-    first = make_worker(tiny_env)
+    first = make_worker(tiny_env, memory_value_dtype="float32")  # a deployment from before the bfloat16 default
     first.run(burst=True)
     with caplog.at_level("WARNING", logger="worker.loop"):
-        later = make_worker(tiny_env, n_keys=20, memory_value_dtype="bfloat16")
+        later = make_worker(tiny_env, n_keys=20)
         later.run(burst=True)
     assert "n_keys 16 (configured: 20)" in caplog.text
     assert "value_dtype 'float32' (configured: 'bfloat16')" in caplog.text
     assert later.replica.lm.config == first.replica.lm.config
     caplog.clear()
     with caplog.at_level("WARNING", logger="worker.loop"):
-        make_worker(tiny_env).run(burst=True)
+        make_worker(tiny_env, memory_value_dtype="float32").run(burst=True)
     assert "memory is not the one configured" not in caplog.text
 
 
