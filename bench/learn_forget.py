@@ -35,7 +35,7 @@ from bench.table_log import TableLog
 from model.config import StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
-from model.learners import TeachReport, teach
+from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
 from model.provenance import RowWriters
@@ -202,9 +202,9 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
     facts = stream.facts
     result, trained, done = MethodResult(spec), 0.0, 0
-    memory_only = spec.method in ("sparse", "service")  # its whole state is the table (and who wrote its rows)
-    writers = RowWriters() if memory_only else None
-    tables = TableLog(progress.with_suffix(""), _stream_key(stream)) if progress is not None and memory_only else None
+    writers = RowWriters() if spec.memory_only else None
+    tables = (TableLog(progress.with_suffix(""), _stream_key(stream)) if progress is not None and spec.memory_only
+              else None)
     if tables is not None:
         if (resumed := _resume(lm, spec, progress, tables)) is not None:
             result, writers = resumed
@@ -225,7 +225,8 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
             taught = TeachReport(0, 0.0, 0.0, time.perf_counter() - start)
         elif settings is not None:
             taught = teach_facts(lm, learner, [f.fact for f in chunk], settings)
-            learner.take_touched()  # type: ignore[attr-defined]  # the worker publishes here: records start anew
+            if isinstance(learner, SparseMemoryLearner):
+                learner.take_touched()  # the worker publishes here: records start anew
         else:
             taught = teach(learner, build_batch([f.fact for f in chunk], lm.tokenizer).to(lm.device), stream.schedule)
         if writers is not None:
@@ -368,7 +369,7 @@ def common_learning(results: Sequence[MethodResult]) -> float:
     at = _judged_at(results)
     best: dict[str, float] = {}
     for r in results:
-        best[r.spec.method] = max(best.get(r.spec.method, 0.0), at[id(r)].learned)
+        best[r.spec.kind] = max(best.get(r.spec.kind, 0.0), at[id(r)].learned)
     return min(best.values())
 
 
@@ -379,8 +380,8 @@ def at_matched_learning(results: Sequence[MethodResult], target: float) -> dict[
     """
     at = _judged_at(results)
     chosen: dict[str, MethodResult] = {}
-    for method in dict.fromkeys(r.spec.method for r in results):
-        runs = [r for r in results if r.spec.method == method]
+    for method in dict.fromkeys(r.spec.kind for r in results):
+        runs = [r for r in results if r.spec.kind == method]
         reached = [r for r in runs if at[id(r)].learned >= target]
         chosen[method] = (max(reached, key=lambda r: at[id(r)].retention_change) if reached
                           else max(runs, key=lambda r: at[id(r)].learned))

@@ -14,6 +14,7 @@ from model.statistics import SlotStats
 from worker.settings import WorkerSettings
 
 WORKER_ROW_CAP = WorkerSettings.model_fields["max_row_norm"].default  # the service's default cap on a row's norm
+TRAINERS = {"sparse": "", "full": "full finetuning", "lora": "LoRA"}  # MethodSpec.trainer -> its name in labels
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,17 @@ class MethodSpec:
     batch_facts: int = 1  # service only: facts per batch, as SMFT_BATCH_FACTS
     teaching: str = ""  # service only: the rest of the worker's teaching settings, so a resumed run is the same one
     min_match: float = 0.0  # retrieval only: the share of the question's words a note must hold (Retriever)
+    # service only: what the worker's teaching trains. "sparse" is the service; "full" and "lora" train the whole
+    # model or LoRA adapters on the same examples (its questions, paraphrases, reversed questions) in the same
+    # batches, so the baselines meet the stream as the service does, not one fact per step.
+    trainer: str = "sparse"
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora", "service", "retrieval"):
             raise ValueError(f"method must be sparse, full, lora, service or retrieval, got {self.method!r}")
+        if self.trainer not in TRAINERS or (self.trainer != "sparse" and self.method != "service"):
+            raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, and other than sparse only for "
+                             f"service, got {self.trainer!r} for {self.method}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
@@ -53,6 +61,9 @@ class MethodSpec:
             cap = "" if self.max_row_norm is None else f" cap={self.max_row_norm:g}"
             reuse = "" if self.trained_slot_weight == 1.0 else f" reuse={self.trained_slot_weight:g}"
             return f"sparse {self.ranking} t={self.top_t} lr={self.lr:g}{optimizer}{cap}{reuse}{shape}"
+        if self.method == "service" and self.trainer != "sparse":  # rows are the sparse learner's: not named
+            return (f"service: {TRAINERS[self.trainer]} lr={self.lr:g}, batches of {self.batch_facts}, "
+                    f"{self.teaching}")
         if self.method == "service":  # what differs from the worker's defaults, so no two settings share a label
             rows = "".join(part for part, default in (
                 (f", {self.ranking}", self.ranking == "tfidf"), (f", {self.optimizer}", self.optimizer == "adam"),
@@ -66,6 +77,17 @@ class MethodSpec:
         return f"{self.method} lr={self.lr:g}"
 
     @property
+    def kind(self) -> str:
+        """What settings are compared within at matched learning: the method, or for the service's teaching
+        with another trainer, both ("service full")."""
+        return f"service {self.trainer}" if self.method == "service" and self.trainer != "sparse" else self.method
+
+    @property
+    def memory_only(self) -> bool:
+        """The whole state it trains is the memory's value table (and who wrote its rows)."""
+        return self.method == "sparse" or (self.method == "service" and self.trainer == "sparse")
+
+    @property
     def title(self) -> str:
         """The label with the memory's shape, for tables and plots. A service label leaves the shape out (it is the
         resume key, and a run on another table has a folder of its own), so two tables' runs shown together would
@@ -75,13 +97,13 @@ class MethodSpec:
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "retrieval":
             raise ValueError("retrieval trains nothing: it has no learner (bench/retrieval.py)")
-        if self.method == "service":
+        if self.method == "service" and self.trainer == "sparse":
             return SparseMemoryLearner(lm, stats, self.worker_settings().sparse_config())
         if self.method == "sparse":
             config = SparseConfig(top_t=self.top_t, ranking=self.ranking, optimizer=self.optimizer, lr=self.lr,
                                   max_row_norm=self.max_row_norm, trained_slot_weight=self.trained_slot_weight)
             return SparseMemoryLearner(lm, stats, config)
-        if self.method == "full":
+        if "full" in (self.method, self.trainer):
             return FullFinetuneLearner(lm, lr=self.lr)
         return LoraLearner(lm, lr=self.lr)
 
@@ -124,9 +146,15 @@ def parse_method_spec(text: str) -> MethodSpec:
     -> MethodSpec. An empty field keeps its default: 'sparse:1:500:tfidf:adam::0' has no cap. 'service' is
     the worker's own teaching with the worker's settings (SMFT_* variables); 'retrieval' trains nothing and
     puts the taught statements BM25 finds into the prompt, 'retrieval:0.5' only those holding half the question's
-    words or more."""
+    words or more; 'service:full:1e-5' or 'service:lora:1e-3' give the worker's teaching (its examples, its
+    batches) to full finetuning or LoRA at that learning rate."""
     if text.strip() == "service":
         return service_spec(WorkerSettings())
+    if text.strip().startswith("service:"):
+        _, *rest = text.strip().split(":")
+        if len(rest) != 2 or rest[0] not in ("full", "lora"):
+            raise ValueError(f"{text!r}: 'service', 'service:full:LR' or 'service:lora:LR'")
+        return replace(service_spec(WorkerSettings()), trainer=rest[0], lr=float(rest[1]))
     if text.strip().startswith("retrieval"):
         _, *floor = text.strip().split(":")
         if len(floor) > 1 or not 0 <= (min_match := float(floor[0]) if floor else 0.0) <= 1:

@@ -52,7 +52,7 @@ def learn_forget_table(results: Sequence[MethodResult], chosen: Mapping[str, Met
         rows.append((r.spec.title, c.facts_taught, f"{c.learned:.0%}", f"{c.learned_f1:.2f}",
                      f"{c.retention_change:+.1%}", answered, f"{c.nll_change:+.1%}",
                      "n/a" if r.steps is None else r.steps, f"{c.seconds:.0f}", latency,
-                     "yes" if chosen.get(r.spec.method) is r else ""))
+                     "yes" if chosen.get(r.spec.kind) is r else ""))
     return markdown_table(("setting", "facts", "learned (contains)", "learned F1", "retention F1 change",
                            "probe still answered", "held-out NLL change", "steps", "train seconds",
                            "answer seconds", "matched"), rows)

@@ -192,6 +192,58 @@ def test_the_service_label_names_every_teaching_setting_that_changes_what_it_lea
     assert on_a_table.label == default and on_a_table.title == f"{default} [layers 24, 1,048,576 slots]"
 
 
+@pytest.mark.slow  # the worker's teaching, its questions written by the model, for two baselines
+def test_full_finetuning_and_lora_are_taught_the_services_examples_in_its_batches(
+        tiny_lm, background_file, tmp_path, monkeypatch):
+    """`service:full:LR`, `service:lora:LR`: the worker's teaching (its questions, its batches of SMFT_BATCH_FACTS)
+    training the whole model or LoRA adapters; the value table stays as it was, and each is matched apart from
+    the sparse service and the one-fact-per-step baselines."""
+    import torch
+
+    import bench.learn_forget as learn_forget
+    from bench.facts import generate_facts
+    from bench.learn_forget import Baseline, Stream, at_matched_learning, run_method
+    from bench.methods import MethodSpec, parse_method_spec
+    from model.config import StepSchedule
+    from model.evaluation import mean_nll
+    from model.learners import FullFinetuneLearner, LoraLearner
+    from model.probe import read_probe
+
+    lm, stats, corpus = tiny_lm
+    for name, value in {"SMFT_BATCH_FACTS": "3", "SMFT_STEPS": "2", "SMFT_TOP_T": "6",
+                        "SMFT_BACKGROUND": f'["{background_file}"]'}.items():
+        monkeypatch.setenv(name, value)
+    service = parse_method_spec("service")
+    full, lora = parse_method_spec("service:full:1e-4"), parse_method_spec("service:lora:1e-3")
+    assert (full.trainer, full.lr, full.batch_facts, full.kind, full.memory_only) == ("full", 1e-4, 3,
+                                                                                       "service full", False)
+    assert full.label.startswith("service: full finetuning lr=0.0001, batches of 3, per fact, 2 steps, questions on")
+    assert lora.label.startswith("service: LoRA lr=0.001, batches of 3") and lora.label != service.label
+    assert service.trainer == "sparse" and service.memory_only and service.kind == "service"
+    for bad in ("service:sgd:1", "service:full", "service:full:1:2"):
+        with pytest.raises(ValueError, match="service:full:LR"):
+            parse_method_spec(bad)
+    with pytest.raises(ValueError, match="trainer"):
+        MethodSpec("sparse", 1.0, trainer="full")
+
+    stream = Stream(tuple(generate_facts(4, seed=2)), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
+                    Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=4)
+    taught = []
+    teach_facts = learn_forget.teach_facts
+    monkeypatch.setattr(learn_forget, "teach_facts", lambda lm_, learner, facts, settings: taught.append(
+        (type(learner), len(facts))) or teach_facts(lm_, learner, facts, settings))
+    values = lm.memories[1].values.detach().clone()
+    results = [run_method(lm, stats, spec, stream, tmp_path / f"{spec.kind}.json") for spec in (full, lora)]
+    assert taught == [(FullFinetuneLearner, 3), (FullFinetuneLearner, 1),
+                                                          (LoraLearner, 3), (LoraLearner, 1)]
+    assert [c.facts_taught for r in results for c in r.checkpoints] == [4, 4] and all(r.steps == 4 for r in results)
+    assert torch.equal(lm.memories[1].values, values)  # each ran on its own copy of version 0
+    assert not (tmp_path / "service full").exists()  # no table deltas: the table is not what it trains
+    saved = learn_forget.MethodResult.from_dict(json.loads((tmp_path / "service full.json").read_text()))
+    assert saved.spec == full  # a stopped run is matched to its setting by this
+    assert set(at_matched_learning(results, 0.0)) == {"service full", "service lora"}
+
+
 def test_settings_on_the_command_line_parse_into_method_specs():
     from bench.methods import MethodSpec
     from bench.methods import parse_method_spec as _method_spec

@@ -14,7 +14,7 @@ from dataclasses import replace
 from model.corpus import Corpus, load_corpus
 from model.documents import split_statements
 from model.facts import Fact, build_batch
-from model.learners import SparseMemoryLearner, TeachReport, teach
+from model.learners import Learner, SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
 from model.locality import record_reads
 from model.neighbours import name_pool, names_alike, with_neighbours
@@ -74,9 +74,10 @@ def _with_short_ones_joined(parts: list[str], min_words: int = MIN_STATEMENT_WOR
     return out
 
 
-def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact],
-                settings: WorkerSettings) -> TeachReport:
-    """Teach one batch in place (the caller holds whatever lock guards `lm`)."""
+def teach_facts(lm: MemoryLM, learner: Learner, facts: Sequence[Fact], settings: WorkerSettings) -> TeachReport:
+    """Teach one batch in place (the caller holds whatever lock guards `lm`). The worker's learner is sparse; a
+    benchmark may pass a baseline, which trains on the same examples (neighbours and locality steer only which
+    rows a sparse learner may change)."""
     if settings.split_statements:
         facts = by_statement(facts)
     if settings.synthetic_questions:
@@ -87,7 +88,8 @@ def teach_facts(lm: MemoryLM, learner: SparseMemoryLearner, facts: Sequence[Fact
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
         alike = names_alike(lm, facts, names) if settings.neighbours_alike else None
         facts = with_neighbours(facts, names, settings.neighbours_per_fact, seed, alike)
-    if settings.keep_weight > 0 and learner.others is None:  # once per learner: version 0's reads do not change
+    sparse = isinstance(learner, SparseMemoryLearner)
+    if settings.keep_weight > 0 and sparse and learner.others is None:  # once per learner: v0's reads do not change
         corpus = background_corpus(tuple(str(p) for p in settings.background))
         learner.others = record_reads(lm, corpus.rendered_train(lm.tokenizer))
     batch = build_batch(facts, lm.tokenizer).to(lm.device)
