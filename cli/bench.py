@@ -329,7 +329,9 @@ def register(sub: Any) -> None:
                     help="learning at which methods are compared (default: the most that every method reaches)")
     lf.add_argument("--settings", help="comma-separated method:lr[:top_t[:ranking[:optimizer[:max_row_norm"
                     "[:trained_slot_weight]]]]], e.g. sparse:1.0:500,sparse:1e4:500:tfidf:sgd,"
-                    "sparse:1.0:500:tfidf:adam:30,sparse:1.0:500:tfidf:adam::0.1,full:1e-5")
+                    "sparse:1.0:500:tfidf:adam:30,sparse:1.0:500:tfidf:adam::0.1,full:1e-5; 'service' is the "
+                    "worker's own teaching (SMFT_* apply), 'service:full:LR' and 'service:lora:LR' the same "
+                    "examples and batches for full finetuning and LoRA; 'retrieval[:MIN_MATCH]' trains nothing")
     lf.add_argument("--seed", type=int, default=0)
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--report", nargs="+", metavar="DIR",
