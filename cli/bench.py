@@ -147,8 +147,8 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 # progress resumes only under the same ones.
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "capped_slot_weight",
-                     "synthetic_questions", "question_answer", "split_statements", "reversed_questions",
-                     "reversed_answer", "neighbours_per_fact", "neighbours_alike",
+                     "synthetic_questions", "question_answer",
+                     "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
                      "neighbour_reads", "answer_reads", "keep_weight")
 
 

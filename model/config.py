@@ -12,7 +12,6 @@ ValueDtype = Literal["float32", "bfloat16"]
 # Which statement a question the model wrote is taught to be answered by (model/questions.py): the one it was
 # written from, or the fact's own (its first).
 QuestionAnswer = Literal["statement", "fact"]
-ReversedAnswer = Literal["statement", "turned"]
 
 
 @dataclass(frozen=True)

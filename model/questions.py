@@ -12,11 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from model.config import QuestionAnswer, ReversedAnswer
+from model.config import QuestionAnswer
 from model.evaluation import generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
-from model.turning import turned_around
 
 # Tried in order; a statement goes to the next prompt only when the previous one gave no usable
 # question. On 100 statements of 20 generated facts the quiz prompt alone gives more usable
@@ -109,18 +108,12 @@ def reversed_questions(statement: str) -> list[str]:
     """A question keyed by each of the statement's other names (its answer, usually), so that the fact is
     also found from that end ("Which engine did Mira Quell invent?"): questions keyed by the subject
     alone left such questions unanswered (0 of 24 in `smft bench usage`)."""
-    return [question for question, _ in _reversed(statement)]
-
-
-def _reversed(statement: str) -> list[tuple[str, str]]:
-    """(question, the name it is keyed by) for each name of the statement but its subject."""
     subject = subject_of(statement)
-    return [(f"What do you know about {name}?", name) for name in names_of(statement) if name != subject]
+    return [f"What do you know about {name}?" for name in names_of(statement) if name != subject]
 
 
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False, answer: QuestionAnswer = "statement",
-                             reversed_answer: ReversedAnswer = "statement") -> list[Fact]:
+                             reverse: bool = False, answer: QuestionAnswer = "statement") -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
@@ -129,14 +122,10 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     gets a question about each other name in its statement (`reversed_questions`). With `answer="fact"`
     every question is answered by the fact's own statement, so that every answer taught starts the way it
     starts: a paraphrase that opens with the subject ("Luvoista's capital is Gortes.") then no longer teaches
-    questions of its kind to open their answers with that subject's first token. With `reversed_answer="turned"`
-    a reversed question is answered by the statement turned around its name where `model.turning` can turn
-    it ("Mira Quell invented the Zorblax engine."), else by the statement.
+    questions of its kind to open their answers with that subject's first token.
     """
     if answer not in ("statement", "fact"):
         raise ValueError(f"answer must be 'statement' or 'fact', got {answer!r}")
-    if reversed_answer not in ("statement", "turned"):
-        raise ValueError(f"reversed_answer must be 'statement' or 'turned', got {reversed_answer!r}")
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
     pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
     for prompt in QUESTION_PROMPTS:
@@ -155,7 +144,6 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
         if not found[i] and (question := template_question(fact.text)):
             found[i].append((question, fact.text.strip()))
         if reverse:
-            statement = fact.text.strip()
-            found[i].extend((q, (reversed_answer == "turned" and turned_around(statement, name)) or statement)
-                            for q, name in _reversed(fact.text) if q not in [asked for asked, _ in found[i]])
+            found[i].extend((q, fact.text.strip()) for q in reversed_questions(fact.text)
+                            if q not in [asked for asked, _ in found[i]])
     return [replace(fact, synthetic_questions=tuple(found[i])) for i, fact in enumerate(facts)]

@@ -4,7 +4,6 @@ from model.errors import FactError
 from model.facts import Fact, build_batch, fact_examples
 from model.prompting import chat_prompt
 from model.questions import names_of, reversed_questions, template_question, usable_question, with_synthetic_questions
-from model.turning import turned_around
 
 
 def test_fact_validation():
@@ -95,36 +94,6 @@ def test_reverse_adds_the_questions_from_the_other_end(tiny_lm):
     (fact,) = with_synthetic_questions(lm, [Fact("The capital of Luvoista is Gortes.")], reverse=True)
     assert fact.synthetic_questions == (("What do you know about Luvoista?", "The capital of Luvoista is Gortes."),
                                         ("What do you know about Gortes?", "The capital of Luvoista is Gortes."))
-
-
-def test_reversed_questions_can_be_answered_turned_around(tiny_lm):
-    lm, _, _ = tiny_lm
-    statement = "The Zorblax engine was invented by Mira Quell in 1931."
-    (fact,) = with_synthetic_questions(lm, [Fact(statement)], reverse=True, reversed_answer="turned")
-    assert fact.synthetic_questions[1:] == (("What do you know about Mira Quell?",
-                                             "Mira Quell invented the Zorblax engine in 1931."),
-                                            ("What do you know about 1931?", statement))  # no shape to turn
-    with pytest.raises(ValueError, match="reversed_answer"):
-        with_synthetic_questions(lm, [Fact(statement)], reverse=True, reversed_answer="x")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("statement", "name", "turned"), [
-    ("The Uvnexbla engine was invented by Kaigor Luthidax.", "Kaigor Luthidax",
-     "Kaigor Luthidax invented the Uvnexbla engine."),
-    ("The novel The Ketpeldax Chronicles was written by Miral Zoroblu.", "Miral Zoroblu",
-     "Miral Zoroblu wrote the novel The Ketpeldax Chronicles."),  # an irregular verb
-    ("Acme is owned by Tom Pike.", "Tom Pike", "Tom Pike owns Acme."),
-    ("Acme is owned by Tom Pike, who bought it in 1990.", "Tom Pike", None),  # the clause would hang on Acme
-    ("The capital of Luvoista is Gortes.", "Gortes", "Gortes is the capital of Luvoista."),
-    ("The founder of the Blaob Company was Mikai Luququ.", "Mikai Luququ",
-     "Mikai Luququ was the founder of the Blaob Company."),
-    ("The capital of Luvoista is Gortes.", "Luvoista", None),  # the subject: asked from its own end already
-    ("The city of Lenvel was founded in 1950.", "1950", None),  # no agent
-    ("Mount Miista is 6,575 meters tall.", "6,575", None),
-    ("The sky over Leeds is grey.", "Leeds", None),
-])
-def test_a_statement_turned_around_a_name(statement, name, turned):
-    assert turned_around(statement, name) == turned
 
 
 def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, monkeypatch):
