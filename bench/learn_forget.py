@@ -398,14 +398,14 @@ def write_plots(results: Sequence[MethodResult], directory: Path) -> list[str]:
     paths = []
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r in results:
-        ax.scatter([-100 * r.final.retention_change], [100 * r.final.learned], label=r.spec.title)
+        ax.scatter([-100 * r.final.retention_change], [100 * r.final.learned], label=textwrap.fill(r.spec.title, 90))
     ax.set_xlabel("retention-probe F1 drop vs version 0 (%)")
     ax.set_ylabel("taught facts answered (%)")
     ax.set_title("learning vs forgetting")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    # below the axes, not on the points: a service setting's label is a line long
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.16), borderaxespad=0)
     paths.append(str(directory / "learning_vs_forgetting.png"))
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(6, 8.5), sharex=True)
