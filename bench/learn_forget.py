@@ -18,6 +18,7 @@ import os
 import re
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -110,15 +111,18 @@ def read_results(directories: Sequence[Path]) -> list[MethodResult]:
     """What earlier runs measured, from the progress files they rewrite after every checkpoint.
 
     Finished or stopped, every run leaves them, so settings run separately (or a run cut short)
-    can still be compared in one table.
+    can still be compared in one table. A setting found in more than one of them (the same settings on
+    another seed's stream) is told apart by its directory's name in its title.
     """
-    results = []
-    for directory in directories:
-        files = sorted((Path(directory) / "progress").glob("*.json"))
+    found: list[tuple[Path, MethodResult]] = []
+    for directory in map(Path, directories):
+        files = sorted((directory / "progress").glob("*.json"))
         if not files:
-            raise FileNotFoundError(f"no progress files in {Path(directory) / 'progress'}")
-        results += [MethodResult.from_dict(json.loads(f.read_text())) for f in files]
-    return [r for r in results if r.checkpoints]
+            raise FileNotFoundError(f"no progress files in {directory / 'progress'}")
+        found += [(directory, MethodResult.from_dict(json.loads(f.read_text()))) for f in files]
+    seen = Counter(r.spec.title for _, r in found)
+    return [MethodResult(replace(r.spec, run=d.name), r.checkpoints, r.steps) if seen[r.spec.title] > 1 else r
+            for d, r in found if r.checkpoints]
 
 
 def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24) -> tuple[float, float]:

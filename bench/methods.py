@@ -39,6 +39,9 @@ class MethodSpec:
     # model or LoRA adapters on the same examples (its questions, paraphrases, reversed questions) in the same
     # batches, so the baselines meet the stream as the service does, not one fact per step.
     trainer: str = "sparse"
+    # Which run's files a report read it from, where one setting comes from several runs (another seed's stream):
+    # shown in its title, never in its label (the resume key). Empty in the files runs write.
+    run: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in ("sparse", "full", "lora", "service", "retrieval"):
@@ -92,7 +95,8 @@ class MethodSpec:
         """The label with the memory's shape, for tables and plots. A service label leaves the shape out (it is the
         resume key, and a run on another table has a folder of its own), so two tables' runs shown together would
         otherwise read alike."""
-        return f"{self.label} [{self.memory}]" if self.method == "service" and self.memory else self.label
+        title = f"{self.label} [{self.memory}]" if self.method == "service" and self.memory else self.label
+        return f"{title} ({self.run})" if self.run else title
 
     def learner(self, lm: MemoryLM, stats: SlotStats) -> Learner:
         if self.method == "retrieval":

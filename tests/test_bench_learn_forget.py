@@ -312,6 +312,24 @@ def test_settings_that_stopped_at_different_points_are_matched_where_all_of_them
     assert at_matched_learning([stopped, sparse], 0.9) == {"lora": stopped, "sparse": sparse}
 
 
+def test_one_setting_from_two_runs_is_told_apart_by_its_runs_folder(tmp_path):
+    from bench.learn_forget import Checkpoint, MethodResult, read_results
+    from bench.methods import MethodSpec
+
+    spec = MethodSpec("service", 1.0, batch_facts=4, teaching="per fact, 10 steps")
+    other = MethodSpec("service", 1.0, batch_facts=1, teaching="per fact, 10 steps")
+    for folder, specs in (("seed0", [spec, other]), ("seed1", [spec])):  # the same settings on two seeds' streams
+        for i, s in enumerate(specs):
+            path = tmp_path / folder / "progress" / f"{i}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            result = MethodResult(s, [Checkpoint(100, 0.8, 0.3, 0.0, 0.01, 600.0, 250, 0.9)], 250)
+            path.write_text(json.dumps(result.as_dict()))
+    results = read_results([tmp_path / "seed0", tmp_path / "seed1"])
+    assert [r.spec.title for r in results] == [f"{spec.title} (seed0)", other.title, f"{spec.title} (seed1)"]
+    assert {r.spec.label for r in results} == {spec.label, other.label}  # the resume key is untouched
+    assert [r.spec.title for r in read_results([tmp_path / "seed1"])] == [spec.title]  # alone: as it was
+
+
 def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
     from bench.learn_forget import Checkpoint, MethodResult, at_matched_learning, common_learning
     from bench.methods import MethodSpec
