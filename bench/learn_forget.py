@@ -38,7 +38,7 @@ from model.evaluation import contains_answer, generate_answers, mean_nll, token_
 from model.facts import build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
-from model.probe import ProbeQuestion
+from model.probe import ProbeQuestion, read_probe
 from model.provenance import RowWriters
 from model.questions import with_synthetic_questions
 from model.snapshot import load_snapshot
@@ -449,8 +449,10 @@ def write_report(results: Sequence[MethodResult], out: Path, meta: dict, target:
     if curves:  # K: the checkpoint interval
         table += "\n\nOver the stream (K = facts between checkpoints):\n\n" + "\n\n".join(curves)
     churn = [c for c in map(report.learn_forget_churn, results) if c is not None]
-    if churn:
-        table += "\n\n" + "\n\n".join(churn)
+    capitals = {i for i, q in enumerate(read_probe()) if "capital" in q.question.lower()}
+    kinds = [k for r in results if (k := report.learn_forget_probe_kinds(r, capitals)) is not None]
+    if churn or kinds:
+        table += "\n\n" + "\n\n".join(churn + kinds)
     report.write_json(out / "learn_forget.json", {
         **meta, "target_learning": target, "matched_at_facts": facts,
         "matched": {m: r.spec.label for m, r in chosen.items()}, "results": [r.as_dict() for r in results]})

@@ -90,6 +90,19 @@ def learn_forget_churn(result: MethodResult) -> str | None:
         ("facts", "earlier facts lost", "earlier facts back", "probe lost", "probe back"), rows)
 
 
+def learn_forget_probe_kinds(result: MethodResult, capitals: set[int]) -> str | None:
+    """At every checkpoint, the probe questions lost that ask for a capital (by index) and the others: the stream
+    teaches fictional capitals in the frame those questions are answered in, and over 1,000 facts they were most
+    of what the probe lost. None without the missed lists."""
+    points = [c for c in result.checkpoints if c.probe_missed is not None]
+    if not points or not capitals:
+        return None
+    rows = [(c.facts_taught, len(set(c.probe_missed) & capitals), len(set(c.probe_missed) - capitals))
+            for c in points]
+    return f"{result.spec.title}, probe questions lost:\n\n" + markdown_table(
+        ("facts", "capital questions lost", "other questions lost"), rows)
+
+
 def matching_note(target: float, facts: int | None, results: Sequence[MethodResult]) -> str:
     note = (f"\"matched\": per method, the setting that forgets least (retention-probe F1) among those that "
             f"answer at least {target:.0%} of the taught facts, else the one that learns most.")

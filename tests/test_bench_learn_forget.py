@@ -330,6 +330,21 @@ def test_one_setting_from_two_runs_is_told_apart_by_its_runs_folder(tmp_path):
     assert [r.spec.title for r in read_results([tmp_path / "seed1"])] == [spec.title]  # alone: as it was
 
 
+def test_the_report_counts_the_probes_capital_questions_lost_apart():
+    from bench.learn_forget import Checkpoint, MethodResult
+    from bench.methods import MethodSpec
+    from bench.report import learn_forget_probe_kinds
+
+    def point(facts: int, probe_missed: list[int] | None) -> Checkpoint:
+        return Checkpoint(facts, 0.8, 0.3, 0.0, 0.01, 60.0, 25, 0.9, probe_missed=probe_missed)
+
+    result = MethodResult(MethodSpec("sparse", 1.0), [point(5, None), point(10, [1, 2, 7]), point(20, [2, 3])], 50)
+    table = learn_forget_probe_kinds(result, capitals={2, 3, 4})
+    assert table is not None and "| 10 | 1 | 2 |" in table and "| 20 | 2 | 0 |" in table
+    assert "| 5 |" not in table  # written before the missed lists were recorded
+    assert learn_forget_probe_kinds(MethodResult(MethodSpec("sparse", 1.0), [point(5, None)], 5), {2}) is None
+
+
 def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
     from bench.learn_forget import Checkpoint, MethodResult, at_matched_learning, common_learning
     from bench.methods import MethodSpec
