@@ -9,6 +9,7 @@ more questions a person might ask instead: reworded (same subject, same answer) 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from model.facts import Fact
@@ -150,3 +151,16 @@ def generate_facts(n: int, seed: int = 0) -> list[EvalFact]:
         reworded, reversed_ = (q.format(s=subject, o=obj) for q in ASKED_OTHERWISE[rel.kind])
         out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind, subject, reworded, reversed_))
     return out
+
+
+def facts_of_kinds(n: int, seed: int, kinds: Sequence[str]) -> list[EvalFact]:
+    """The first n facts of the relations `kinds` in the stream `generate_facts` gives for `seed`, each the same
+    fact as there: one relation's stream, a quick look at how what it teaches leaks into the probe."""
+    unknown = sorted(set(kinds) - {r.kind for r in RELATIONS})
+    if unknown or not kinds:
+        raise ValueError(f"unknown relation {', '.join(unknown) or '(none given)'}; the relations are "
+                         f"{', '.join(r.kind for r in RELATIONS)}")
+    wanted = set(kinds)
+    per_cycle = sum(r.kind in wanted for r in RELATIONS)  # the stream cycles through every relation in order
+    stream = generate_facts(-(-n // per_cycle) * len(RELATIONS), seed)
+    return [f for f in stream if f.kind in wanted][:n]

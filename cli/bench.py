@@ -34,10 +34,22 @@ def _version_zero(args: argparse.Namespace):
     return version_zero(args.model, args.device, snapshot, None if snapshot else _memory_config(args))
 
 
+def _stream(n_facts: int, seed: int, kinds: str | None):
+    """The generated facts a learn-forget run teaches: every relation in turn, or with `kinds` (comma-separated)
+    only those relations' facts of the same stream."""
+    from bench.facts import facts_of_kinds, generate_facts
+
+    if not kinds:
+        return generate_facts(n_facts, seed=seed)
+    try:
+        return facts_of_kinds(n_facts, seed, kinds.split(","))
+    except ValueError as exc:
+        raise SystemExit(f"--kinds: {exc}") from exc
+
+
 def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from bench.facts import generate_facts
     from bench.learn_forget import Stream, measure_baseline, read_results, run_methods, with_questions, write_report
     from bench.methods import MethodSpec, default_settings, memory_tag, parse_method_spec
     from model.config import StepSchedule
@@ -71,6 +83,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
             raise SystemExit(f"--settings: {exc}") from exc
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    facts = _stream(n_facts, args.seed, args.kinds)  # refused before version 0 is prepared (minutes)
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
     tag = memory_tag(v0.config, sorted(v0.memories))
@@ -78,7 +91,6 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     snapshot = Path(args.snapshot) if args.snapshot else save_snapshot(v0, stats, 0, out / "v0.safetensors")
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
-    facts = generate_facts(n_facts, seed=args.seed)
     if any(s.method in ("sparse", "full", "lora") for s in specs):  # the service writes its own; retrieval none
         facts = with_questions(v0, facts)
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
@@ -225,7 +237,6 @@ def cmd_bench_forgetting(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench.facts import generate_facts
     from bench.forgetting import analyse
     from bench.learn_forget import MethodResult, stream_key
     from bench.report import forgetting_tables, write_json
@@ -244,7 +255,7 @@ def cmd_bench_forgetting(args: argparse.Namespace) -> int:
         raise SystemExit(f"{run / 'progress'}: need exactly one setting that saved its table (--label picks one), "
                          f"found {found}")
     result = MethodResult.from_dict(json.loads(saved[0].read_text()))
-    facts = generate_facts(args.facts, seed=args.seed)
+    facts = _stream(args.facts, args.seed, args.kinds)
     snapshot = Path(args.snapshot) if args.snapshot else run / "v0.safetensors"
     lm, _ = load_snapshot(args.model, snapshot, args.device)
     base = {idx: m.values.detach().clone() for idx, m in lm.memories.items()}
@@ -333,6 +344,8 @@ def register(sub: Any) -> None:
                     "worker's own teaching (SMFT_* apply), 'service:full:LR' and 'service:lora:LR' the same "
                     "examples and batches for full finetuning and LoRA; 'retrieval[:MIN_MATCH]' trains nothing")
     lf.add_argument("--seed", type=int, default=0)
+    lf.add_argument("--kinds", help="comma-separated relations (capital, inventor, ...): teach only their facts of "
+                    "the stream, e.g. the capitals alone to see how they leak into the probe's")
     lf.add_argument("--jobs", type=int, default=1, help="settings run side by side, each in its own process")
     lf.add_argument("--report", nargs="+", metavar="DIR",
                     help="train nothing: table and plots from the progress files of earlier runs' --out folders")
@@ -397,6 +410,7 @@ def register(sub: Any) -> None:
     forget.add_argument("--device", default="cpu")
     forget.add_argument("--facts", type=int, default=100, help="the run's --facts")
     forget.add_argument("--seed", type=int, default=0, help="the run's --seed")
+    forget.add_argument("--kinds", help="the run's --kinds")
     forget.add_argument("--steps", type=int, default=10, help="the run's --steps")
     forget.add_argument("--every", type=int, default=10, help="the run's --every")
     forget.add_argument("--limit", type=int, help="take apart at most this many losses of each kind, spread over them")

@@ -345,6 +345,22 @@ def test_the_report_counts_the_probes_capital_questions_lost_apart():
     assert learn_forget_probe_kinds(MethodResult(MethodSpec("sparse", 1.0), [point(5, None)], 5), {2}) is None
 
 
+def test_one_relations_stream_is_its_facts_of_the_whole_stream(tmp_path):
+    from bench.facts import facts_of_kinds, generate_facts
+
+    whole = generate_facts(120, seed=1)
+    capitals = facts_of_kinds(10, 1, ["capital"])
+    assert capitals == [f for f in whole if f.kind == "capital"] and len(capitals) == 10
+    two = facts_of_kinds(5, 1, ["capital", "author"])
+    assert two == [f for f in whole if f.kind in ("capital", "author")][:5]
+    with pytest.raises(ValueError, match="unknown relation capitol; the relations are inventor, capital"):
+        facts_of_kinds(5, 1, ["capitol"])
+    with pytest.raises(SystemExit, match="--kinds: unknown relation"):
+        main(["bench", "learn-forget", "--kinds", "capitol", "--settings", "retrieval", "--facts", "2",
+              "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()  # refused before anything is prepared
+
+
 def test_methods_are_matched_at_the_most_learning_that_every_method_reaches():
     from bench.learn_forget import Checkpoint, MethodResult, at_matched_learning, common_learning
     from bench.methods import MethodSpec
