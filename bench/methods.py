@@ -125,7 +125,6 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
              else f"to loss {settings.loss_threshold:g} (at most {settings.max_steps} steps)")
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {steps}, questions "
                 f"{'on' if settings.synthetic_questions else 'off'}"
-                + (", from every prompt" if settings.questions_every_prompt else "")
                 + (", answered by the fact's own statement" if settings.question_answer == "fact" else "")
                 + f", reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "

@@ -113,8 +113,7 @@ def reversed_questions(statement: str) -> list[str]:
 
 
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False, answer: QuestionAnswer = "statement",
-                             every_prompt: bool = False) -> list[Fact]:
+                             reverse: bool = False, answer: QuestionAnswer = "statement") -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
@@ -123,22 +122,18 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     gets a question about each other name in its statement (`reversed_questions`). With `answer="fact"`
     every question is answered by the fact's own statement, so that every answer taught starts the way it
     starts: a paraphrase that opens with the subject ("Luvoista's capital is Gortes.") then no longer teaches
-    questions of its kind to open their answers with that subject's first token. With `every_prompt`, every
-    statement is put to every prompt and keeps each distinct usable question: more ways of asking per fact (the
-    quiz prompt's often ask for the subject by its answer, as a reversed question does).
+    questions of its kind to open their answers with that subject's first token.
     """
     if answer not in ("statement", "fact"):
         raise ValueError(f"answer must be 'statement' or 'fact', got {answer!r}")
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
-    statements = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
-    pending = statements
+    pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
     for prompt in QUESTION_PROMPTS:
-        asking = statements if every_prompt else pending
-        if not asking:
+        if not pending:
             break
-        questions = generate_answers(lm, [prompt.format(statement=s) for _, s in asking], max_new_tokens)
+        questions = generate_answers(lm, [prompt.format(statement=s) for _, s in pending], max_new_tokens)
         missed = []
-        for (i, statement), question in zip(asking, questions, strict=True):
+        for (i, statement), question in zip(pending, questions, strict=True):
             question = question.strip()
             if not usable_question(question, statement):
                 missed.append((i, statement))

@@ -115,21 +115,3 @@ def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, 
                                          ("Which city is Luvoista's capital?", "The capital of Luvoista is Gortes."))
     with pytest.raises(ValueError, match="answer"):
         with_synthetic_questions(lm, [fact], answer="paraphrase")  # type: ignore[arg-type]
-
-
-def test_every_prompt_keeps_a_question_from_each(tiny_lm, monkeypatch):
-    """every_prompt puts each statement to every prompt; by default a later prompt only fills in."""
-    import model.questions
-
-    def asked(lm, prompts, max_new_tokens):  # a usable question from each prompt, as the real model writes them
-        return ["What is the capital of Luvoista?" if p.startswith("Turn") else
-                "Which country has Gortes as its capital?" for p in prompts]
-
-    monkeypatch.setattr(model.questions, "generate_answers", asked)
-    lm, _, _ = tiny_lm
-    fact = Fact("The capital of Luvoista is Gortes.")
-    (first,) = with_synthetic_questions(lm, [fact])
-    assert first.synthetic_questions == (("What is the capital of Luvoista?", fact.text),)
-    (every,) = with_synthetic_questions(lm, [fact], every_prompt=True)
-    assert every.synthetic_questions == (("What is the capital of Luvoista?", fact.text),
-                                         ("Which country has Gortes as its capital?", fact.text))

@@ -49,9 +49,6 @@ class WorkerSettings(CommonSettings):
                                       "TF-IDF score of rows already at the norm cap, where a write only overwrites "
                                       "(1: like any row, 0: a full row never changes again)")
     synthetic_questions: bool = Field(True, description="let the model turn each statement into a question to train on")
-    questions_every_prompt: bool = Field(False, description="each statement gets a question from every question "
-                                         "prompt, not only from the first that gives a usable one: more ways of "
-                                         "asking per fact, sharing its rows and steps")
     split_statements: bool = Field(True, description="a fact posted as several sentences (a paragraph of notes) "
                                    "is taught one statement at a time, each with its own questions and rows, under "
                                    "its one id")
