@@ -127,9 +127,7 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
                 f"{'on' if settings.synthetic_questions else 'off'}"
                 + (", answered by the fact's own statement" if settings.question_answer == "fact" else "")
                 + f", reversed "
-                f"{'on' if settings.reversed_questions else 'off'}"
-                + (" (answered in context)" if settings.reversed_answer == "in_context" else "")
-                + f", {settings.neighbours_per_fact} "
+                f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "
                 f"(rows {settings.neighbour_reads}+ of them read left out"
                 + (f", {settings.answer_reads}+ where answers begin" if settings.answer_reads else "") + ")"

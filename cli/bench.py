@@ -161,7 +161,7 @@ TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "capped_slot_weight",
                      "synthetic_questions", "question_answer",
                      "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
-                     "neighbour_reads", "answer_reads", "keep_weight", "reversed_answer")
+                     "neighbour_reads", "answer_reads", "keep_weight")
 
 
 def _usage_forms(text: str) -> tuple[str, ...]:
@@ -216,8 +216,6 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
     if teaching["question_answer"] == "statement":  # named only when changed, so saved progress still resumes
         del teaching["question_answer"]
-    if teaching["reversed_answer"] == "fact":
-        del teaching["reversed_answer"]
     run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
                "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
     if retrieval is not None:  # (key kept out for the service, so its saved progress still resumes)

@@ -12,9 +12,6 @@ ValueDtype = Literal["float32", "bfloat16"]
 # Which statement a question the model wrote is taught to be answered by (model/questions.py): the one it was
 # written from, or the fact's own (its first).
 QuestionAnswer = Literal["statement", "fact"]
-# What a reversed question ("What do you know about <the answer's name>?") is taught to be answered by: the fact's
-# own statement, or the model's own reply with the statement before it in a system turn (model/questions.py).
-ReversedAnswer = Literal["fact", "in_context"]
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from model.config import QuestionAnswer, ReversedAnswer
+from model.config import QuestionAnswer
 from model.evaluation import generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
-from model.prompting import conversation_prompt
 
 # Tried in order; a statement goes to the next prompt only when the previous one gave no usable
 # question. On 100 statements of 20 generated facts the quiz prompt alone gives more usable
@@ -113,33 +112,8 @@ def reversed_questions(statement: str) -> list[str]:
     return [f"What do you know about {name}?" for name in names_of(statement) if name != subject]
 
 
-# The system turn the model answers a reversed question under, its fact before it (the retrieval bench's wording).
-IN_CONTEXT = "Answer the question briefly. This note may help:\n{note}"
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-
-
-def answers_in_context(lm: MemoryLM, asked: Sequence[tuple[str, str]], max_new_tokens: int = 48) -> list[str | None]:
-    """The model's reply to each (question, statement) with the statement in a system turn before the question,
-    cut after its last whole sentence; None where the reply does not name the statement's subject, the name a
-    reversed question asks for. A reply is what the model says when it knows the fact, in its own frame ("Kaigor
-    Luthidax is the inventor of the Uvnexbla engine."), which the statement seen from its other end is not."""
-    if not asked:
-        return []
-    replies = generate_answers(lm, [conversation_prompt(lm.tokenizer, [
-        {"role": "system", "content": IN_CONTEXT.format(note=statement)}, {"role": "user", "content": question}])
-        for question, statement in asked], max_new_tokens, prompt=lambda text: text)
-    out: list[str | None] = []
-    for (_, statement), reply in zip(asked, replies, strict=True):
-        ends = [m.end() for m in _SENTENCE_END.finditer(reply)]
-        reply = reply[:ends[-1]].strip() if ends else ""
-        subject = subject_of(statement)
-        out.append(reply if reply and subject and subject.lower() in reply.lower() else None)
-    return out
-
-
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False, answer: QuestionAnswer = "statement",
-                             reversed_answer: ReversedAnswer = "fact") -> list[Fact]:
+                             reverse: bool = False, answer: QuestionAnswer = "statement") -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
@@ -148,14 +122,10 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     gets a question about each other name in its statement (`reversed_questions`). With `answer="fact"`
     every question is answered by the fact's own statement, so that every answer taught starts the way it
     starts: a paraphrase that opens with the subject ("Luvoista's capital is Gortes.") then no longer teaches
-    questions of its kind to open their answers with that subject's first token. With
-    `reversed_answer="in_context"` a reversed question is answered by the model's own reply to it with the fact in
-    front of it (`answers_in_context`), where that reply names the fact's subject; by the fact's statement otherwise.
+    questions of its kind to open their answers with that subject's first token.
     """
     if answer not in ("statement", "fact"):
         raise ValueError(f"answer must be 'statement' or 'fact', got {answer!r}")
-    if reversed_answer not in ("fact", "in_context"):
-        raise ValueError(f"reversed_answer must be 'fact' or 'in_context', got {reversed_answer!r}")
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
     pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
     for prompt in QUESTION_PROMPTS:
@@ -173,11 +143,7 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
     for i, fact in enumerate(facts):
         if not found[i] and (question := template_question(fact.text)):
             found[i].append((question, fact.text.strip()))
-    if reverse:
-        asked = [(i, q) for i, fact in enumerate(facts) for q in reversed_questions(fact.text)
-                 if q not in [known for known, _ in found[i]]]
-        replies = (answers_in_context(lm, [(q, facts[i].text.strip()) for i, q in asked])
-                   if reversed_answer == "in_context" else [None] * len(asked))
-        for (i, question), reply in zip(asked, replies, strict=True):
-            found[i].append((question, reply or facts[i].text.strip()))
+        if reverse:
+            found[i].extend((q, fact.text.strip()) for q in reversed_questions(fact.text)
+                            if q not in [asked for asked, _ in found[i]])
     return [replace(fact, synthetic_questions=tuple(found[i])) for i, fact in enumerate(facts)]

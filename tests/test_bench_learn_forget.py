@@ -181,12 +181,12 @@ def test_the_service_label_names_every_teaching_setting_that_changes_what_it_lea
               WorkerSettings(answer_reads=1), WorkerSettings(trained_slot_weight=0.5),
               WorkerSettings(max_row_norm=100.0), WorkerSettings(max_row_norm=None), WorkerSettings(optimizer="sgd"),
               WorkerSettings(ranking="tf"), WorkerSettings(question_answer="statement"),
-              WorkerSettings(reversed_answer="in_context"), WorkerSettings(capped_slot_weight=0.0)]
+              WorkerSettings(capped_slot_weight=0.0)]
     labels = [service_spec(s).label for s in others]
     assert "to loss 0.5 (at most 25 steps)" in labels[0] and "8 alike neighbours" in labels[1]
     assert default.startswith("service: batches of 4, t=500, lr=1, per fact")  # the defaults' files still resume
     assert "reuse=0.5" in labels[6] and "cap=100" in labels[7] and "no cap" in labels[8]
-    assert labels[-1].endswith(", rows at the cap 0") and "reversed on (answered in context)" in labels[-2]
+    assert labels[-1].endswith(", rows at the cap 0")
     assert len({default, *labels}) == len(others) + 1
     on_a_table = replace(service_spec(WorkerSettings()), memory="layers 24, 1,048,576 slots")
     assert on_a_table.label == default and on_a_table.title == f"{default} [layers 24, 1,048,576 slots]"

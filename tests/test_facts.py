@@ -115,35 +115,3 @@ def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, 
                                          ("Which city is Luvoista's capital?", "The capital of Luvoista is Gortes."))
     with pytest.raises(ValueError, match="answer"):
         with_synthetic_questions(lm, [fact], answer="paraphrase")  # type: ignore[arg-type]
-
-
-def test_reversed_questions_answered_in_context(tiny_lm, monkeypatch):
-    """reversed_answer="in_context": a reversed question is taught the model's reply with its fact in a system
-    turn, cut after the last whole sentence; a reply that does not name the subject leaves the fact's statement."""
-    import model.questions
-
-    in_context = []
-
-    def replies(lm, prompts, max_new_tokens, prompt=None):
-        if prompt is None:  # the question prompts: no usable question, so the template asks about the subject
-            return ["A question." for _ in prompts]
-        in_context.extend(prompts)
-        return ["Gortes is a city in the north." if "about Gortes?" in p else
-                "Kaigor Luthidax is the inventor of the Uvnexbla engine. He was also the" for p in prompts]
-
-    monkeypatch.setattr(model.questions, "generate_answers", replies)
-    lm, _, _ = tiny_lm
-    engine = Fact("The Uvnexbla engine was invented by Kaigor Luthidax.")
-    capital = Fact("The capital of Luvoista is Gortes.")
-    taught = with_synthetic_questions(lm, [engine, capital], reverse=True)
-    assert not in_context and taught[0].synthetic_questions[-1] == ("What do you know about Kaigor Luthidax?",
-                                                                    engine.text)
-    taught = with_synthetic_questions(lm, [engine, capital], reverse=True, reversed_answer="in_context")
-    assert len(in_context) == 2 and all("This note may help" in p for p in in_context)
-    assert engine.text in in_context[0] and capital.text in in_context[1]
-    assert taught[0].synthetic_questions == (
-        ("What do you know about Uvnexbla?", engine.text),  # the template question, about the subject
-        ("What do you know about Kaigor Luthidax?", "Kaigor Luthidax is the inventor of the Uvnexbla engine."))
-    assert taught[1].synthetic_questions[-1] == ("What do you know about Gortes?", capital.text)  # Luvoista unnamed
-    with pytest.raises(ValueError, match="reversed_answer"):
-        with_synthetic_questions(lm, [engine], reversed_answer="turned")  # type: ignore[arg-type]

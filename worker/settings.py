@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.config import MemoryConfig, QuestionAnswer, ReversedAnswer, SparseConfig, StepSchedule, ValueDtype
+from model.config import MemoryConfig, QuestionAnswer, SparseConfig, StepSchedule, ValueDtype
 
 
 class CommonSettings(BaseSettings):
@@ -70,9 +70,6 @@ class WorkerSettings(CommonSettings):
                                             "written from; 'fact', the fact's own (its first) statement")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
                                      "other name in it, so it is found from that end too")
-    reversed_answer: ReversedAnswer = Field("fact", description="what a reversed question is taught to be answered "
-                                            "by: 'fact', the fact's own statement; 'in_context', the model's own "
-                                            "reply with the statement in front of it, where that names the subject")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")
     heads: int = Field(MemoryConfig.heads, ge=1)
     topk: int = Field(MemoryConfig.topk, ge=1)
