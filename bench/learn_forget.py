@@ -38,6 +38,7 @@ from model.evaluation import contains_answer, generate_answers, mean_nll, token_
 from model.facts import build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
+from model.notes import NOTES
 from model.probe import ProbeQuestion, read_probe
 from model.provenance import RowWriters
 from model.questions import with_synthetic_questions
@@ -200,6 +201,8 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     it (bench/table_log.py, a few per cent of the table), and a later run of the same setting on the same stream,
     here or where those files were copied, resumes from the last checkpoint.
     """
+    if spec.notes is not None:
+        raise ValueError(f"{spec.label}: notes are asked over a saved run (ask_with_notes), not trained with")
     lm = copy.deepcopy(v0)
     retriever = Retriever(spec.top_t, spec.min_match) if spec.method == "retrieval" else None
     learner = spec.learner(lm, stats) if retriever is None else None
@@ -251,6 +254,48 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
                     written = {}
                 report.write_json(progress, result.as_dict())
     bar.close()
+    return result
+
+
+def progress_file(progress_dir: Path, spec: MethodSpec) -> Path:
+    """Where a setting's progress is kept (its deltas in the folder of the same name beside it)."""
+    return progress_dir / (re.sub(r"[^\w.=-]+", "_", spec.label) + ".json")
+
+
+def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir: Path, min_match: float
+                   ) -> MethodResult:
+    """A memory setting's saved run asked again with notes: its table replayed checkpoint by checkpoint from the
+    deltas the run saved (nothing trained, so the memory is exactly the run's) and at each, the taught statements
+    BM25 finds holding `min_match` of the question's words put into the prompt before the memory answers. Kept
+    under the setting's label with the notes named, and resumed from there."""
+    source = progress_file(progress_dir, spec)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: run the setting first (its deltas are what is asked)")
+    saved = MethodResult.from_dict(json.loads(source.read_text()))
+    if saved.spec != spec:
+        raise ValueError(f"{source} holds another setting: {saved.spec.label}")
+    noted = replace(spec, notes=min_match)
+    progress = progress_file(progress_dir, noted)
+    result = MethodResult(noted, steps=saved.steps)
+    if progress.exists() and (earlier := MethodResult.from_dict(json.loads(progress.read_text()))).spec == noted:
+        result = earlier
+    done = result.final.facts_taught if result.checkpoints else 0
+    lm = copy.deepcopy(v0)
+    retriever = Retriever(NOTES, min_match)
+    prompt = functools.partial(retriever.prompt, lm.tokenizer)
+    tables = TableLog(source.with_suffix(""), _stream_key(stream))
+    after = 0
+    for point in tqdm(saved.checkpoints, desc=noted.label, unit="checkpoint"):
+        if tables.apply(lm, point.facts_taught, after) is None:
+            break
+        retriever.add([f.fact for f in stream.facts[after:point.facts_taught]])
+        after = point.facts_taught
+        if after <= done:
+            continue
+        asked = checkpoint(lm, stream.facts[:after], stream.probe, stream.heldout, stream.baseline, point.seconds,
+                           window=stream.eval_every, prompt=prompt)
+        result.checkpoints.append(replace(asked, steps=point.steps))
+        report.write_json(progress, result.as_dict())
     return result
 
 
@@ -327,7 +372,7 @@ def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodS
         if progress_dir is None:
             return None
         progress_dir.mkdir(parents=True, exist_ok=True)
-        return str(progress_dir / (re.sub(r"[^\w.=-]+", "_", spec.label) + ".json"))
+        return str(progress_file(progress_dir, spec))
 
     if jobs == 1:
         v0, stats = loaded or load_snapshot(model, snapshot, device)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bench.retrieval import NOTES
 from model.config import MemoryConfig, OptimizerName, RankingMode, SparseConfig
 from model.learners import FullFinetuneLearner, Learner, LoraLearner, SparseMemoryLearner
 from model.lm import MemoryLM
+from model.notes import NOTES
 from model.statistics import SlotStats
 from worker.settings import WorkerSettings
 
@@ -39,6 +39,9 @@ class MethodSpec:
     # model or LoRA adapters on the same examples (its questions, paraphrases, reversed questions) in the same
     # batches, so the baselines meet the stream as the service does, not one fact per step.
     trainer: str = "sparse"
+    # sparse and service only: the memory asked with notes as well, the taught statements BM25 finds holding this
+    # share of the question's words put into the prompt (bench/retrieval.py); None: the memory alone
+    notes: float | None = None
     # Which run's files a report read it from, where one setting comes from several runs (another seed's stream):
     # shown in its title, never in its label (the resume key). Empty in the files runs write.
     run: str = ""
@@ -53,11 +56,20 @@ class MethodSpec:
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.max_row_norm is not None and self.max_row_norm <= 0:  # refused before version 0 is prepared
             raise ValueError(f"max_row_norm must be > 0, got {self.max_row_norm}")
+        if self.notes is not None and (not self.memory_only or not 0 <= self.notes <= 1):
+            raise ValueError(f"notes go with the memory (sparse or service) and hold a share in [0, 1], got "
+                             f"{self.notes} for {self.method}")
         if not 0 <= self.trained_slot_weight <= 1:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
 
     @property
     def label(self) -> str:
+        if self.notes is None:
+            return self._label
+        return f"{self._label}, notes holding {self.notes:.0%}+ of the question's words in the prompt"
+
+    @property
+    def _label(self) -> str:
         if self.method == "sparse":
             shape = f" [{self.memory}]" if self.memory else ""
             optimizer = "" if self.optimizer == "adam" else f" {self.optimizer}"

@@ -68,23 +68,33 @@ class TableLog:
         row. A missing delta, or one from another stream or another chain, ends the replay there."""
         writers, after = RowWriters(), 0
         for facts in checkpoints:
-            path = self.path(facts)
-            if not path.exists():
+            writes = self.apply(lm, facts, after)
+            if writes is None:
                 break
-            data = path.read_bytes()
-            try:
-                meta = MemoryDelta.metadata_of(data)
-                delta = MemoryDelta.from_bytes(data)
-            except Exception as exc:  # a damaged file (written atomically, so not by an interrupted run)
-                log.warning("%s: unreadable (%s); replay ends there", path, exc)
-                break
-            if meta.get("stream") != self.stream or meta.get("after") != str(after):
-                log.warning("%s: not the delta after %d facts of this stream; replay ends there", path, after)
-                break
-            try:
-                apply_delta(lm, delta)
-            except SnapshotError as exc:  # another memory shape: the setting's label should have told it apart
-                raise SnapshotError(f"{path}: {exc}") from exc
-            writers.update(delta.writes)
+            writers.update(writes)
             after = facts
         return after, writers
+
+    @torch.no_grad()
+    def apply(self, lm: MemoryLM, facts: int, after: int) -> Writes | None:
+        """Apply the delta of the checkpoint after `facts` facts to `lm`, standing at the one after `after`;
+        returns who wrote which row, or None where there is no such delta (missing, unreadable, or from
+        another stream or chain)."""
+        path = self.path(facts)
+        if not path.exists():
+            return None
+        data = path.read_bytes()
+        try:
+            meta = MemoryDelta.metadata_of(data)
+            delta = MemoryDelta.from_bytes(data)
+        except Exception as exc:  # a damaged file (written atomically, so not by an interrupted run)
+            log.warning("%s: unreadable (%s); replay ends there", path, exc)
+            return None
+        if meta.get("stream") != self.stream or meta.get("after") != str(after):
+            log.warning("%s: not the delta after %d facts of this stream; replay ends there", path, after)
+            return None
+        try:
+            apply_delta(lm, delta)
+        except SnapshotError as exc:  # another memory shape: the setting's label should have told it apart
+            raise SnapshotError(f"{path}: {exc}") from exc
+        return delta.writes

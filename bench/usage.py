@@ -8,9 +8,10 @@ ways people ask: its question as written, lower-cased without the question mark,
 reversed (the answer given, the subject asked for), through the chat template with a system
 prompt, and as the third turn of a conversation; plain questions go the way `POST /v1/query`
 answers them, chats the way `/v1/chat/completions` does, recased as the API recases them
-(SMFT_RECASE_NAMES, `model/recasing.py`). Corrections contradict what version 0
-answers correctly (capitals from the retention probe). Every cell is the share of facts whose
-answer the reply contains, beside the share of the retention probe still answered.
+(SMFT_RECASE_NAMES, `model/recasing.py`) and with the notes it puts before them (SMFT_NOTES,
+`model/notes.py`). Corrections contradict what version 0 answers correctly (capitals from the
+retention probe). Every cell is the share of facts whose answer the reply contains, beside the share
+of the retention probe still answered.
 """
 
 from __future__ import annotations
@@ -171,14 +172,15 @@ def _teach(lm: MemoryLM, stats: SlotStats, facts: Sequence[Fact], settings: Work
     return batches, steps, seconds
 
 
-def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[EvalFact], taught: Sequence[Fact]
-                          ) -> float:
-    """The share of facts whose question's largest source (as `"explain": true` reports it) is the post
-    holding the fact's statement."""
+def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[EvalFact], taught: Sequence[Fact],
+                          retriever: Retriever | None = None) -> float:
+    """The share of facts whose question's largest source (as `"explain": true` reports it, with the notes
+    `retriever` finds before the question) is the post holding the fact's statement."""
     hits = 0
     for fact in facts:
         post = next((p.fact_id for p in taught if fact.fact.text in p.text), None)
-        sources, _ = ledger.attribute(answer_contributions(lm, fact.question, MAX_NEW_TOKENS)[1], top=1)
+        prompt = retriever.prompt(lm.tokenizer, fact.question) if retriever is not None else None
+        sources, _ = ledger.attribute(answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt)[1], top=1)
         hits += bool(sources) and sources[0].fact_id == post
     return hits / len(facts)
 
@@ -191,15 +193,18 @@ def taught_names(taught: Sequence[Fact]) -> TaughtNames:
 
 
 def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
-             probe: Sequence[ProbeQuestion], recase: bool = True, retriever: Retriever | None = None) -> UsageResult:
-    """One form taught as the worker teaches it, or, with `retriever` (empty), indexed by it instead."""
+             probe: Sequence[ProbeQuestion], recase: bool = True, retriever: Retriever | None = None,
+             teach: bool = True) -> UsageResult:
+    """One form taught as the worker teaches it; with `retriever` (empty) also indexed by it, or with `teach`
+    False indexed by it instead."""
     taught = posts(facts, form)
     if retriever is not None:
-        lm, ledger, (batches, steps, seconds) = v0, None, (0, 0, 0.0)
         retriever.add(taught)
-    else:
+    if teach or retriever is None:
         lm, ledger = copy.deepcopy(v0), RowWriters()
         batches, steps, seconds = _teach(lm, stats, taught, settings, ledger)
+    else:
+        lm, ledger, (batches, steps, seconds) = v0, None, (0, 0, 0.0)
     names = taught_names(taught) if recase else None
     answered, misses = {}, {}
     for how in ASKS:
@@ -210,19 +215,21 @@ def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Se
         misses[how] = [{"asked": a, "expected": g, "reply": r}
                        for a, g, r, hit in zip(asks, golds, got, hits, strict=True) if not hit]
     return UsageResult(form, len(facts), answered, probe_answered(lm, probe, retriever), batches, steps, seconds,
-                       explained_by_its_post(lm, ledger, facts, taught) if ledger is not None else None, misses)
+                       explained_by_its_post(lm, ledger, facts, taught, retriever) if ledger is not None else None,
+                       misses)
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
                     neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion], recase: bool = True,
-                    retriever: Retriever | None = None) -> UsageResult:
+                    retriever: Retriever | None = None, teach: bool = True) -> UsageResult:
     taught = [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)]
     if retriever is not None:
-        lm, (batches, steps, seconds) = v0, (0, 0, 0.0)
         retriever.add(taught)
-    else:
+    if teach or retriever is None:
         lm = copy.deepcopy(v0)
         batches, steps, seconds = _teach(lm, stats, taught, settings)
+    else:
+        lm, (batches, steps, seconds) = v0, (0, 0, 0.0)
     got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever)
     kept = generate_answers(lm, [q.question for q in neighbours], 24, _notes_first(lm, retriever))
     new_in = [contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)]
@@ -246,18 +253,21 @@ def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: S
               fixes: Sequence[Correction], neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion],
               progress: Path | None = None, run_key: dict | None = None, forms: Sequence[str] = FORMS,
               on_result: Callable[[UsageResult], None] | None = None, recase: bool = True,
-              retrieval: Callable[[], Retriever] | None = None) -> list[UsageResult]:
+              retrieval: Callable[[], Retriever] | None = None, teach: bool = False) -> list[UsageResult]:
     """Every form, then the corrections, each from version 0. With `progress`, each result is saved there
     as it is measured, and one already there for the same `run_key` (settings, facts, seed) is read back
     instead of measured again, so a stopped run resumes. `recase`: as the API's SMFT_RECASE_NAMES. With
-    `retrieval` (a new, empty Retriever per call), nothing is taught: each form's posts are indexed instead."""
+    `retrieval` (a new, empty Retriever per call), each form's posts are indexed, and taught too only with
+    `teach` (the memory and notes together, as the service with SMFT_NOTES answers)."""
     fresh = retrieval or (lambda: None)
+    teach = teach or retrieval is None
     results = []
     jobs: list[tuple[str, Callable[[], UsageResult]]] = [
-        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase, fresh())) for form in forms]
+        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase, fresh(), teach))
+        for form in forms]
     if fixes:
         jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe, recase,
-                                                                     fresh())))
+                                                                     fresh(), teach)))
     for name, measure in jobs:
         saved = progress / f"{name.replace(' ', '_').replace('+', 'and')}.json" if progress else None
         stored = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}

@@ -50,7 +50,15 @@ def _stream(n_facts: int, seed: int, kinds: str | None):
 def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from bench.learn_forget import Stream, measure_baseline, read_results, run_methods, with_questions, write_report
+    from bench.learn_forget import (
+        Stream,
+        ask_with_notes,
+        measure_baseline,
+        read_results,
+        run_methods,
+        with_questions,
+        write_report,
+    )
     from bench.methods import MethodSpec, default_settings, memory_tag, parse_method_spec
     from model.config import StepSchedule
     from model.corpus import load_corpus
@@ -83,6 +91,10 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
             raise SystemExit(f"--settings: {exc}") from exc
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    if args.notes is not None and not 0 <= args.notes <= 1:
+        raise SystemExit(f"--notes must be a share of the question's words in [0, 1], got {args.notes}")
+    if args.notes is not None and not all(s.memory_only for s in specs):
+        raise SystemExit("--notes asks a memory setting's saved run again: --settings sparse:... or service")
     facts = _stream(n_facts, args.seed, args.kinds)  # refused before version 0 is prepared (minutes)
     out.mkdir(parents=True, exist_ok=True)
     v0, stats = _version_zero(args)
@@ -95,7 +107,16 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         facts = with_questions(v0, facts)
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
-    results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress", (v0, stats))
+    if args.notes is not None:  # nothing trained: the saved runs' tables, asked again with notes
+        try:
+            for spec in specs:
+                ask_with_notes(v0, spec, stream, out / "progress", args.notes)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--notes: {exc}") from exc
+        results = read_results([out])  # with the runs themselves, asked without
+    else:
+        results = run_methods(args.model, snapshot, args.device, specs, stream, args.jobs, out / "progress",
+                              (v0, stats))
     if not results:
         raise SystemExit("no setting reached its first checkpoint: every process died (out of memory?)")
     meta = {"facts": n_facts, "steps_per_fact": steps, "probe_questions": len(probe), "heldout_docs": len(heldout),
@@ -186,6 +207,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
     recase = ApiSettings().recase_names  # and the API's reading of lower-case questions
+    notes = ApiSettings().notes  # and, with SMFT_NOTES, the taught statements it finds put before each question
     retrieval = None
     if args.method != "service":
         from bench.methods import parse_method_spec
@@ -198,6 +220,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         if spec.method != "retrieval":
             raise SystemExit(f"--method: 'service' or 'retrieval[:MIN_MATCH]', got {args.method!r}")
         retrieval = functools.partial(Retriever, spec.top_t, spec.min_match)
+    elif notes is not None:
+        from bench.retrieval import Retriever
+        from model.notes import NOTES
+
+        retrieval = functools.partial(Retriever, NOTES, notes)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
@@ -218,12 +245,15 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         del teaching["question_answer"]
     run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
                "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
-    if retrieval is not None:  # (key kept out for the service, so its saved progress still resumes)
+    if args.method != "service":  # (keys kept out for the service, so its saved progress still resumes)
         run_key["method"] = args.method
+    elif notes is not None:
+        run_key["notes"] = notes
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
-          + f"; lower-case questions recased: {recase}", file=sys.stderr)
+          + f"; lower-case questions recased: {recase}; notes: {notes}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
                         forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
+                        teach=args.method == "service",
                         on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)", file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
@@ -351,6 +381,10 @@ def register(sub: Any) -> None:
                     help="train nothing: table and plots from the progress files of earlier runs' --out folders")
     lf.add_argument("--at-facts", dest="at_facts", type=int,
                     help="with --report: every setting as it stood after this many facts")
+    lf.add_argument("--notes", type=float, metavar="MIN_MATCH",
+                    help="train nothing: ask each --settings memory setting's saved run in --out again, its table "
+                    "replayed checkpoint by checkpoint, with the taught statements BM25 finds holding this share of "
+                    "the question's words put into the prompt (as the service's SMFT_NOTES)")
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="runs/learn_forget")
     lf.set_defaults(fn=cmd_bench_learn_forget)
@@ -396,7 +430,8 @@ def register(sub: Any) -> None:
     usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")
     usage.add_argument("--method", default="service", help=(
         "'service': taught as the worker teaches (default); 'retrieval' or 'retrieval:MIN_MATCH': nothing taught, "
-        "the posts indexed by BM25 and the best notes put before each question (bench/retrieval.py)"))
+        "the posts indexed by BM25 and the best notes put before each question (bench/retrieval.py). "
+        "SMFT_NOTES applies to 'service' as to the API: taught, and notes put before each question"))
     usage.add_argument("--forms", type=_usage_forms, help="comma-separated forms to measure (default: all of them)")
     usage.add_argument("--out", default="runs/usage", help="usage.json, usage.md and progress/ (resumed)")
     usage.set_defaults(fn=cmd_bench_usage)

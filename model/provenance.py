@@ -150,10 +150,12 @@ class RowWriters:
 
 
 @torch.no_grad()
-def answer_contributions(lm: MemoryLM, question: str, max_new_tokens: int) -> tuple[str, dict[int, torch.Tensor]]:
-    """The greedy answer to `question` (as `POST /v1/query` gives it), and what each slot contributed to it."""
+def answer_contributions(lm: MemoryLM, question: str, max_new_tokens: int, prompt: str | None = None
+                         ) -> tuple[str, dict[int, torch.Tensor]]:
+    """The greedy answer to `question` (as `POST /v1/query` gives it), and what each slot contributed to it.
+    `prompt`: the whole text before the answer, where it is not the question alone (notes before it)."""
     with lm.reads() as reads:
-        answer_ids = generate_answer_ids(lm, [question], max_new_tokens)[0]
+        answer_ids = generate_answer_ids(lm, [question], max_new_tokens, (lambda _: prompt) if prompt else None)[0]
     return lm.tokenizer.decode(answer_ids, skip_special_tokens=True).strip(), contributions_of(lm, reads)
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from model.evaluation import generate_answers
+from model.prompting import chat_prompt
 from worker.errors import NotReadyError
 from worker.replica import MemoryReplica
 
@@ -23,6 +24,7 @@ from worker.replica import MemoryReplica
 class _Request:
     question: str
     max_new_tokens: int
+    prompt: str | None = None  # the text before the answer, where it is not the question alone (notes)
     done: threading.Event = field(default_factory=threading.Event)
     text: str = ""
     version: int = -1
@@ -38,9 +40,10 @@ class QueryBatcher:
         self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
         self._thread.start()
 
-    def answer(self, question: str, max_new_tokens: int) -> _Request:
-        """Block until the question is answered; returns the filled request (text, version, timings)."""
-        request = _Request(question, max_new_tokens)
+    def answer(self, question: str, max_new_tokens: int, prompt: str | None = None) -> _Request:
+        """Block until the question is answered; returns the filled request (text, version, timings). `prompt`:
+        the whole text before the answer (default: the question in the chat template)."""
+        request = _Request(question, max_new_tokens, prompt)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -74,8 +77,10 @@ class QueryBatcher:
                     if self.replica.lm is None:
                         raise NotReadyError("model not loaded yet")
                     version = self.replica.version
-                    texts = generate_answers(self.replica.lm, [r.question for r in batch],
-                                             [r.max_new_tokens for r in batch])
+                    tokenizer = self.replica.lm.tokenizer
+                    prompts = [r.prompt or chat_prompt(tokenizer, r.question) for r in batch]
+                    texts = generate_answers(self.replica.lm, prompts, [r.max_new_tokens for r in batch],
+                                             prompt=_as_written)
                 for request, text in zip(batch, texts, strict=True):
                     request.text, request.version = text, version
             except BaseException as exc:  # every waiter gets the error; the loop goes on
@@ -85,3 +90,7 @@ class QueryBatcher:
             for request in batch:
                 request.generate_s, request.batch_size = elapsed, len(batch)
                 request.done.set()
+
+
+def _as_written(prompt: str) -> str:
+    return prompt

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
+from model.notes import Note, Notes
 from model.prompting import conversation_prompt, last_user_turn
 from model.provenance import Source, answer_contributions
 from model.recasing import TaughtNames, typed_in_lower_case
@@ -38,11 +39,13 @@ class Answer:
     batch_size: int = 1  # questions answered in the same generation
     sources: list[Source] | None = None  # with explain: the facts whose rows the answer read most
     unattributed: float = 0.0  # with explain: the memory's share that no live fact accounts for
+    notes: tuple[Note, ...] = ()  # the taught statements put before the question (SMFT_NOTES)
 
 
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
-                 max_batch: int = 8, max_generations: int = 32, recase_names: bool = True) -> None:
+                 max_batch: int = 8, max_generations: int = 32, recase_names: bool = True,
+                 notes: float | None = None) -> None:
         self.store = store
         self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
@@ -55,9 +58,10 @@ class Engine:
         self.applied_at: float | None = None  # wall time this replica applied its current version
         self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
         self.names = TaughtNames() if recase_names else None  # see model/recasing.py
-        self._names_version = -1  # the version whose live facts `names` holds
-        self._names_retry_at = 0.0  # after Redis failed to give the texts: not before this (monotonic)
-        self._names_lock = threading.Lock()
+        self.notes = Notes(min_match=notes) if notes is not None else None  # see model/notes.py
+        self._live_version = -1  # the version whose live facts `names` and `notes` hold
+        self._live_retry_at = 0.0  # after Redis failed to give the texts: not before this (monotonic)
+        self._live_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -69,7 +73,8 @@ class Engine:
         lm = self.replica.lm
         if lm is None:
             raise NotReadyError("model not loaded yet")
-        tokens = len(lm.tokenizer(conversation_prompt(lm.tokenizer, messages), add_special_tokens=False)["input_ids"])
+        prompt = conversation_prompt(lm.tokenizer, self._with_notes(messages)[0])  # as it will be answered
+        tokens = len(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         context = getattr(lm.model.config, "max_position_embeddings", None) or 2048
         check_prompt(field, tokens, max_new_tokens, context, limit)
 
@@ -145,22 +150,36 @@ class Engine:
             raise NotReadyError("model not loaded yet")
         return time.perf_counter() - start
 
-    def _taught_names(self) -> TaughtNames | None:
-        """The live facts' names, brought up to the applied version (texts read from Redis only for facts
-        new since the last question that needed them). Redis away: the names held so far, and no new try for
-        a few seconds, so that questions do not each wait out Redis' timeout."""
-        if self.names is None:
-            return None
-        with self._names_lock:
+    def _live_facts(self) -> None:
+        """Bring the live facts' names and notes up to the applied version (texts read from Redis once, only for
+        facts new since the last question that needed them). Redis away: what they hold so far, and no new try
+        for a few seconds, so that questions do not each wait out Redis' timeout."""
+        with self._live_lock:
             version = self.replica.version
-            if version != self._names_version and time.monotonic() >= self._names_retry_at:
-                try:
-                    self.names.sync(self.replica.writers.live(), self.store.fact_texts)
-                    self._names_version = version
-                except Exception as exc:
-                    self._names_retry_at = time.monotonic() + 5.0
-                    log.warning("taught names not refreshed: %s", exc)
-            return self.names
+            if version == self._live_version or time.monotonic() < self._live_retry_at:
+                return
+            read: dict[str, tuple[str, ...] | None] = {}
+
+            def statements_of(ids):  # what names and notes lack is mostly the same facts: one read for both
+                missing = [i for i in ids if i not in read]
+                read.update(zip(missing, self.store.fact_statements(missing) if missing else [], strict=True))
+                return [read[i] for i in ids]
+
+            try:
+                live = self.replica.writers.live()
+                if self.names is not None:
+                    self.names.sync(live, lambda ids: [s[0] if s else None for s in statements_of(ids)])
+                if self.notes is not None:
+                    self.notes.sync(live, statements_of)
+                self._live_version = version
+            except Exception as exc:
+                self._live_retry_at = time.monotonic() + 5.0
+                log.warning("taught names and notes not refreshed: %s", exc)
+
+    def _taught_names(self) -> TaughtNames | None:
+        if self.names is not None:
+            self._live_facts()
+        return self.names
 
     def recased(self, question: str) -> str:
         """The question as the memory reads it (model/recasing.py): only a question typed all in lower case
@@ -174,10 +193,29 @@ class Engine:
         names = self._taught_names() if last is not None and typed_in_lower_case(messages[last]["content"]) else None
         return names.recase_chat(messages) if names is not None else messages
 
+    def _with_notes(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], tuple[Note, ...]]:
+        """The chat with the notes its last user turn finds (model/notes.py), and those notes; as asked when
+        notes are off or none is found."""
+        if self.notes is None:
+            return messages, ()
+        self._live_facts()
+        noted, notes = self.notes.chat(messages)
+        return noted, tuple(notes)
+
+    def _prompt(self, question: str) -> tuple[str | None, tuple[Note, ...]]:
+        """The text before the answer to `question` where notes are found for it (None: the plain chat prompt)."""
+        messages, notes = self._with_notes([{"role": "user", "content": question}])
+        if not notes:
+            return None, ()
+        assert self.replica.lm is not None
+        return conversation_prompt(self.replica.lm.tokenizer, messages), notes
+
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         waited = self._wait(min_version, wait_s)
-        done = self.batcher.answer(self.recased(question), max_new_tokens)
-        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size)
+        question = self.recased(question)
+        prompt, notes = self._prompt(question)
+        done = self.batcher.answer(question, max_new_tokens, prompt)
+        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size, notes=notes)
 
     def explain(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0,
                 top: int = 5) -> Answer:
@@ -185,13 +223,15 @@ class Engine:
         alone (not batched), since every read of this one answer is recorded."""
         waited = self._wait(min_version, wait_s)
         question = self.recased(question)
+        prompt, notes = self._prompt(question)
         start = time.perf_counter()
         with self.replica.lock:
             assert self.replica.lm is not None
-            text, contributions = answer_contributions(self.replica.lm, question, max_new_tokens)
+            text, contributions = answer_contributions(self.replica.lm, question, max_new_tokens, prompt)
             sources, unattributed = self.replica.writers.attribute(contributions, top)
             version = self.replica.version
-        return Answer(text, version, waited * 1000, (time.perf_counter() - start) * 1000, 1, sources, unattributed)
+        return Answer(text, version, waited * 1000, (time.perf_counter() - start) * 1000, 1, sources, unattributed,
+                      notes)
 
     def complete(self, messages: list[dict[str, str]], params: SamplingParams,
                  on_text: Callable[[str], None] | None = None,
@@ -200,6 +240,7 @@ class Engine:
         lm = self.replica.lm
         if lm is None:
             raise NotReadyError("model not loaded yet")
-        prompt = conversation_prompt(lm.tokenizer, self.recased_chat(messages))  # before the lock: it may read Redis
+        # before the lock: recasing and notes may read Redis
+        prompt = conversation_prompt(lm.tokenizer, self._with_notes(self.recased_chat(messages))[0])
         with self.replica.lock:
             return complete(lm, prompt, params, on_text, cancelled), self.replica.version

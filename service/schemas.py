@@ -138,11 +138,18 @@ class Explanation(BaseModel):
     unattributed: float = Field(description="the memory's share no live fact accounts for")
 
 
+class NoteUsed(BaseModel):
+    id: str = Field(description="the fact")
+    text: str = Field(description="its statement, as put into the prompt")
+
+
 class QueryResponse(BaseModel):
     answer: str
     memory_version: int
     timings: Timings
     explanation: Explanation | None = Field(None, description="with explain: where the answer came from")
+    notes: list[NoteUsed] = Field(default_factory=list, description=(
+        "with SMFT_NOTES: the taught statements put before the question, best match first"))
 
 
 class Status(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from worker.settings import CommonSettings, WorkerSettings
+from worker.settings import CommonSettings, WorkerSettings, unset_when_off
 
 
 class ApiSettings(CommonSettings):
@@ -37,7 +37,15 @@ class ApiSettings(CommonSettings):
     recase_names: bool = Field(True, description=(
         "a question typed all in lower case gets back the capitals of the taught facts' names, as the memory "
         "was taught them (model/recasing.py)"))
+    notes: float | None = Field(0.5, ge=0, le=1, description=(
+        "also put the taught statements that hold at least this share of a question's words (BM25, up to 3) "
+        "into its prompt, beside the memory (model/notes.py); 'off': the memory alone"))
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return unset_when_off(value)
 
     @model_validator(mode="after")
     def _safe_binding(self) -> ApiSettings:

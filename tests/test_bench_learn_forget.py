@@ -149,6 +149,53 @@ def test_the_service_teaches_in_its_batches_and_a_stopped_run_resumes_where_it_s
     assert names == whole_names and all(torch.equal(resumed_rows[k], whole_rows[k]) for k in ("keys", "facts"))
 
 
+@pytest.mark.slow  # a run of the worker's teaching, its questions written by the model
+def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_each_question(
+        tiny_lm, background_file, tmp_path, monkeypatch):
+    """`--notes`: nothing trained; each checkpoint's table replayed from the run's deltas (so the held-out NLL is
+    the run's own) and asked with the taught statements BM25 finds in the prompt; kept beside the run, resumed."""
+    import bench.learn_forget as learn_forget
+    from bench.facts import generate_facts
+    from bench.learn_forget import Baseline, Stream, ask_with_notes, progress_file, read_results, run_method
+    from bench.methods import parse_method_spec
+    from model.config import StepSchedule
+    from model.evaluation import mean_nll
+    from model.probe import read_probe
+
+    lm, stats, corpus = tiny_lm
+    for name, value in {"SMFT_BATCH_FACTS": "4", "SMFT_STEPS": "2", "SMFT_TOP_T": "6", "SMFT_LR": "0.5",
+                        "SMFT_BACKGROUND": f'["{background_file}"]'}.items():
+        monkeypatch.setenv(name, value)
+    spec = parse_method_spec("service")
+    stream = Stream(tuple(generate_facts(6, seed=2)), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
+                    Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)
+    progress = tmp_path / "run" / "progress"
+    with pytest.raises(FileNotFoundError, match="run the setting first"):
+        ask_with_notes(lm, spec, stream, progress, 0.5)
+    run = run_method(lm, stats, spec, stream, progress_file(progress, spec))
+
+    monkeypatch.setattr(learn_forget, "teach_facts", lambda *a, **k: pytest.fail("taught instead of replayed"))
+    prompts: list[str] = []
+    generate = learn_forget.generate_answers
+    monkeypatch.setattr(learn_forget, "generate_answers", lambda lm_, questions, n, prompt=None: prompts.extend(
+        prompt(q) for q in questions) or generate(lm_, questions, n, prompt))
+    noted = ask_with_notes(lm, spec, stream, progress, 0.0)
+    assert noted.spec.notes == 0.0 and noted.spec.label.startswith(spec.label)
+    assert "notes holding 0%+" in noted.spec.label
+    assert [c.facts_taught for c in noted.checkpoints] == [4, 6] and noted.steps == run.steps
+    assert [(c.seconds, c.steps, c.nll_change) for c in noted.checkpoints] == \
+        [(c.seconds, c.steps, c.nll_change) for c in run.checkpoints]  # the run's own table at each checkpoint
+    assert run.final.nll_change != 0.0  # (which teaching moved)
+    for fact in stream.facts[:4]:  # asked at the first checkpoint with its own statement among the notes
+        assert any(fact.question in p and f"- {fact.fact.text}" in p for p in prompts)
+
+    monkeypatch.setattr(learn_forget, "checkpoint", lambda *a, **k: pytest.fail("asked again instead of resumed"))
+    assert ask_with_notes(lm, spec, stream, progress, 0.0) == noted
+    assert {r.spec.notes for r in read_results([tmp_path / "run"])} == {None, 0.0}  # the run and its notes, apart
+    with pytest.raises(ValueError, match="notes go with the memory"):
+        parse_method_spec("retrieval").__class__("retrieval", 0.0, notes=0.5)
+
+
 def test_sparse_labels_name_the_memory_shape():
     from bench.methods import MethodSpec, memory_tag
     from model.config import MemoryConfig

@@ -94,6 +94,11 @@ def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(t
     assert all(torch.equal(m.values, values[i]) for i, m in lm.memories.items())
     assert "| bare statement | 4 |" in usage_tables(results)
 
+    both = usage.run_usage(lm, stats, WorkerSettings(batch_facts=2, steps=2), facts, [], [], read_probe()[:4],
+                           tmp_path / "both", {"method": "service+retrieval"}, forms=usage.FORMS[1:2],
+                           retrieval=Retriever, teach=True)
+    assert both[0].batches == 2 and both[0].steps == 4 and both[0].explained is not None  # taught as well
+
     notes = Retriever()
     notes.add([f.fact for f in facts])
     chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": facts[0].question}]

@@ -64,11 +64,11 @@ def test_the_api_reads_new_facts_names_once_and_waits_out_a_redis_that_is_away(t
         def __init__(self) -> None:
             self.calls, self.away = [], True
 
-        def fact_texts(self, ids):
+        def fact_statements(self, ids):
             self.calls.append(list(ids))
             if self.away:
                 raise ConnectionError("Redis away")
-            return ["The Zorblax engine was invented by Mira Quell in 1931." for _ in ids]
+            return [("The Zorblax engine was invented by Mira Quell in 1931.",) for _ in ids]
 
     store = Store()
     engine = Engine(CommonSettings(data_dir=tmp_path), store)
@@ -80,7 +80,7 @@ def test_the_api_reads_new_facts_names_once_and_waits_out_a_redis_that_is_away(t
         assert len(store.calls) == 1  # not asked again at once: each question would wait out the timeout
         assert engine.recased("Who is mira quell") == "Who is mira quell" and len(store.calls) == 1
 
-        store.away, engine._names_retry_at = False, 0.0  # Redis back, the pause over
+        store.away, engine._live_retry_at = False, 0.0  # Redis back, the pause over
         assert engine.recased("who is mira quell") == "who is Mira Quell"
         assert engine.recased_chat([{"role": "user", "content": "and mira quell?"}]) == \
             [{"role": "user", "content": "and Mira Quell?"}]

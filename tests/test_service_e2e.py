@@ -3,6 +3,7 @@
 import re
 import signal
 import time
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -65,6 +66,39 @@ def test_delete_takes_a_fact_back_and_the_replica_answers_from_the_undo_version(
     assert q.status_code == 200 and q.json()["memory_version"] == undone["undone_version"]
     assert api.client.delete("/v1/facts/nope").status_code == 404
     assert api.client.delete(f"/v1/facts/{a}").json()["status"] == "undone"  # idempotent
+
+
+def test_the_api_puts_the_live_statements_before_a_question_and_drops_an_undone_one(service):
+    env, api, _, log = service
+    a = teach(api, "Mira Quell invented the Zorblax engine.")
+    learned = wait_status(api, a, "learned")["version"]
+    asked = {"question": "Which engine did Mira Quell invent?", "min_version": learned, "max_new_tokens": 4}
+    noted, bare = api, Api({**env, "SMFT_NOTES": "off"}, log)  # notes are on by default
+    try:
+        bare.wait_ready()
+        assert bare.client.post("/v1/query", json=asked).json()["notes"] == []
+        q = noted.client.post("/v1/query", json=asked)
+        assert q.status_code == 200, q.text
+        assert q.json()["notes"] == [{"id": a, "text": "Mira Quell invented the Zorblax engine."}]
+        explained = noted.client.post("/v1/query", json={**asked, "explain": True}).json()
+        assert explained["notes"] == q.json()["notes"] and explained["answer"] == q.json()["answer"]
+        far = noted.client.post("/v1/query", json={**asked, "question": "What is the capital of Peru?"})
+        assert far.json()["notes"] == []  # too few of its words in any statement
+        chat = noted.client.post("/v1/chat/completions", json={
+            "messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": "Which engine did Mira Quell invent?"}],
+            "model": "smft", "max_tokens": 4})
+        assert chat.status_code == 200, chat.text
+        dom = DomIndex(rendered_dom(f"{noted.url}/dashboard#ask={quote(asked['question'])}"))
+        assert [li.attrs["data-fact"] for li in dom.inside("notes", "li")] == [a]  # the page lists the note
+        assert "hidden" not in dom.by_id("notes").attrs
+
+        assert api.client.delete(f"/v1/facts/{a}").status_code == 202
+        undone = wait_status(api, a, "undone")["undone_version"]
+        after = noted.client.post("/v1/query", json={**asked, "min_version": undone}).json()
+        assert after["memory_version"] >= undone and after["notes"] == []  # gone with the fact's rows
+    finally:
+        bare.stop()
 
 
 def test_api_restart_answers_from_learned_memory(service):

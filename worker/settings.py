@@ -104,7 +104,7 @@ class WorkerSettings(CommonSettings):
     @field_validator("max_row_norm", "memory_answer_context_weight", mode="before")
     @classmethod
     def _none(cls, value: object) -> object:
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value
+        return unset_when_off(value)
 
     @property
     def journal_dir(self) -> Path:
@@ -125,3 +125,8 @@ class WorkerSettings(CommonSettings):
                             trained_slot_weight=self.trained_slot_weight,
                             capped_slot_weight=self.capped_slot_weight, neighbour_reads=self.neighbour_reads,
                             answer_reads=self.answer_reads, keep_weight=self.keep_weight, schedule=schedule)
+
+
+def unset_when_off(value: object) -> object:
+    """An optional setting given as 'none', 'off' or nothing is unset (None)."""
+    return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value

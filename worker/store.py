@@ -478,6 +478,14 @@ class RedisStore:
         """Many facts' statements in one round trip (None for an unknown id)."""
         return [json.loads(r["fact"])["text"] if r and "fact" in r else None for r in self.fact_records(fact_ids)]
 
+    def fact_statements(self, fact_ids: Sequence[str]) -> list[tuple[str, ...] | None]:
+        """Many facts' statements, each its text and then its paraphrases, in one round trip (None: unknown id)."""
+        out: list[tuple[str, ...] | None] = []
+        for record in self.fact_records(fact_ids):
+            fact = json.loads(record["fact"]) if record and "fact" in record else None
+            out.append((fact["text"], *(fact.get("paraphrases") or ())) if fact is not None else None)
+        return out
+
     def document_record(self, document_id: str) -> dict[str, Any] | None:
         """A document's title, size, submission time and fact ids, or None for an unknown id."""
         record = self._r.hgetall(self.keys.document(document_id))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from service.deps import EngineDep, SettingsDep, StoreDep
 from service.engine import Answer
 from service.limits import check_text
-from service.schemas import Explanation, QueryRequest, QueryResponse, Source, Timings
+from service.schemas import Explanation, NoteUsed, QueryRequest, QueryResponse, Source, Timings
 from worker.store import UNAVAILABLE, FactStatus, RedisStore
 
 router = APIRouter(prefix="/v1", tags=["query"])
@@ -62,7 +62,7 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, sto
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
                                          total_ms=total, batch_size=answer.batch_size),
-                         explanation=explanation)
+                         explanation=explanation, notes=[NoteUsed(id=n.fact_id, text=n.text) for n in answer.notes])
 
 
 async def _explanation(store: RedisStore, answer: Answer) -> Explanation:

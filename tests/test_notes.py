@@ -1,0 +1,56 @@
+"""The notes an API with SMFT_NOTES puts before a question: the live taught statements its words find."""
+
+from model.notes import Note, Notes
+from model.prompting import chat_prompt
+
+ZORBLAX = "Mira Quell invented the Zorblax engine."
+VESSALY = "The capital of Vessaly is Port Orrin."
+
+
+def test_a_question_finds_the_statements_holding_its_words_and_a_floor_keeps_a_near_miss_out():
+    notes = Notes(per_question=2)
+    assert notes.find("Who invented the Zorblax engine?") == []  # nothing taught yet
+    notes.add("z", ZORBLAX, ("The Zorblax engine is Mira's.",))
+    notes.add("v", VESSALY)
+    assert notes.find("Who invented the Zorblax engine?")[0] == Note("z", ZORBLAX)
+    assert notes.find("Which engine did Mira Quell invent?")[0] == Note("z", ZORBLAX)  # asked the other way round
+    assert notes.find("What is the capital of Peru?") == [Note("v", VESSALY)]  # one word of two, no floor
+    careful = Notes(per_question=2, min_match=0.6)
+    careful.add("z", ZORBLAX)
+    careful.add("v", VESSALY)
+    assert careful.find("What is the capital of Peru?") == []
+    assert careful.find("what is the capital of vessaly") == [Note("v", VESSALY)]
+    assert careful.find("???") == []  # no words at all
+
+
+def test_notes_hold_exactly_the_live_facts_and_read_each_text_once():
+    notes = Notes()
+    notes.add("old", ZORBLAX)
+    read = []
+
+    def statements_of(ids):
+        read.extend(ids)
+        return [(VESSALY, "Vessaly's capital lies on the Keld coast.") if i == "v" else None for i in ids]
+
+    notes.sync(["v", "gone"], statements_of)  # "old" undone; "gone" has no record left: left out
+    assert read == ["v", "gone"] and len(notes) == 1
+    assert notes.find("Who invented the Zorblax engine?") == []
+    assert notes.find("What is the capital of Vessaly?") == [Note("v", VESSALY)]
+    assert notes.find("What lies on the Keld coast?") == [Note("v", VESSALY)]  # its paraphrase's words
+    notes.sync(["v"], statements_of)
+    assert read == ["v", "gone"]  # a fact already held is not read again
+
+
+def test_the_notes_go_into_the_chats_own_system_turn_or_a_new_one(tiny_lm):
+    lm, _, _ = tiny_lm
+    notes = Notes()
+    notes.add("z", ZORBLAX)
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who invented the Zorblax engine?"}]
+    noted, used = notes.chat(chat)
+    assert used == [Note("z", ZORBLAX)] and noted[1:] == chat[1:]
+    assert noted[0]["content"].startswith("Be brief.\n\n") and f"- {ZORBLAX}" in noted[0]["content"]
+    assert chat[0]["content"] == "Be brief."  # the caller's messages are not changed
+    alone, _ = notes.chat(chat[1:])
+    assert alone[0]["role"] == "system" and alone[1:] == chat[1:]
+    prompt, used = notes.prompt(lm.tokenizer, "What is blue?")
+    assert used == [] and prompt == chat_prompt(lm.tokenizer, "What is blue?")  # none found: asked as it is
