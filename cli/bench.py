@@ -222,9 +222,8 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         retrieval = functools.partial(Retriever, spec.top_t, spec.min_match)
     elif notes is not None:
         from bench.retrieval import Retriever
-        from model.notes import NOTES
 
-        retrieval = functools.partial(Retriever, NOTES, notes)
+        retrieval = functools.partial(Retriever, min_match=notes)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:

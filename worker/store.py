@@ -476,7 +476,7 @@ class RedisStore:
 
     def fact_texts(self, fact_ids: Sequence[str]) -> list[str | None]:
         """Many facts' statements in one round trip (None for an unknown id)."""
-        return [json.loads(r["fact"])["text"] if r and "fact" in r else None for r in self.fact_records(fact_ids)]
+        return [statements[0] if statements else None for statements in self.fact_statements(fact_ids)]
 
     def fact_statements(self, fact_ids: Sequence[str]) -> list[tuple[str, ...] | None]:
         """Many facts' statements, each its text and then its paraphrases, in one round trip (None: unknown id)."""
