@@ -3,24 +3,41 @@
 The memory answers a fact's question in the frame it was taught in; asked the other way round ("Who
 invented the Zorblax engine?" taught as "Mira Quell invented ...") or in other words, a 135M model
 rarely writes the answer from its weights, but reads it well from a note in front of it. So the
-statements themselves are indexed by BM25 (bm25s) and the few that best match a question go into a
-system turn before it. A floor on how much of the question's words a note must hold (`min_match`)
-keeps a taught "capital of" statement away from a question about a real capital. Notes hold exactly
-the live facts: an undone fact is gone from them at the same version it is gone from the table.
+statements themselves are indexed by BM25 (bm25s, words stemmed by PyStemmer) and the few that best
+match a question go into a system turn before it. Notes hold exactly the live facts: an undone fact
+is gone from them at the same version it is gone from the table.
+
+A floor (`min_match`) keeps a taught "capital of Vessaly" statement away from "What is the capital
+of Peru?": a note must hold that share of the question's content words, each weighed by its BM25
+IDF over the notes. Question words and auxiliaries ("what", "did") are stop words and count for
+nothing; a word many notes hold ("capital") weighs little; a word no note holds ("Peru") weighs
+most, since it says the question is about something not taught. Counting plain words instead,
+"What did Mira Quell invent?" held 2 of its 5 in "Mira Quell invented the Zorblax engine". While
+few facts are taught, a kind's words ("river", "flows") are as rare among the notes as a subject's
+("London"), so a question that names something (a capitalised word past the first, or a number)
+gets only notes holding one of its names: "What river flows through London?" no note on the
+Wynket River. Lower-cased questions have no names to tell, and go by the weighted share alone.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import bm25s
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from model.prompting import conversation_prompt, last_user_turn
+from model.questions import key_terms
 
 NOTES = 3  # statements put into the prompt, at most
 SYSTEM = "Answer the question briefly. These notes may help:\n{notes}"
+# NLTK's English stop words (question words and auxiliaries among them) and the words of a request
+STOP_WORDS = (*STOPWORDS_EN_PLUS, "could", "would", "may", "might", "must", "shall", "tell", "please", "also")
 
 
 @dataclass(frozen=True)
@@ -37,10 +54,12 @@ class Notes:
             raise ValueError(f"notes per question must be >= 1 and min_match in [0, 1], got {per_question}, "
                              f"{min_match}")
         self.per_question = per_question
-        self.min_match = min_match  # the share of the question's words (stop words aside) a note's fact must hold
+        self.min_match = min_match  # the IDF-weighted share of the question's content words a note must hold
         self._facts: dict[str, tuple[str, str, frozenset[str]]] = {}  # fact id -> (note, document, its words)
+        self._held_by = Counter[str]()  # word -> how many facts' documents hold it
         self._ids: list[str] = []  # the index's documents, in order
         self._index: bm25s.BM25 | None = None
+        self._stemmer = Stemmer.Stemmer("english")  # not thread-safe: used under the lock only
         self._lock = threading.RLock()  # an API's threads ask while its follower brings the facts up to date
 
     def __len__(self) -> int:
@@ -51,15 +70,21 @@ class Notes:
         document = " ".join(s.strip() for s in (note, *paraphrases) if s.strip())
         with self._lock:
             if self._facts.get(fact_id, ("", None))[1] != document:
-                self._facts[fact_id] = (note, document, frozenset(words(document)))
+                self._drop(fact_id)
+                self._facts[fact_id] = (note, document, frozenset(self._words([document])[0]))
+                self._held_by.update(self._facts[fact_id][2])
                 self._index = None  # built again on the next question: a thousand short documents take ms
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
         live = set(fact_ids)
         with self._lock:
             for gone in [f for f in self._facts if f not in live]:
-                del self._facts[gone]
-                self._index = None
+                self._drop(gone)
+
+    def _drop(self, fact_id: str) -> None:
+        if fact_id in self._facts:
+            self._held_by.subtract(self._facts.pop(fact_id)[2])
+            self._index = None
 
     def sync(self, live: Iterable[str],
              statements_of: Callable[[Sequence[str]], Sequence[Sequence[str] | None]]) -> None:
@@ -73,27 +98,44 @@ class Notes:
                 self.add(fact_id, statements[0], statements[1:])
 
     def find(self, question: str) -> list[Note]:
-        """The notes whose facts share words with the question (at least `min_match` of them), best first."""
-        asked = set(words(question))
-        if not asked:
-            return []
-        tokens = bm25s.tokenize([question], stopwords="en", show_progress=False)
+        """The notes BM25 ranks first for the question, best first, those under the floor (`min_match`) left out."""
         with self._lock:
-            if not self._facts:
+            asked = set(self._words([question])[0])
+            if not asked or not self._facts:
                 return []
             if self._index is None:
                 self._ids = list(self._facts)
                 self._index = bm25s.BM25()
-                self._index.index(bm25s.tokenize([self._facts[f][1] for f in self._ids], stopwords="en",
-                                                 show_progress=False), show_progress=False)
-            found, scores = self._index.retrieve(tokens, k=min(self.per_question, len(self._ids)),
+                self._index.index(self._words([self._facts[f][1] for f in self._ids], ids=True),
+                                  show_progress=False)
+            found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
                                                  show_progress=False)
+            names = set(self._words([" ".join(key_terms(question))])[0])  # capitalised words past the first, numbers
             out = []
             for i, score in zip(found[0], scores[0], strict=True):
-                note, _, held = self._facts[self._ids[int(i)]]
-                if score > 0 and len(asked & held) >= self.min_match * len(asked):
-                    out.append(Note(self._ids[int(i)], note))
+                fact_id = self._ids[int(i)]
+                note, _, held = self._facts[fact_id]
+                if score > 0 and (not self.min_match or self._holds_enough(held, asked, names)):
+                    out.append(Note(fact_id, note))
             return out
+
+    def _holds_enough(self, held: frozenset[str], asked: set[str], names: set[str]) -> bool:
+        """The floor: one of the question's names if it has any, and `min_match` of its words' IDF."""
+        if names and not names & held:
+            return False
+        weight = {w: self._idf(w) for w in asked}
+        return sum(weight[w] for w in asked & held) >= self.min_match * sum(weight.values())
+
+    def _idf(self, word: str) -> float:
+        """BM25's IDF of a word over the notes' documents (positive; largest for a word none holds)."""
+        n, held = len(self._facts), self._held_by[word]
+        return math.log(1 + (n - held + 0.5) / (held + 0.5))
+
+    def _words(self, texts: Sequence[str], ids: bool = False):
+        """The texts' words as the index counts them (lower case, stop words left out, stemmed): lists of words,
+        or with `ids` a bm25s Tokenized to index."""
+        return bm25s.tokenize(list(texts), stopwords=STOP_WORDS, stemmer=self._stemmer, return_ids=ids,
+                              show_progress=False)
 
     def chat(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[Note]]:
         """The chat with the notes its last user turn finds in its system turn (added to the chat's own system
@@ -112,8 +154,3 @@ class Notes:
         the same text as `chat_prompt`), and those notes."""
         messages, notes = self.chat([{"role": "user", "content": question}])
         return conversation_prompt(tokenizer, messages), notes
-
-
-def words(text: str) -> list[str]:
-    """A text's words as BM25 counts them (lower case, English stop words left out)."""
-    return bm25s.tokenize([text], stopwords="en", return_ids=False, show_progress=False)[0]

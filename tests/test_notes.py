@@ -14,13 +14,31 @@ def test_a_question_finds_the_statements_holding_its_words_and_a_floor_keeps_a_n
     notes.add("v", VESSALY)
     assert notes.find("Who invented the Zorblax engine?")[0] == Note("z", ZORBLAX)
     assert notes.find("Which engine did Mira Quell invent?")[0] == Note("z", ZORBLAX)  # asked the other way round
-    assert notes.find("What is the capital of Peru?") == [Note("v", VESSALY)]  # one word of two, no floor
+    assert notes.find("What is the capital of Peru?") == [Note("v", VESSALY)]  # one word of two, no floor at all
     careful = Notes(per_question=2, min_match=0.6)
     careful.add("z", ZORBLAX)
     careful.add("v", VESSALY)
     assert careful.find("What is the capital of Peru?") == []
     assert careful.find("what is the capital of vessaly") == [Note("v", VESSALY)]
     assert careful.find("???") == []  # no words at all
+
+
+def test_the_floor_counts_content_words_by_their_weight_and_a_named_subject_must_be_held():
+    notes = Notes(min_match=0.5)
+    notes.add("q", "The Zorblax engine was invented by Mira Quell in 1931.")
+    found = [Note("q", "The Zorblax engine was invented by Mira Quell in 1931.")]
+    assert notes.find("What did Mira Quell invent?") == found  # "what", "did": no weight; "invent" stemmed
+    assert notes.find("tell me about mira quell") == found
+    assert notes.find("Who invented it in 1931?") == found
+    assert notes.find("Who invented it in 1930?") == []  # a number it does not hold
+    assert notes.find("Who invented the telephone?") == []  # a word no note holds weighs most
+    notes.add("r", "The Wynket River flows into Lake Blapel.")
+    assert notes.find("What river flows through London?") == []  # two words of three, but not its name
+    assert notes.find("what river flows into lake blapel") == [Note("r", "The Wynket River flows into Lake Blapel.")]
+    for i in range(30):  # many capitals taught: "capital" weighs little, the country's name much
+        notes.add(f"c{i}", f"The capital of Vessaly{i} is Port Orrin{i}.")
+    assert notes.find("What is the capital of Vessaly7?") == [Note("c7", "The capital of Vessaly7 is Port Orrin7.")]
+    assert notes.find("what is the capital of peru") == []
 
 
 def test_notes_hold_exactly_the_live_facts_and_read_each_text_once():
