@@ -49,6 +49,11 @@ from worker.teaching import teach_facts
 log = logging.getLogger(__name__)
 
 Prompt = Callable[[str], str]  # a question -> the text before its answer
+UseMemory = Callable[[str], bool]  # a question -> whether its answer reads the memory (else version 0 answers)
+
+
+def _flags(use_memory: UseMemory | None, questions: Sequence[str]) -> list[bool] | None:
+    return [use_memory(q) for q in questions] if use_memory else None
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,10 @@ def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: i
 
 
 def probe_hits(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24,
-               prompt: Prompt | None = None) -> tuple[float, list[bool]]:
+               prompt: Prompt | None = None, use_memory: UseMemory | None = None) -> tuple[float, list[bool]]:
     """(mean F1, whether each question is answered) on the retention probe, from one generation."""
-    answers = generate_answers(lm, [q.question for q in probe], max_new_tokens, prompt)
+    questions = [q.question for q in probe]
+    answers = generate_answers(lm, questions, max_new_tokens, prompt, _flags(use_memory, questions))
     scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
     return sum(scores) / len(scores), [q.correct(a) for q, a in zip(probe, answers, strict=True)]
 
@@ -149,25 +155,28 @@ def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequ
     return baseline
 
 
-def answer_latency(lm: MemoryLM, questions: Sequence[str], prompt: Prompt | None = None, repeats: int = 5) -> float:
+def answer_latency(lm: MemoryLM, questions: Sequence[str], prompt: Prompt | None = None, repeats: int = 5,
+                   use_memory: UseMemory | None = None) -> float:
     """Median seconds to answer one question asked alone (up to 32 tokens, as the checkpoint asks)."""
     times = []
     for question in questions[:repeats]:
         start = time.perf_counter()
-        generate_answers(lm, [question], 32, prompt)
+        generate_answers(lm, [question], 32, prompt, _flags(use_memory, [question]))
         times.append(time.perf_counter() - start)
     return report.percentile(times, 0.5)
 
 
 def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
-               baseline: Baseline, seconds: float, window: int | None = None, prompt: Prompt | None = None
-               ) -> Checkpoint:
+               baseline: Baseline, seconds: float, window: int | None = None, prompt: Prompt | None = None,
+               use_memory: UseMemory | None = None) -> Checkpoint:
     """Learning and forgetting now; with `window`, also the share answered of the first and of the most recent
-    `window` facts taught. `prompt` writes what goes before each answer (retrieval's notes)."""
-    answers = generate_answers(lm, [f.question for f in taught], 32, prompt)
+    `window` facts taught. `prompt` writes what goes before each answer (retrieval's notes); `use_memory` says
+    which questions' answers read the memory (default: all). The held-out NLL is the memory's own."""
+    questions = [f.question for f in taught]
+    answers = generate_answers(lm, questions, 32, prompt, _flags(use_memory, questions))
     hits = [contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)]
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
-    kept_f1, probe_answered = probe_hits(lm, probe, prompt=prompt)
+    kept_f1, probe_answered = probe_hits(lm, probe, prompt=prompt, use_memory=use_memory)
     nll_change = mean_nll(lm, heldout) / baseline.nll - 1
     first = recent = None
     if window:
@@ -176,7 +185,7 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
                       seconds, probe_answered=sum(probe_answered) / len(probe), learned_first=first,
                       learned_recent=recent, missed=[i for i, hit in enumerate(hits) if not hit],
                       probe_missed=[i for i, hit in enumerate(probe_answered) if not hit],
-                      answer_seconds=answer_latency(lm, [f.question for f in taught[-5:]], prompt))
+                      answer_seconds=answer_latency(lm, questions[-5:], prompt, use_memory=use_memory))
 
 
 @dataclass(frozen=True)
@@ -262,19 +271,21 @@ def progress_file(progress_dir: Path, spec: MethodSpec) -> Path:
     return progress_dir / (re.sub(r"[^\w.=-]+", "_", spec.label) + ".json")
 
 
-def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir: Path, min_match: float
-                   ) -> MethodResult:
+def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir: Path, min_match: float,
+                   scoped: bool = False) -> MethodResult:
     """A memory setting's saved run asked again with notes: its table replayed checkpoint by checkpoint from the
     deltas the run saved (nothing trained, so the memory is exactly the run's) and at each, the taught statements
-    BM25 finds holding `min_match` of the question's words put into the prompt before the memory answers. Kept
-    under the setting's label with the notes named, and resumed from there."""
+    BM25 finds above the floor `min_match` put into the prompt before the memory answers; `scoped`: a question
+    that finds none and names nothing a taught fact names is answered without the memory (as version 0), as the
+    API's SMFT_MEMORY_SCOPE=noted does.
+    Kept under the setting's label with the notes named, and resumed from there."""
     source = progress_file(progress_dir, spec)
     if not source.exists():
         raise FileNotFoundError(f"{source}: run the setting first (its deltas are what is asked)")
     saved = MethodResult.from_dict(json.loads(source.read_text()))
     if saved.spec != spec:
         raise ValueError(f"{source} holds another setting: {saved.spec.label}")
-    noted = replace(spec, notes=min_match)
+    noted = replace(spec, notes=min_match, scoped=scoped)
     progress = progress_file(progress_dir, noted)
     result = MethodResult(noted, steps=saved.steps)
     if progress.exists() and (earlier := MethodResult.from_dict(json.loads(progress.read_text()))).spec == noted:
@@ -283,6 +294,7 @@ def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir:
     lm = copy.deepcopy(v0)
     retriever = Retriever(NOTES, min_match)
     prompt = functools.partial(retriever.prompt, lm.tokenizer)
+    use_memory = retriever.in_scope if scoped else None
     tables = TableLog(source.with_suffix(""), _stream_key(stream))
     after = 0
     for point in tqdm(saved.checkpoints, desc=noted.label, unit="checkpoint"):
@@ -293,7 +305,7 @@ def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir:
         if after <= done:
             continue
         asked = checkpoint(lm, stream.facts[:after], stream.probe, stream.heldout, stream.baseline, point.seconds,
-                           window=stream.eval_every, prompt=prompt)
+                           window=stream.eval_every, prompt=prompt, use_memory=use_memory)
         result.checkpoints.append(replace(asked, steps=point.steps))
         report.write_json(progress, result.as_dict())
     return result

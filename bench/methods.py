@@ -42,6 +42,8 @@ class MethodSpec:
     # sparse and service only: the memory asked with notes as well, the taught statements BM25 finds holding this
     # share of the question's words put into the prompt (bench/retrieval.py); None: the memory alone
     notes: float | None = None
+    # with notes: a question that finds none and names nothing taught is answered as version 0 (SMFT_MEMORY_SCOPE)
+    scoped: bool = False
     # Which run's files a report read it from, where one setting comes from several runs (another seed's stream):
     # shown in its title, never in its label (the resume key). Empty in the files runs write.
     run: str = ""
@@ -59,6 +61,8 @@ class MethodSpec:
         if self.notes is not None and (not self.memory_only or not 0 <= self.notes <= 1):
             raise ValueError(f"notes go with the memory (sparse or service) and hold a share in [0, 1], got "
                              f"{self.notes} for {self.method}")
+        if self.scoped and self.notes is None:
+            raise ValueError("a memory scoped by its notes needs notes")
         if not 0 <= self.trained_slot_weight <= 1:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
 
@@ -66,7 +70,9 @@ class MethodSpec:
     def label(self) -> str:
         if self.notes is None:
             return self._label
-        return f"{self._label}, notes holding {self.notes:.0%}+ of the question's words in the prompt"
+        # (short: the label names the progress file) since session 34 the floor counts content words and names
+        scope = "; memory only if noted or named" if self.scoped else ""
+        return f"{self._label}, notes {self.notes:.0%}+ of content words and a name{scope}"
 
     @property
     def _label(self) -> str:

@@ -31,6 +31,11 @@ class Retriever:
         """The notes whose facts share words with the question, best first."""
         return [n.text for n in self._notes.find(question)]
 
+    def in_scope(self, question: str) -> bool:
+        """Whether the memory answers the question with SMFT_MEMORY_SCOPE=noted: a note is found for it, or it names
+        something a taught fact names."""
+        return bool(self._notes.find(question)) or self._notes.mentions(question)
+
     def chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with the notes its last user turn retrieves in its system turn (added to the chat's own
         system prompt, or a new one first); as asked when none is retrieved."""

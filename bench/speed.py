@@ -132,9 +132,10 @@ BATCH_QUESTIONS = ("What is the capital of France?", "Who wrote Romeo and Juliet
 
 
 def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
-                 new_tokens: int = 20, batch: int = 8) -> list[Timing]:
+                 new_tokens: int = 20, batch: int = 8, notes: float | None = 0.6) -> list[Timing]:
     """Greedy answers of `new_tokens` tokens, with the memory layer and with the plain base model:
-    one question, and `batch` questions left-padded into one generation as the service batches them."""
+    one question, and `batch` questions left-padded into one generation as the service batches them; one
+    taught question with retrieval and, as the API answers it, with the memory and notes at floor `notes`."""
     from model.evaluation import left_padded
     from model.loading import load_base_model
     from model.prompting import chat_prompt
@@ -162,38 +163,50 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
                 answer(decoder, rows)
                 times.append(time.perf_counter() - start)
             out.append(_summary(name, times, 0.0))
-    out.append(_retrieval_query(base, tokenizer, repeats, new_tokens))
+    # retrieval as many users would build it (no floor), then the service's path: the memory and its notes
+    out.append(_noted_query(base, tokenizer, repeats, new_tokens, 0.0, "base model with retrieval")[1])
+    if notes is not None:
+        out += _noted_query(lm.model, tokenizer, repeats, new_tokens, notes, "with memory and notes")
     out.append(_explained_query(lm, answer, repeats, new_tokens))  # last: it writes random rows into lm
     return out
 
 
-def _retrieval_query(base: torch.nn.Module, tokenizer, repeats: int, new_tokens: int) -> Timing:
-    """One taught question as retrieval answers it (bench/retrieval.py): BM25 over LEDGER_FACTS taught facts,
-    the best notes into the prompt, the base model's answer; the index is built before timing."""
+def _noted_query(decoder: torch.nn.Module, tokenizer, repeats: int, new_tokens: int, min_match: float,
+                 name: str) -> list[Timing]:
+    """One taught question answered with notes (model/notes.py) over LEDGER_FACTS taught facts in its prompt:
+    the lookup alone, then the lookup and the answer; the index is built before timing."""
     from bench.facts import generate_facts
-    from bench.retrieval import Retriever
     from model.evaluation import left_padded_ids
+    from model.notes import Notes
 
     facts = generate_facts(LEDGER_FACTS)
-    retriever = Retriever()
-    retriever.add([f.fact for f in facts])
+    notes = Notes(min_match=min_match)
+    for fact in facts:
+        notes.add(fact.fact.fact_id, fact.fact.text, fact.fact.paraphrases)
     question = facts[LEDGER_FACTS // 2].question
-    device = next(base.parameters()).device
+    if not any(n.fact_id == facts[LEDGER_FACTS // 2].fact.fact_id for n in notes.find(question)):
+        raise RuntimeError(f"the timed question finds no note of its fact: {question!r}")  # not the path timed
+    device = next(decoder.parameters()).device
 
     def answer() -> None:
-        ids, mask = left_padded_ids(tokenizer, [retriever.prompt(tokenizer, question)], device)
+        ids, mask = left_padded_ids(tokenizer, [notes.prompt(tokenizer, question)[0]], device)
         with torch.no_grad():
-            base.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                          do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
 
     answer()  # warm-up (and the index)
-    times = []
+    lookups, answers = [], []
     for _ in range(repeats):
         start = time.perf_counter()
+        notes.find(question)
+        lookups.append(time.perf_counter() - start)
+        start = time.perf_counter()
         answer()
-        times.append(time.perf_counter() - start)
-    return _summary(f"query, {new_tokens} tokens: base model with retrieval (BM25 over {LEDGER_FACTS:,} facts, "
-                    f"{retriever.notes_per_question} notes)", times, 0.0)
+        answers.append(time.perf_counter() - start)
+    over = f"BM25 over {LEDGER_FACTS:,} facts, at most {notes.per_question} notes" + \
+        (f", floor {min_match:g}" if min_match else "")
+    return [_summary(f"notes lookup ({over})", lookups, 0.0),
+            _summary(f"query, {new_tokens} tokens: {name} ({over})", answers, 0.0)]
 
 
 LEDGER_FACTS = 1000
@@ -242,6 +255,9 @@ def ratios(timings: list[Timing]) -> dict[str, float]:
     plain = next((t for name, t in by.items() if name.endswith("tokens: with memory")), None)
     if explained and plain:
         out["explained query / query (one question)"] = explained / plain
+    noted = next((t for name, t in by.items() if ": with memory and notes" in name), None)
+    if noted and plain:
+        out["query with notes / query (one question)"] = noted / plain
     for name, t in by.items():  # each query shape: with memory over the base model
         if name.endswith(": with memory") and (plain := by.get(name.replace(": with memory", ": base model"))):
             shape = name.removesuffix(": with memory").removeprefix("query, ")

@@ -35,7 +35,7 @@ from model.generation import SamplingParams, complete
 from model.learners import SparseMemoryLearner
 from model.lm import MemoryLM
 from model.probe import ProbeQuestion
-from model.prompting import conversation_prompt
+from model.prompting import conversation_prompt, last_user_turn
 from model.provenance import RowWriters, answer_contributions
 from model.recasing import TaughtNames
 from model.statistics import SlotStats
@@ -112,23 +112,38 @@ def asked(fact: EvalFact, how: str) -> tuple[str | list[dict[str, str]], str]:
 
 
 def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: TaughtNames | None = None,
-            retriever: Retriever | None = None) -> list[str]:
+            retriever: Retriever | None = None, scoped: bool = False) -> list[str]:
     """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do;
     with `names` (the live facts'), recased first as the API does; with `retriever`, the notes it finds put
-    in front (retrieval instead of the memory)."""
+    in front (retrieval instead of the memory); `scoped`: one it finds none for answered as version 0 (as
+    SMFT_MEMORY_SCOPE=noted)."""
     if names is not None:
         asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
     out = [""] * len(asks)
     prompt = _notes_first(lm, retriever)
-    for i, text in zip(plain, generate_answers(lm, [asks[i] for i in plain], MAX_NEW_TOKENS, prompt), strict=True):
+    questions = [asks[i] for i in plain]
+    for i, text in zip(plain, generate_answers(lm, questions, MAX_NEW_TOKENS, prompt,
+                                               _in_scope(retriever, scoped, questions)), strict=True):
         out[i] = text
     params = SamplingParams(MAX_NEW_TOKENS)
     for i, messages in enumerate(asks):
         if not isinstance(messages, str):
+            last = messages[last_user_turn(messages)]["content"]
             messages = retriever.chat(messages) if retriever is not None else messages
-            out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params).text
+            with lm.without_memory(_out_of_scope(retriever, scoped, [last])):
+                out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params).text
     return out
+
+
+def _in_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
+    """With `scoped`, whether each question's answer reads the memory (as SMFT_MEMORY_SCOPE=noted)."""
+    return [retriever.in_scope(q) for q in questions] if scoped and retriever is not None else None
+
+
+def _out_of_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
+    flags = _in_scope(retriever, scoped, questions)
+    return flags and [not f for f in flags]
 
 
 def _notes_first(lm: MemoryLM, retriever: Retriever | None) -> Callable[[str], str] | None:
@@ -136,8 +151,10 @@ def _notes_first(lm: MemoryLM, retriever: Retriever | None) -> Callable[[str], s
     return functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
 
 
-def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None) -> float:
-    answers = generate_answers(lm, [q.question for q in probe], 24, _notes_first(lm, retriever))
+def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None,
+                   scoped: bool = False) -> float:
+    questions = [q.question for q in probe]
+    answers = generate_answers(lm, questions, 24, _notes_first(lm, retriever), _in_scope(retriever, scoped, questions))
     return sum(q.correct(a) for q, a in zip(probe, answers, strict=True)) / max(len(probe), 1)
 
 
@@ -173,11 +190,14 @@ def _teach(lm: MemoryLM, stats: SlotStats, facts: Sequence[Fact], settings: Work
 
 
 def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[EvalFact], taught: Sequence[Fact],
-                          retriever: Retriever | None = None) -> float:
+                          retriever: Retriever | None = None, scoped: bool = False) -> float:
     """The share of facts whose question's largest source (as `"explain": true` reports it, with the notes
-    `retriever` finds before the question) is the post holding the fact's statement."""
+    `retriever` finds before the question) is the post holding the fact's statement; `scoped`: none for a
+    question that finds no note (the memory is not read)."""
     hits = 0
     for fact in facts:
+        if _in_scope(retriever, scoped, [fact.question]) == [False]:
+            continue
         post = next((p.fact_id for p in taught if fact.fact.text in p.text), None)
         prompt = retriever.prompt(lm.tokenizer, fact.question) if retriever is not None else None
         sources, _ = ledger.attribute(answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt)[1], top=1)
@@ -194,9 +214,9 @@ def taught_names(taught: Sequence[Fact]) -> TaughtNames:
 
 def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact], form: str,
              probe: Sequence[ProbeQuestion], recase: bool = True, retriever: Retriever | None = None,
-             teach: bool = True) -> UsageResult:
+             teach: bool = True, scoped: bool = False) -> UsageResult:
     """One form taught as the worker teaches it; with `retriever` (empty) also indexed by it, or with `teach`
-    False indexed by it instead."""
+    False indexed by it instead; `scoped`: the memory read only for questions it finds a note for."""
     taught = posts(facts, form)
     if retriever is not None:
         retriever.add(taught)
@@ -209,19 +229,20 @@ def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Se
     answered, misses = {}, {}
     for how in ASKS:
         asks, golds = zip(*(asked(f, how) for f in facts), strict=True)
-        got = replies(lm, asks, names, retriever)
+        got = replies(lm, asks, names, retriever, scoped)
         hits = [contains_answer(r, g) for r, g in zip(got, golds, strict=True)]
         answered[how] = sum(hits) / len(facts)
         misses[how] = [{"asked": a, "expected": g, "reply": r}
                        for a, g, r, hit in zip(asks, golds, got, hits, strict=True) if not hit]
-    return UsageResult(form, len(facts), answered, probe_answered(lm, probe, retriever), batches, steps, seconds,
-                       explained_by_its_post(lm, ledger, facts, taught, retriever) if ledger is not None else None,
-                       misses)
+    return UsageResult(form, len(facts), answered, probe_answered(lm, probe, retriever, scoped), batches, steps,
+                       seconds,
+                       explained_by_its_post(lm, ledger, facts, taught, retriever, scoped) if ledger is not None
+                       else None, misses)
 
 
 def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fixes: Sequence[Correction],
                     neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion], recase: bool = True,
-                    retriever: Retriever | None = None, teach: bool = True) -> UsageResult:
+                    retriever: Retriever | None = None, teach: bool = True, scoped: bool = False) -> UsageResult:
     taught = [Fact(c.statement, fact_id=f"fix-{i}") for i, c in enumerate(fixes)]
     if retriever is not None:
         retriever.add(taught)
@@ -230,8 +251,10 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         batches, steps, seconds = _teach(lm, stats, taught, settings)
     else:
         lm, (batches, steps, seconds) = v0, (0, 0, 0.0)
-    got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever)
-    kept = generate_answers(lm, [q.question for q in neighbours], 24, _notes_first(lm, retriever))
+    got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever, scoped)
+    asked_neighbours = [q.question for q in neighbours]
+    kept = generate_answers(lm, asked_neighbours, 24, _notes_first(lm, retriever),
+                            _in_scope(retriever, scoped, asked_neighbours))
     new_in = [contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)]
     kept_right = [q.correct(a) for q, a in zip(neighbours, kept, strict=True)]
     answered = {
@@ -245,29 +268,31 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         "neighbours kept": [{"asked": q.question, "expected": q.answer, "reply": a}
                             for q, a, hit in zip(neighbours, kept, kept_right, strict=True) if not hit],
     }
-    return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe, retriever), batches, steps,
-                       seconds, misses=misses)
+    return UsageResult("corrections", len(fixes), answered, probe_answered(lm, probe, retriever, scoped), batches,
+                       steps, seconds, misses=misses)
 
 
 def run_usage(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Sequence[EvalFact],
               fixes: Sequence[Correction], neighbours: Sequence[ProbeQuestion], probe: Sequence[ProbeQuestion],
               progress: Path | None = None, run_key: dict | None = None, forms: Sequence[str] = FORMS,
               on_result: Callable[[UsageResult], None] | None = None, recase: bool = True,
-              retrieval: Callable[[], Retriever] | None = None, teach: bool = False) -> list[UsageResult]:
+              retrieval: Callable[[], Retriever] | None = None, teach: bool = False,
+              scoped: bool = False) -> list[UsageResult]:
     """Every form, then the corrections, each from version 0. With `progress`, each result is saved there
     as it is measured, and one already there for the same `run_key` (settings, facts, seed) is read back
     instead of measured again, so a stopped run resumes. `recase`: as the API's SMFT_RECASE_NAMES. With
     `retrieval` (a new, empty Retriever per call), each form's posts are indexed, and taught too only with
-    `teach` (the memory and notes together, as the service with SMFT_NOTES answers)."""
+    `teach` (the memory and notes together, as the service with SMFT_NOTES answers); `scoped` then reads the
+    memory only for questions that find a note (as SMFT_MEMORY_SCOPE=noted)."""
     fresh = retrieval or (lambda: None)
     teach = teach or retrieval is None
     results = []
     jobs: list[tuple[str, Callable[[], UsageResult]]] = [
-        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase, fresh(), teach))
+        (form, lambda form=form: run_form(v0, stats, settings, facts, form, probe, recase, fresh(), teach, scoped))
         for form in forms]
     if fixes:
         jobs.append(("corrections", lambda: run_corrections(v0, stats, settings, fixes, neighbours, probe, recase,
-                                                                     fresh(), teach)))
+                                                                     fresh(), teach, scoped)))
     for name, measure in jobs:
         saved = progress / f"{name.replace(' ', '_').replace('+', 'and')}.json" if progress else None
         stored = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}

@@ -93,6 +93,8 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     if args.notes is not None and not 0 <= args.notes <= 1:
         raise SystemExit(f"--notes must be a share of the question's words in [0, 1], got {args.notes}")
+    if args.scoped and args.notes is None:
+        raise SystemExit("--scoped goes with --notes: a question is answered with the memory when it finds a note")
     if args.notes is not None and not all(s.memory_only for s in specs):
         raise SystemExit("--notes asks a memory setting's saved run again: --settings sparse:... or service")
     facts = _stream(n_facts, args.seed, args.kinds)  # refused before version 0 is prepared (minutes)
@@ -110,7 +112,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     if args.notes is not None:  # nothing trained: the saved runs' tables, asked again with notes
         try:
             for spec in specs:
-                ask_with_notes(v0, spec, stream, out / "progress", args.notes)
+                ask_with_notes(v0, spec, stream, out / "progress", args.notes, args.scoped)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--notes: {exc}") from exc
         results = read_results([out])  # with the runs themselves, asked without
@@ -131,6 +133,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     from bench.report import speed_tables, write_json
     from bench.speed import ratios, time_loading, time_queries, time_training_steps
     from model.snapshot import save_snapshot
+    from service.settings import ApiSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         snapshot = args.snapshot
@@ -140,7 +143,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             del lm
         timings = [time_loading(args.model, Path(snapshot), args.device)]
         timings += time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
-        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats)
+        # one taught question as the API answers it: with SMFT_NOTES (the default) the notes too
+        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats, notes=ApiSettings().notes)
     found = ratios(timings)
     print(speed_tables(timings, found))
     result: dict[str, Any] = {"timings": [t.as_dict() for t in timings], "ratios": found}
@@ -208,6 +212,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
     recase = ApiSettings().recase_names  # and the API's reading of lower-case questions
     notes = ApiSettings().notes  # and, with SMFT_NOTES, the taught statements it finds put before each question
+    scoped = ApiSettings().memory_scope == "noted"  # and the memory read only for the questions that find one
     retrieval = None
     if args.method != "service":
         from bench.methods import parse_method_spec
@@ -248,11 +253,15 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         run_key["method"] = args.method
     elif notes is not None:
         run_key["notes"] = notes
+        run_key["notes_floor"] = "content words, a named subject held"  # since session 34 (model/notes.py)
+        if scoped:
+            run_key["memory_scope"] = "noted"
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
-          + f"; lower-case questions recased: {recase}; notes: {notes}", file=sys.stderr)
+          + f"; lower-case questions recased: {recase}; notes: {notes}; memory scope: "
+          f"{'noted' if scoped else 'all'}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
                         forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
-                        teach=args.method == "service",
+                        teach=args.method == "service", scoped=scoped and args.method == "service",
                         on_result=lambda r: print(f"{r.name}: done ({r.seconds:.0f} s of training)", file=sys.stderr))
     table = usage_tables(results)
     write_json(out / "usage.json", {"run": run_key, "results": [asdict(r) for r in results]})
@@ -383,7 +392,10 @@ def register(sub: Any) -> None:
     lf.add_argument("--notes", type=float, metavar="MIN_MATCH",
                     help="train nothing: ask each --settings memory setting's saved run in --out again, its table "
                     "replayed checkpoint by checkpoint, with the taught statements BM25 finds holding this share of "
-                    "the question's words put into the prompt (as the service's SMFT_NOTES)")
+                    "the question's content words (and its name: model/notes.py) put into the prompt (as SMFT_NOTES)")
+    lf.add_argument("--scoped", action="store_true",
+                    help="with --notes: a question that finds no note and names nothing a taught fact names is "
+                    "answered without the memory, as version 0 answers it (as the service's SMFT_MEMORY_SCOPE=noted)")
     lf.add_argument("--quick", action="store_true", help="3 facts, 3 steps, a probe sample: minutes, for tests")
     lf.add_argument("--out", default="runs/learn_forget")
     lf.set_defaults(fn=cmd_bench_learn_forget)

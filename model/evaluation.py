@@ -57,32 +57,37 @@ def left_padded_ids(tokenizer, texts: Sequence[str], device: torch.device | str 
 
 @torch.no_grad()
 def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
-                        prompt: Callable[[str], str] | None = None) -> list[list[int]]:
+                        prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None
+                        ) -> list[list[int]]:
     """Greedy answers as token ids, all questions in one batched generation; each row stops at its own
     token limit (padding after an early end of answer is left in; decoding skips it). `prompt` writes the
-    text before each answer (default: the question alone in the chat template, as queries are asked)."""
+    text before each answer (default: the question alone in the chat template, as queries are asked);
+    `use_memory` says per question whether its answer reads the memory (default: all do)."""
     if not questions:
         return []
     limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(questions) > GENERATION_BATCH:  # the KV cache grows with the batch: a thousand answers at once is GBs
         return [row for start in range(0, len(questions), GENERATION_BATCH)
                 for row in generate_answer_ids(lm, questions[start:start + GENERATION_BATCH],
-                                               limits[start:start + GENERATION_BATCH], prompt)]
+                                               limits[start:start + GENERATION_BATCH], prompt,
+                                               use_memory and use_memory[start:start + GENERATION_BATCH])]
     write = prompt or (lambda question: chat_prompt(lm.tokenizer, question))
     ids, mask = left_padded(lm, [write(q) for q in questions])
-    out = lm.model.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
-        pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
-    )
+    with lm.without_memory(use_memory and [not used for used in use_memory]):
+        out = lm.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
+            pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
+        )
     new = out[:, ids.shape[1]:]
     return [row[:limit].tolist() for row, limit in zip(new, limits, strict=True)]
 
 
 def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
-                     prompt: Callable[[str], str] | None = None) -> list[str]:
+                     prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None
+                     ) -> list[str]:
     """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
     return [lm.tokenizer.decode(row, skip_special_tokens=True).strip()
-            for row in generate_answer_ids(lm, questions, max_new_tokens, prompt)]
+            for row in generate_answer_ids(lm, questions, max_new_tokens, prompt, use_memory)]
 
 
 @torch.no_grad()

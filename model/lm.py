@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -59,6 +59,22 @@ class MemoryLM:
         each [B, T, heads, k] for one forward."""
         with self._collecting("recorded_reads") as records:
             yield records
+
+    @contextmanager
+    def without_memory(self, muted: Sequence[bool] | None) -> Iterator[None]:
+        """While the block runs, the batch rows flagged in `muted` are answered as version 0 answers them: their
+        memory reads add nothing (a table of zeros at version 0 is the base model). None: every row reads."""
+        if muted is None or not any(muted):
+            yield
+            return
+        flags = torch.tensor(list(muted), dtype=torch.bool, device=self.device)
+        for memory in self.memories.values():
+            memory.muted = flags
+        try:
+            yield
+        finally:
+            for memory in self.memories.values():
+                memory.muted = None
 
     @contextmanager
     def _collecting(self, attribute: str) -> Iterator[dict]:

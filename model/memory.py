@@ -32,6 +32,7 @@ class ProductKeyMemory(nn.Module):
       cleared (`detach_trainable_rows`) when the batch's rows are written back into the table.
     - `context`: set by `ContextPooler`'s hook before every decoder forward (model/context.py) and
       cleared after it, when the memory is addressed by context (`context_weight` > 0).
+    - `muted`: set by `MemoryLM.without_memory` for one generation: the batch rows whose reads add nothing.
     """
 
     def __init__(self, config: MemoryConfig, hidden_size: int, vocab_size: int | None = None) -> None:
@@ -70,6 +71,7 @@ class ProductKeyMemory(nn.Module):
         # ([*x.shape[:-1], hidden] pooled token embeddings, [*x.shape[:-1]] the context's weight at each position:
         # 0 until a weighted token was seen; see model/context.py)
         self.context: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.muted: torch.Tensor | None = None  # [batch] bool: those rows read as at version 0 (nothing added)
 
     @property
     def num_slots(self) -> int:
@@ -126,6 +128,8 @@ class ProductKeyMemory(nn.Module):
         if self.config.memory_plus:
             h = x - self.input_mean if self.config.center_inputs else x
             out = self.out_proj(out * F.silu(self.gate(h)))
+        if self.muted is not None:
+            out = out.masked_fill(self.muted.view(-1, *[1] * (out.dim() - 1)), 0)
         return out
 
     def _read_table(self, slots: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -7,23 +7,26 @@ statements themselves are indexed by BM25 (bm25s, words stemmed by PyStemmer) an
 match a question go into a system turn before it. Notes hold exactly the live facts: an undone fact
 is gone from them at the same version it is gone from the table.
 
-A floor (`min_match`) keeps a taught "capital of Vessaly" statement away from "What is the capital
-of Peru?": a note must hold that share of the question's content words, each weighed by its BM25
-IDF over the notes. Question words and auxiliaries ("what", "did") are stop words and count for
-nothing; a word many notes hold ("capital") weighs little; a word no note holds ("Peru") weighs
-most, since it says the question is about something not taught. Counting plain words instead,
-"What did Mira Quell invent?" held 2 of its 5 in "Mira Quell invented the Zorblax engine". While
-few facts are taught, a kind's words ("river", "flows") are as rare among the notes as a subject's
-("London"), so a question that names something (a capitalised word past the first, or a number)
-gets only notes holding one of its names: "What river flows through London?" no note on the
-Wynket River. Lower-cased questions have no names to tell, and go by the weighted share alone.
+A floor keeps a taught "capital of Vessaly" statement away from "What is the capital of Peru?": a
+note must hold at least `min_match` of the question's content words (stemmed; NLTK's stop words,
+question words and auxiliaries among them, left out), and, where the question names something (a
+capitalised word past the first, or a number), its most particular name: "What river flows through
+London?" gets no note on the Wynket River though it holds two of its three words, and "Into which
+lake does the Miralnex River flow?" only the Miralnex River's, not every river's. Until session 33 the
+floor counted "what" and "did" as words, so "What did Mira Quell invent?" found no note in "Mira
+Quell invented the Zorblax engine" (2 of 5). Weighing the words by their IDF over the notes was
+tried and dropped: a word no note holds then weighs most, and the common ones of a reworded
+question ("How many people live on ...?") kept twice as many taught facts' questions from their
+notes (docs/usage.md, session 34).
+
+`mentions` says whether a question names something a live fact's statement names: with
+SMFT_MEMORY_SCOPE=noted the memory answers the questions that find a note or mention a taught name,
+and version 0 the others.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -54,9 +57,8 @@ class Notes:
             raise ValueError(f"notes per question must be >= 1 and min_match in [0, 1], got {per_question}, "
                              f"{min_match}")
         self.per_question = per_question
-        self.min_match = min_match  # the IDF-weighted share of the question's content words a note must hold
+        self.min_match = min_match  # the share of the question's content words a note must hold
         self._facts: dict[str, tuple[str, str, frozenset[str]]] = {}  # fact id -> (note, document, its words)
-        self._held_by = Counter[str]()  # word -> how many facts' documents hold it
         self._ids: list[str] = []  # the index's documents, in order
         self._index: bm25s.BM25 | None = None
         self._stemmer = Stemmer.Stemmer("english")  # not thread-safe: used under the lock only
@@ -70,21 +72,15 @@ class Notes:
         document = " ".join(s.strip() for s in (note, *paraphrases) if s.strip())
         with self._lock:
             if self._facts.get(fact_id, ("", None))[1] != document:
-                self._drop(fact_id)
                 self._facts[fact_id] = (note, document, frozenset(self._words([document])[0]))
-                self._held_by.update(self._facts[fact_id][2])
                 self._index = None  # built again on the next question: a thousand short documents take ms
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
         live = set(fact_ids)
         with self._lock:
             for gone in [f for f in self._facts if f not in live]:
-                self._drop(gone)
-
-    def _drop(self, fact_id: str) -> None:
-        if fact_id in self._facts:
-            self._held_by.subtract(self._facts.pop(fact_id)[2])
-            self._index = None
+                del self._facts[gone]
+                self._index = None
 
     def sync(self, live: Iterable[str],
              statements_of: Callable[[Sequence[str]], Sequence[Sequence[str] | None]]) -> None:
@@ -110,7 +106,7 @@ class Notes:
                                   show_progress=False)
             found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
                                                  show_progress=False)
-            names = set(self._words([" ".join(key_terms(question))])[0])  # capitalised words past the first, numbers
+            names = self._particular(self._names(question))
             out = []
             for i, score in zip(found[0], scores[0], strict=True):
                 fact_id = self._ids[int(i)]
@@ -120,16 +116,27 @@ class Notes:
             return out
 
     def _holds_enough(self, held: frozenset[str], asked: set[str], names: set[str]) -> bool:
-        """The floor: one of the question's names if it has any, and `min_match` of its words' IDF."""
-        if names and not names & held:
-            return False
-        weight = {w: self._idf(w) for w in asked}
-        return sum(weight[w] for w in asked & held) >= self.min_match * sum(weight.values())
+        """The floor: the question's most particular name if it names anything, and `min_match` of its words."""
+        return (not names or bool(names & held)) and len(asked & held) >= self.min_match * len(asked)
 
-    def _idf(self, word: str) -> float:
-        """BM25's IDF of a word over the notes' documents (positive; largest for a word none holds)."""
-        n, held = len(self._facts), self._held_by[word]
-        return math.log(1 + (n - held + 0.5) / (held + 0.5))
+    def _particular(self, names: set[str]) -> set[str]:
+        """Of the question's names, those the fewest notes hold, among the ones any note holds ("Miralnex" of
+        "Miralnex River", not "River", which every river's note holds); none held: all of them, so no note has
+        one."""
+        held_by = {n: sum(n in held for _, _, held in self._facts.values()) for n in names}
+        fewest = min((c for c in held_by.values() if c), default=0)
+        return {n for n, c in held_by.items() if c == fewest} if fewest else names
+
+    def _names(self, question: str) -> set[str]:
+        """The question's names as the index holds them: capitalised words past the first (or a first word that is a
+        name), and numbers."""
+        return set(self._words([" ".join(key_terms(question))])[0])
+
+    def mentions(self, question: str) -> bool:
+        """Whether the question names something a live fact's statements name (see `find` for names)."""
+        with self._lock:
+            names = self._names(question)
+            return bool(names) and any(names & held for _, _, held in self._facts.values())
 
     def _words(self, texts: Sequence[str], ids: bool = False):
         """The texts' words as the index counts them (lower case, stop words left out, stemmed): lists of words,

@@ -25,6 +25,7 @@ class _Request:
     question: str
     max_new_tokens: int
     prompt: str | None = None  # the text before the answer, where it is not the question alone (notes)
+    use_memory: bool = True  # False: answered as version 0 (a question out of the memory's scope)
     done: threading.Event = field(default_factory=threading.Event)
     text: str = ""
     version: int = -1
@@ -40,10 +41,12 @@ class QueryBatcher:
         self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
         self._thread.start()
 
-    def answer(self, question: str, max_new_tokens: int, prompt: str | None = None) -> _Request:
+    def answer(self, question: str, max_new_tokens: int, prompt: str | None = None,
+               use_memory: bool = True) -> _Request:
         """Block until the question is answered; returns the filled request (text, version, timings). `prompt`:
-        the whole text before the answer (default: the question in the chat template)."""
-        request = _Request(question, max_new_tokens, prompt)
+        the whole text before the answer (default: the question in the chat template); `use_memory`: False
+        answers it as version 0 (in the same batch as the others)."""
+        request = _Request(question, max_new_tokens, prompt, use_memory)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -80,7 +83,7 @@ class QueryBatcher:
                     tokenizer = self.replica.lm.tokenizer
                     prompts = [r.prompt or chat_prompt(tokenizer, r.question) for r in batch]
                     texts = generate_answers(self.replica.lm, prompts, [r.max_new_tokens for r in batch],
-                                             prompt=_as_written)
+                                             prompt=_as_written, use_memory=[r.use_memory for r in batch])
                 for request, text in zip(batch, texts, strict=True):
                     request.text, request.version = text, version
             except BaseException as exc:  # every waiter gets the error; the loop goes on

@@ -2,7 +2,9 @@
 
 At start it loads the newest snapshot and replays later deltas; then a background thread blocks
 on the deltas stream and applies each delta in version order under the replica's lock, which
-generation also holds: no answer ever comes from a half-applied table.
+generation also holds: no answer ever comes from a half-applied table. With SMFT_MEMORY_SCOPE=noted a
+question that finds no note and names nothing a taught fact names is answered as version 0, the model
+before any fact was taught.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from model.evaluation import generate_answers
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
 from model.notes import Note, Notes
@@ -40,12 +43,13 @@ class Answer:
     sources: list[Source] | None = None  # with explain: the facts whose rows the answer read most
     unattributed: float = 0.0  # with explain: the memory's share that no live fact accounts for
     notes: tuple[Note, ...] = ()  # the taught statements put before the question (SMFT_NOTES)
+    read_memory: bool = True  # False: answered as version 0, out of the memory's scope (SMFT_MEMORY_SCOPE=noted)
 
 
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
                  max_batch: int = 8, max_generations: int = 32, recase_names: bool = True,
-                 notes: float | None = None) -> None:
+                 notes: float | None = None, scoped: bool = False) -> None:
         self.store = store
         self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
@@ -59,6 +63,10 @@ class Engine:
         self._tokenizer = None  # loaded first, so facts can be checked before the model is ready
         self.names = TaughtNames() if recase_names else None  # see model/recasing.py
         self.notes = Notes(min_match=notes) if notes is not None else None  # see model/notes.py
+        # The memory answers only the questions the notes find a taught statement for or that name something a taught
+        # fact names; the others are answered as version 0 (a table of zeros: the base model), so what was taught
+        # cannot leak into them.
+        self.scoped = scoped and self.notes is not None
         self._live_version = -1  # the version whose live facts `names` and `notes` hold
         self._live_retry_at = 0.0  # after Redis failed to give the texts: not before this (monotonic)
         self._live_lock = threading.Lock()
@@ -210,12 +218,18 @@ class Engine:
         assert self.replica.lm is not None
         return conversation_prompt(self.replica.lm.tokenizer, messages), notes
 
+    def _reads_memory(self, question: str, notes: Sequence[Note]) -> bool:
+        """Whether the question, for which the notes found `notes`, is answered by the memory (see `scoped`)."""
+        return not self.scoped or bool(notes) or (self.notes is not None and self.notes.mentions(question))
+
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         waited = self._wait(min_version, wait_s)
         question = self.recased(question)
         prompt, notes = self._prompt(question)
-        done = self.batcher.answer(question, max_new_tokens, prompt)
-        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size, notes=notes)
+        use_memory = self._reads_memory(question, notes)
+        done = self.batcher.answer(question, max_new_tokens, prompt, use_memory)
+        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size, notes=notes,
+                      read_memory=use_memory)
 
     def explain(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0,
                 top: int = 5) -> Answer:
@@ -224,14 +238,20 @@ class Engine:
         waited = self._wait(min_version, wait_s)
         question = self.recased(question)
         prompt, notes = self._prompt(question)
+        use_memory = self._reads_memory(question, notes)
         start = time.perf_counter()
         with self.replica.lock:
-            assert self.replica.lm is not None
-            text, contributions = answer_contributions(self.replica.lm, question, max_new_tokens, prompt)
-            sources, unattributed = self.replica.writers.attribute(contributions, top)
+            lm = self.replica.lm
+            assert lm is not None
+            if use_memory:
+                text, contributions = answer_contributions(lm, question, max_new_tokens, prompt)
+                sources, unattributed = self.replica.writers.attribute(contributions, top)
+            else:  # out of the memory's scope: no taught fact's rows are read
+                text = generate_answers(lm, [question], max_new_tokens, use_memory=[False])[0]
+                sources, unattributed = [], 0.0
             version = self.replica.version
         return Answer(text, version, waited * 1000, (time.perf_counter() - start) * 1000, 1, sources, unattributed,
-                      notes)
+                      notes, use_memory)
 
     def complete(self, messages: list[dict[str, str]], params: SamplingParams,
                  on_text: Callable[[str], None] | None = None,
@@ -241,6 +261,10 @@ class Engine:
         if lm is None:
             raise NotReadyError("model not loaded yet")
         # before the lock: recasing and notes may read Redis
-        prompt = conversation_prompt(lm.tokenizer, self._with_notes(self.recased_chat(messages))[0])
-        with self.replica.lock:
+        recased = self.recased_chat(messages)
+        noted, notes = self._with_notes(recased)
+        last = last_user_turn(recased)
+        use_memory = self._reads_memory(recased[last]["content"] if last is not None else "", notes)
+        prompt = conversation_prompt(lm.tokenizer, noted)
+        with self.replica.lock, lm.without_memory([not use_memory]):
             return complete(lm, prompt, params, on_text, cancelled), self.replica.version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,9 +38,14 @@ class ApiSettings(CommonSettings):
     recase_names: bool = Field(True, description=(
         "a question typed all in lower case gets back the capitals of the taught facts' names, as the memory "
         "was taught them (model/recasing.py)"))
-    notes: float | None = Field(0.5, ge=0, le=1, description=(
-        "also put the taught statements that hold at least this share of a question's words (BM25, up to 3) "
-        "into its prompt, beside the memory (model/notes.py); 'off': the memory alone"))
+    notes: float | None = Field(0.6, ge=0, le=1, description=(
+        "also put the taught statements that hold at least this share of a question's content words, and one of "
+        "its names if it names any (BM25, up to 3), into its prompt, beside the memory (model/notes.py); 'off': the "
+        "memory alone"))
+    memory_scope: Literal["all", "noted"] = Field("noted", description=(
+        "which questions the memory answers: 'noted', those SMFT_NOTES finds a note for or that name something a "
+        "taught fact names, the others as version 0 (the model before any fact was taught) answers them, so "
+        "teaching leaves them as they were; 'all': every question (and every question with SMFT_NOTES=off)"))
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
 
     @field_validator("notes", mode="before")

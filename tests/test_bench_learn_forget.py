@@ -176,22 +176,36 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
 
     monkeypatch.setattr(learn_forget, "teach_facts", lambda *a, **k: pytest.fail("taught instead of replayed"))
     prompts: list[str] = []
+    read_memory: dict[str, bool] = {}
     generate = learn_forget.generate_answers
-    monkeypatch.setattr(learn_forget, "generate_answers", lambda lm_, questions, n, prompt=None: prompts.extend(
-        prompt(q) for q in questions) or generate(lm_, questions, n, prompt))
+
+    def generate_noted(lm_, questions, n, prompt=None, use_memory=None):
+        prompts.extend(prompt(q) for q in questions)
+        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
+        return generate(lm_, questions, n, prompt, use_memory)
+
+    monkeypatch.setattr(learn_forget, "generate_answers", generate_noted)
     noted = ask_with_notes(lm, spec, stream, progress, 0.0)
     assert noted.spec.notes == 0.0 and noted.spec.label.startswith(spec.label)
-    assert "notes holding 0%+" in noted.spec.label
+    assert "notes 0%+ of content words and a name" in noted.spec.label
     assert [c.facts_taught for c in noted.checkpoints] == [4, 6] and noted.steps == run.steps
     assert [(c.seconds, c.steps, c.nll_change) for c in noted.checkpoints] == \
         [(c.seconds, c.steps, c.nll_change) for c in run.checkpoints]  # the run's own table at each checkpoint
     assert run.final.nll_change != 0.0  # (which teaching moved)
     for fact in stream.facts[:4]:  # asked at the first checkpoint with its own statement among the notes
         assert any(fact.question in p and f"- {fact.fact.text}" in p for p in prompts)
+    assert all(read_memory.values())
+
+    scoped = ask_with_notes(lm, spec, stream, progress, 0.5, scoped=True)  # the memory only where a note is found
+    assert scoped.spec.scoped and scoped.spec.label.endswith("; memory only if noted or named")
+    assert [c.nll_change for c in scoped.checkpoints] == [c.nll_change for c in run.checkpoints]
+    assert all(read_memory[f.question] for f in stream.facts)  # each taught question finds its note
+    assert not any(read_memory[q.question] for q in stream.probe)  # real capitals find no fictional fact's
 
     monkeypatch.setattr(learn_forget, "checkpoint", lambda *a, **k: pytest.fail("asked again instead of resumed"))
     assert ask_with_notes(lm, spec, stream, progress, 0.0) == noted
-    assert {r.spec.notes for r in read_results([tmp_path / "run"])} == {None, 0.0}  # the run and its notes, apart
+    assert {(r.spec.notes, r.spec.scoped) for r in read_results([tmp_path / "run"])} == \
+        {(None, False), (0.0, False), (0.5, True)}  # the run and its notes, apart
     with pytest.raises(ValueError, match="notes go with the memory"):
         parse_method_spec("retrieval").__class__("retrieval", 0.0, notes=0.5)
 
@@ -487,9 +501,15 @@ def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_
     with pytest.raises(ValueError, match="MIN_MATCH"):
         parse_method_spec("retrieval:2")
     prompts: list[str] = []
+    read_memory: dict[str, bool] = {}
     generate = learn_forget.generate_answers
-    monkeypatch.setattr(learn_forget, "generate_answers", lambda lm_, questions, n, prompt=None: prompts.extend(
-        prompt(q) for q in questions) or generate(lm_, questions, n, prompt))
+
+    def generate_noted(lm_, questions, n, prompt=None, use_memory=None):
+        prompts.extend(prompt(q) for q in questions)
+        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
+        return generate(lm_, questions, n, prompt, use_memory)
+
+    monkeypatch.setattr(learn_forget, "generate_answers", generate_noted)
     facts = generate_facts(3, seed=4)
     stream = Stream(tuple(facts), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
                     Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)

@@ -20,7 +20,9 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
         "train step: sparse", "train step: sparse (full forward)", "train step: lora", "train step: full",
         "query, 4 tokens: base model", "query, 4 tokens: with memory",
         "query, 4 tokens, batch of 3: base model", "query, 4 tokens, batch of 3: with memory",
-        "query, 4 tokens: base model with retrieval (BM25 over 1,000 facts, 3 notes)",
+        "query, 4 tokens: base model with retrieval (BM25 over 1,000 facts, at most 3 notes)",
+        "notes lookup (BM25 over 1,000 facts, at most 3 notes, floor 0.6)",
+        "query, 4 tokens: with memory and notes (BM25 over 1,000 facts, at most 3 notes, floor 0.6)",
         "query, 4 tokens: with memory, explained (1,000 facts in the ledger)"]
     assert all(t.runs == 2 and 0 < t.min_ms <= t.median_ms <= t.max_ms for t in timings)
     found = ratios(timings)
@@ -28,7 +30,7 @@ def test_speed_benchmark_times_every_method_and_the_query_overhead(tiny_lm, tiny
                           "sparse step / same step through the whole model",
                           "query with memory / base model (4 tokens)",
                           "query with memory / base model (4 tokens, batch of 3)",
-                          "explained query / query (one question)"}
+                          "explained query / query (one question)", "query with notes / query (one question)"}
     assert "| train step: sparse |" in speed_tables(timings, found)
 
 

@@ -1,6 +1,7 @@
 """`smft bench usage` on the tiny model: every form taught the worker's way, every fact asked every way."""
 
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -79,7 +80,7 @@ def test_every_form_and_the_corrections_are_measured_and_a_stopped_run_resumes(t
         == [other]
 
 
-def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(tiny_lm, tmp_path):
+def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(tiny_lm, tmp_path, monkeypatch):
     from bench.retrieval import Retriever
 
     lm, stats, _ = tiny_lm
@@ -98,6 +99,22 @@ def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(t
                            tmp_path / "both", {"method": "service+retrieval"}, forms=usage.FORMS[1:2],
                            retrieval=Retriever, teach=True)
     assert both[0].batches == 2 and both[0].steps == 4 and both[0].explained is not None  # taught as well
+
+    read_memory: dict[str, bool] = {}
+    generate = usage.generate_answers
+
+    def recorded(lm_, questions, n, prompt=None, use_memory=None):
+        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
+        return generate(lm_, questions, n, prompt, use_memory)
+
+    monkeypatch.setattr(usage, "generate_answers", recorded)
+    usage.run_usage(lm, stats, WorkerSettings(batch_facts=2, steps=2), facts, fixes, neighbours[:4], read_probe()[:4],
+                    tmp_path / "scoped", {"method": "service, scoped"}, forms=usage.FORMS[1:2],
+                    retrieval=functools.partial(Retriever, min_match=0.5), teach=True, scoped=True)
+    assert all(read_memory[f.question] for f in facts)  # each finds its note: the memory answers
+    assert all(read_memory[c.question] for c in fixes)  # a correction's question finds the correction
+    others = [q.question for q in [*read_probe()[:4], *neighbours[:4]] if q.question not in {c.question for c in fixes}]
+    assert others and not any(read_memory[q] for q in others)  # real capitals find no note: as version 0
 
     notes = Retriever()
     notes.add([f.fact for f in facts])

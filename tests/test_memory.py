@@ -83,3 +83,20 @@ def test_partial_forward_records_the_same_reads_as_a_full_one(tiny_lm):
     with lm.recording() as partial:
         lm.run_to_memories(ids)
     assert torch.equal(full[1][0], partial[1][0])
+
+
+def test_rows_without_the_memory_are_answered_as_version_0_in_the_same_batch(tiny_lm):
+    from model.evaluation import generate_answer_ids
+
+    lm, _, _ = tiny_lm
+    questions = ["What is blue?", "Who invented the Zorblax engine?"]
+    base = generate_answer_ids(lm, questions, 6)  # version 0: a table of zeros
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for memory in lm.memories.values():
+            memory.values.copy_(torch.randn(memory.values.shape, generator=gen) * 5)
+    taught = generate_answer_ids(lm, questions, 6)
+    assert taught[0] != base[0] and taught[1] != base[1]  # the memory changes both answers
+    assert generate_answer_ids(lm, questions, 6, use_memory=[False, True]) == [base[0], taught[1]]
+    assert generate_answer_ids(lm, questions, 6, use_memory=[True, True]) == taught
+    assert all(m.muted is None for m in lm.memories.values())  # only for that generation

@@ -101,6 +101,34 @@ def test_the_api_puts_the_live_statements_before_a_question_and_drops_an_undone_
         bare.stop()
 
 
+def test_a_question_no_note_matches_is_answered_as_version_0(service):
+    env, scoped, _, log = service  # SMFT_MEMORY_SCOPE=noted is the default
+    far = {"question": "What is the capital of Peru?", "max_new_tokens": 8}
+    before = scoped.client.post("/v1/query", json=far).json()
+    assert before["memory_version"] == 0 and not before["read_memory"]
+    a = teach(scoped, "Mira Quell invented the Zorblax engine.")
+    learned = wait_status(scoped, a, "learned")["version"]
+    every = Api({**env, "SMFT_MEMORY_SCOPE": "all"}, log)
+    try:
+        every.wait_ready()
+        q = scoped.client.post("/v1/query", json={**far, "min_version": learned, "explain": True}).json()
+        assert q["memory_version"] >= learned and q["notes"] == [] and not q["read_memory"]
+        assert q["answer"] == before["answer"] and q["explanation"]["sources"] == []  # version 0's answer
+        asked = {"question": "Which engine did Mira Quell invent?", "min_version": learned, "max_new_tokens": 4}
+        noted = scoped.client.post("/v1/query", json={**asked, "explain": True}).json()
+        assert noted["read_memory"] and noted["notes"][0]["id"] == a
+        named = scoped.client.post("/v1/query", json={**asked, "question": "Who wrote the Zorblax anthem?"}).json()
+        assert named["notes"] == [] and named["read_memory"]  # no note, but a taught fact's name
+        assert every.client.post("/v1/query", json={**far, "min_version": learned}).json()["read_memory"]
+        chat = scoped.client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": far["question"]}], "model": "smft", "max_tokens": 8,
+            "temperature": 0})
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["choices"][0]["message"]["content"] == before["answer"]  # the chat path is scoped too
+    finally:
+        every.stop()
+
+
 def test_api_restart_answers_from_learned_memory(service):
     env, api, _, log = service
     ids = [teach(api, f"The river number {i} flows to the sea.") for i in range(3)]

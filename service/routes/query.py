@@ -62,7 +62,8 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, sto
     return QueryResponse(answer=answer.text, memory_version=answer.version,
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
                                          total_ms=total, batch_size=answer.batch_size),
-                         explanation=explanation, notes=[NoteUsed(id=n.fact_id, text=n.text) for n in answer.notes])
+                         explanation=explanation, notes=[NoteUsed(id=n.fact_id, text=n.text) for n in answer.notes],
+                         read_memory=answer.read_memory)
 
 
 async def _explanation(store: RedisStore, answer: Answer) -> Explanation:
