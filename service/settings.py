@@ -39,9 +39,9 @@ class ApiSettings(CommonSettings):
         "a question typed all in lower case gets back the capitals of the taught facts' names, as the memory "
         "was taught them (model/recasing.py)"))
     notes: float | None = Field(0.6, ge=0, le=1, description=(
-        "also put the taught statements that hold at least this share of a question's content words, and one of "
-        "its names if it names any (BM25, up to 3), into its prompt, beside the memory (model/notes.py); 'off': the "
-        "memory alone"))
+        "also put the taught statements that hold at least this share of a question's content words, and its most "
+        "particular name if it names any (BM25, up to 3), into its prompt, beside the memory (model/notes.py); "
+        "'off': the memory alone"))
     memory_scope: Literal["all", "noted"] = Field("noted", description=(
         "which questions the memory answers: 'noted', those SMFT_NOTES finds a note for or that name something a "
         "taught fact names, the others as version 0 (the model before any fact was taught) answers them, so "
