@@ -115,8 +115,8 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
             retriever: Retriever | None = None, scoped: bool = False) -> list[str]:
     """Plain questions in one batch, as /v1/query answers them; chats one by one, as chat completions do;
     with `names` (the live facts'), recased first as the API does; with `retriever`, the notes it finds put
-    in front (retrieval instead of the memory); `scoped`: one it finds none for answered as version 0 (as
-    SMFT_MEMORY_SCOPE=noted)."""
+    in front (retrieval instead of the memory); `scoped`: one out of the memory's scope (no note found,
+    nothing taught named) answered as version 0 (as SMFT_MEMORY_SCOPE=noted)."""
     if names is not None:
         asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
@@ -193,7 +193,7 @@ def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[Eval
                           retriever: Retriever | None = None, scoped: bool = False) -> float:
     """The share of facts whose question's largest source (as `"explain": true` reports it, with the notes
     `retriever` finds before the question) is the post holding the fact's statement; `scoped`: none for a
-    question that finds no note (the memory is not read)."""
+    question out of the memory's scope (the memory is not read)."""
     hits = 0
     for fact in facts:
         if _in_scope(retriever, scoped, [fact.question]) == [False]:
@@ -216,7 +216,7 @@ def run_form(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, facts: Se
              probe: Sequence[ProbeQuestion], recase: bool = True, retriever: Retriever | None = None,
              teach: bool = True, scoped: bool = False) -> UsageResult:
     """One form taught as the worker teaches it; with `retriever` (empty) also indexed by it, or with `teach`
-    False indexed by it instead; `scoped`: the memory read only for questions it finds a note for."""
+    False indexed by it instead; `scoped`: the memory read only for the questions in its scope (see replies)."""
     taught = posts(facts, form)
     if retriever is not None:
         retriever.add(taught)
