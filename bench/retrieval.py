@@ -34,7 +34,7 @@ class Retriever:
     def in_scope(self, question: str) -> bool:
         """Whether the memory answers the question with SMFT_MEMORY_SCOPE=noted: a note is found for it, or it names
         something a taught fact names."""
-        return bool(self._notes.find(question)) or self._notes.mentions(question)
+        return self._notes.in_scope(question)
 
     def chat(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The chat with the notes its last user turn retrieves in its system turn (added to the chat's own

@@ -132,6 +132,11 @@ class Notes:
         name), and numbers."""
         return set(self._words([" ".join(key_terms(question))])[0])
 
+    def in_scope(self, question: str, found: Sequence[Note] | None = None) -> bool:
+        """Whether the memory answers the question with SMFT_MEMORY_SCOPE=noted: a note is found for it (`found`:
+        the notes the caller already found) or it names something a live fact names."""
+        return bool(self.find(question) if found is None else found) or self.mentions(question)
+
     def mentions(self, question: str) -> bool:
         """Whether the question names something a live fact's statements name (see `find` for names)."""
         with self._lock:

@@ -220,7 +220,7 @@ class Engine:
 
     def _reads_memory(self, question: str, notes: Sequence[Note]) -> bool:
         """Whether the question, for which the notes found `notes`, is answered by the memory (see `scoped`)."""
-        return not self.scoped or bool(notes) or (self.notes is not None and self.notes.mentions(question))
+        return not self.scoped or (self.notes is not None and self.notes.in_scope(question, notes))
 
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         waited = self._wait(min_version, wait_s)

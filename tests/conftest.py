@@ -140,3 +140,17 @@ def real_v0(tmp_path_factory):
     return lm, stats, report, path
 
 
+def record_answers(monkeypatch, module) -> tuple[list[str], dict[str, bool]]:
+    """Patch `module.generate_answers` (the real one still answers) to record every prompt it writes and, per
+    question, whether its answer read the memory."""
+    prompts: list[str] = []
+    read_memory: dict[str, bool] = {}
+    generate = module.generate_answers
+
+    def recorded(lm, questions, n, prompt=None, use_memory=None):
+        prompts.extend(prompt(q) for q in questions if prompt is not None)
+        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
+        return generate(lm, questions, n, prompt, use_memory)
+
+    monkeypatch.setattr(module, "generate_answers", recorded)
+    return prompts, read_memory

@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from cli.main import main
+from tests.conftest import record_answers
 
 
 @pytest.mark.integration
@@ -175,16 +176,7 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     run = run_method(lm, stats, spec, stream, progress_file(progress, spec))
 
     monkeypatch.setattr(learn_forget, "teach_facts", lambda *a, **k: pytest.fail("taught instead of replayed"))
-    prompts: list[str] = []
-    read_memory: dict[str, bool] = {}
-    generate = learn_forget.generate_answers
-
-    def generate_noted(lm_, questions, n, prompt=None, use_memory=None):
-        prompts.extend(prompt(q) for q in questions)
-        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
-        return generate(lm_, questions, n, prompt, use_memory)
-
-    monkeypatch.setattr(learn_forget, "generate_answers", generate_noted)
+    prompts, read_memory = record_answers(monkeypatch, learn_forget)
     noted = ask_with_notes(lm, spec, stream, progress, 0.0)
     assert noted.spec.notes == 0.0 and noted.spec.label.startswith(spec.label)
     assert "notes 0%+ of content words and a name" in noted.spec.label
@@ -500,16 +492,7 @@ def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_
     assert parse_method_spec("retrieval:0.5").label.endswith("holding 50%+ of the question's words")
     with pytest.raises(ValueError, match="MIN_MATCH"):
         parse_method_spec("retrieval:2")
-    prompts: list[str] = []
-    read_memory: dict[str, bool] = {}
-    generate = learn_forget.generate_answers
-
-    def generate_noted(lm_, questions, n, prompt=None, use_memory=None):
-        prompts.extend(prompt(q) for q in questions)
-        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
-        return generate(lm_, questions, n, prompt, use_memory)
-
-    monkeypatch.setattr(learn_forget, "generate_answers", generate_noted)
+    prompts, _ = record_answers(monkeypatch, learn_forget)
     facts = generate_facts(3, seed=4)
     stream = Stream(tuple(facts), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
                     Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)

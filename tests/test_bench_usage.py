@@ -11,6 +11,7 @@ from bench.facts import generate_facts
 from bench.report import usage_tables
 from model.evaluation import contains_answer
 from model.probe import read_probe
+from tests.conftest import record_answers
 from worker.settings import WorkerSettings
 
 
@@ -100,14 +101,7 @@ def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(t
                            retrieval=Retriever, teach=True)
     assert both[0].batches == 2 and both[0].steps == 4 and both[0].explained is not None  # taught as well
 
-    read_memory: dict[str, bool] = {}
-    generate = usage.generate_answers
-
-    def recorded(lm_, questions, n, prompt=None, use_memory=None):
-        read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
-        return generate(lm_, questions, n, prompt, use_memory)
-
-    monkeypatch.setattr(usage, "generate_answers", recorded)
+    _, read_memory = record_answers(monkeypatch, usage)
     usage.run_usage(lm, stats, WorkerSettings(batch_facts=2, steps=2), facts, fixes, neighbours[:4], read_probe()[:4],
                     tmp_path / "scoped", {"method": "service, scoped"}, forms=usage.FORMS[1:2],
                     retrieval=functools.partial(Retriever, min_match=0.5), teach=True, scoped=True)
