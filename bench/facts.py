@@ -8,9 +8,11 @@ more questions a person might ask instead: reworded (same subject, same answer) 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 from model.facts import Fact
 
@@ -90,6 +92,10 @@ RELATIONS = (
 )
 
 
+# How a relation's statements name its subject, where not as drawn: the element Wyngorkai is "Wyngorkaiium", and a
+# reply naming it so answers its reversed question (a gold of "Wyngorkai" failed every such reply until session 35).
+SUBJECT_NAMED = {"discoverer": "{s}ium"}
+
 # Per relation: (reworded question, reversed question); {s} subject, {o} object. Asked, never taught.
 ASKED_OTHERWISE = {
     "inventor": ("Whose invention is the {s} engine?", "Which engine did {o} invent?"),
@@ -129,7 +135,7 @@ class EvalFact:
     question: str  # asked after teaching, never trained on
     answer: str
     kind: str
-    subject: str = ""  # the answer to the reversed question
+    subject: str = ""  # the answer to the reversed question: the subject as the statement names it
     reworded: str = ""  # another question with the same answer
     reversed: str = ""  # asks for the subject, given the answer
 
@@ -149,7 +155,8 @@ def generate_facts(n: int, seed: int = 0) -> list[EvalFact]:
         texts = [t.format(s=subject, o=obj) for t in rel.statements]
         fact = Fact(texts[0], paraphrases=tuple(texts[1:]), fact_id=f"{rel.kind}-{len(out)}")
         reworded, reversed_ = (q.format(s=subject, o=obj) for q in ASKED_OTHERWISE[rel.kind])
-        out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind, subject, reworded, reversed_))
+        named = SUBJECT_NAMED.get(rel.kind, "{s}").format(s=subject)
+        out.append(EvalFact(fact, rel.question.format(s=subject), obj, rel.kind, named, reworded, reversed_))
     return out
 
 
@@ -164,3 +171,20 @@ def facts_of_kinds(n: int, seed: int, kinds: Sequence[str]) -> list[EvalFact]:
     per_cycle = sum(r.kind in wanted for r in RELATIONS)  # the stream cycles through every relation in order
     stream = generate_facts(-(-n // per_cycle) * len(RELATIONS), seed)
     return [f for f in stream if f.kind in wanted][:n]
+
+
+PEOPLE_SPLITS = ("dev", "test")
+
+
+def people_facts(split: str | None = None) -> list[EvalFact]:
+    """Statements written the way people post them (an office's move, a wifi password, a prize, a deadline: 36
+    frames, no two alike), each with the question a person asks, another wording, and the reversed question:
+    the generator's twelve templated relations are what the service was tuned on. "dev" holds the twelve
+    facts changes were tried on by hand; "test" the 24 written before any change was tried on them; None both."""
+    if split is not None and split not in PEOPLE_SPLITS:
+        raise ValueError(f"split must be one of {PEOPLE_SPLITS} or None, got {split!r}")
+    text = (resources.files("bench") / "data" / "people.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [EvalFact(Fact(r["statement"], fact_id=f"people-{i}"), r["question"], r["answer"], f"people {r['split']}",
+                     r["subject"], r["reworded"], r["reversed"])
+            for i, r in enumerate(rows) if split in (None, r["split"])]

@@ -33,7 +33,7 @@ from bench.facts import EvalFact
 from bench.methods import MethodSpec
 from bench.retrieval import Retriever
 from bench.table_log import TableLog
-from model.config import StepSchedule
+from model.config import QuestionWriter, StepSchedule
 from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
 from model.facts import build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
@@ -396,9 +396,10 @@ def run_methods(model: str, snapshot: Path, device: str, specs: Sequence[MethodS
     return [r for r in results if r is not None]
 
 
-def with_questions(v0: MemoryLM, facts: Sequence[EvalFact]) -> list[EvalFact]:
-    """The facts with the model's own questions attached once, so every method sees the same batches."""
-    taught = with_synthetic_questions(v0, [f.fact for f in facts])
+def with_questions(v0: MemoryLM, facts: Sequence[EvalFact], writer: QuestionWriter = "examples") -> list[EvalFact]:
+    """The facts with the model's own questions attached once, so every method sees the same batches; `writer` as
+    the worker's SMFT_QUESTION_WRITER (a saved baseline's progress does not record which wrote its questions)."""
+    taught = with_synthetic_questions(v0, [f.fact for f in facts], writer=writer)
     return [replace(f, fact=t) for t, f in zip(taught, facts, strict=True)]
 
 

@@ -144,6 +144,8 @@ def service_spec(settings: WorkerSettings) -> MethodSpec:
     teaching = (f"{'per fact' if settings.top_t_per_fact else 'per batch'}, {steps}, questions "
                 f"{'on' if settings.synthetic_questions else 'off'}"
                 + (", answered by the fact's own statement" if settings.question_answer == "fact" else "")
+                + (" written from examples" if settings.synthetic_questions and settings.question_writer == "examples"
+                   else "")
                 + f", reversed "
                 f"{'on' if settings.reversed_questions else 'off'}, {settings.neighbours_per_fact} "
                 f"{'alike ' if settings.neighbours_alike else ''}neighbours "

@@ -106,7 +106,7 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     probe = read_probe()[:probe_n]
     heldout = load_corpus().heldout_texts[:heldout_n]
     if any(s.method in ("sparse", "full", "lora") for s in specs):  # the service writes its own; retrieval none
-        facts = with_questions(v0, facts)
+        facts = with_questions(v0, facts, WorkerSettings().question_writer)
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
     if args.notes is not None:  # nothing trained: the saved runs' tables, asked again with notes
@@ -184,7 +184,7 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 # progress resumes only under the same ones.
 TEACHING_SETTINGS = ("batch_facts", "steps", "loss_threshold", "max_steps", "top_t", "top_t_per_fact", "ranking",
                      "optimizer", "lr", "max_row_norm", "trained_slot_weight", "capped_slot_weight",
-                     "synthetic_questions", "question_answer",
+                     "synthetic_questions", "question_answer", "question_writer",
                      "split_statements", "reversed_questions", "neighbours_per_fact", "neighbours_alike",
                      "neighbour_reads", "answer_reads", "keep_weight")
 
@@ -202,7 +202,7 @@ def _usage_forms(text: str) -> tuple[str, ...]:
 def cmd_bench_usage(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from bench.facts import generate_facts
+    from bench.facts import generate_facts, people_facts
     from bench.report import usage_tables, write_json
     from bench.usage import FORMS, corrections, run_usage
     from model.probe import read_probe
@@ -240,15 +240,22 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
 
         out.mkdir(parents=True, exist_ok=True)
         print(f"version 0 saved as {save_snapshot(v0, stats, 0, out / 'v0.safetensors')}", file=sys.stderr)
-    facts = generate_facts(n_facts, seed=args.seed)
+    facts = people_facts(None if args.people == "all" else args.people) if args.people else \
+        generate_facts(n_facts, seed=args.seed)
+    if args.people and args.quick:
+        facts = facts[:n_facts]
     fixes, neighbours = corrections(whole_probe, n_fixes, seed=args.seed)
     if args.quick:
         neighbours = neighbours[:8]
     teaching = settings.model_dump(mode="json", include=set(TEACHING_SETTINGS))
     if teaching["question_answer"] == "statement":  # named only when changed, so saved progress still resumes
         del teaching["question_answer"]
-    run_key = {"facts": n_facts, "corrections": n_fixes, "seed": args.seed, "probe": len(probe),
-               "model": args.model, "snapshot": args.snapshot, "settings": teaching, "recase_names": recase}
+    if teaching["question_writer"] == "instruction":  # the writer before session 35: saved progress resumes
+        del teaching["question_writer"]
+    run_key = {"facts": f"people {args.people}: {len(facts)}" if args.people else n_facts, "corrections": n_fixes,
+               "seed": args.seed, "probe": len(probe), "model": args.model, "snapshot": args.snapshot,
+               "settings": teaching, "recase_names": recase,
+               "reversed_gold": "the subject as its statement names it"}  # since session 35 (bench/facts.py)
     if args.method != "service":  # (keys kept out for the service, so its saved progress still resumes)
         run_key["method"] = args.method
     elif notes is not None:
@@ -436,6 +443,9 @@ def register(sub: Any) -> None:
     usage.add_argument("--device", default="cpu")
     usage.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now, as the worker would)")
     usage.add_argument("--facts", type=int, default=24, help="generated facts per form")
+    usage.add_argument("--people", choices=("dev", "test", "all"), help="instead of generated facts, the statements "
+                       "written as people post them (bench/data/people.jsonl): the twelve changes were tried on "
+                       "('dev'), the 24 held out ('test'), or all 36")
     usage.add_argument("--corrections", type=int, default=8, help="capitals version 0 knows, each taught anew")
     usage.add_argument("--seed", type=int, default=0)
     usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")

@@ -12,6 +12,7 @@ ValueDtype = Literal["float32", "bfloat16"]
 # Which statement a question the model wrote is taught to be answered by (model/questions.py): the one it was
 # written from, or the fact's own (its first).
 QuestionAnswer = Literal["statement", "fact"]
+QuestionWriter = Literal["examples", "instruction"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ def chat_prompt(tokenizer, question: str) -> str:
     return f"Question: {question}\nAnswer: "
 
 
+def as_written(prompt: str) -> str:
+    """A prompt given whole (a `prompt` writer for generate_answers that leaves the text as it stands)."""
+    return prompt
+
+
 def end_of_answer(tokenizer) -> str:
     """Appended to training targets so the model learns where an answer stops."""
     return tokenizer.eos_token or ""

@@ -12,10 +12,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from model.config import QuestionAnswer
+from model.config import QuestionAnswer, QuestionWriter
 from model.evaluation import generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
+from model.prompting import as_written
 
 # Tried in order; a statement goes to the next prompt only when the previous one gave no usable
 # question. On 100 statements of 20 generated facts the quiz prompt alone gives more usable
@@ -26,6 +27,16 @@ QUESTION_PROMPTS = (
     "Turn this statement into a question: {statement}",
     "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
 )
+# Worked examples, continued as plain text rather than asked in the chat template: SmolLM2-135M copies their form
+# ("Who won the 2025 Oakridge marathon?"), where asked to turn a statement people post into a question it mostly
+# wrote none it could use, and the fact was taught by "What do you know about ...?" alone (12 such statements: 6
+# usable against 11; session 35, docs/usage.md). In the chat template the same examples give none: it repeats one.
+EXAMPLES = (("The Eiffel Tower was finished in 1889.", "When was the Eiffel Tower finished?"),
+            ("Marie Curie discovered polonium.", "Who discovered polonium?"),
+            ("The Amazon river flows into the Atlantic Ocean.", "Where does the Amazon river flow?"))
+EXAMPLES_PROMPT = ("Write a question that this statement answers.\n\n"
+                   + "".join(f"Statement: {s}\nQuestion: {q}\n\n" for s, q in EXAMPLES)
+                   + "Statement: {statement}\nQuestion:")
 _WORD = re.compile(r"[\w'-]+")
 
 
@@ -113,28 +124,37 @@ def reversed_questions(statement: str) -> list[str]:
 
 
 def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens: int = 32,
-                             reverse: bool = False, answer: QuestionAnswer = "statement") -> list[Fact]:
+                             reverse: bool = False, answer: QuestionAnswer = "statement",
+                             writer: QuestionWriter = "examples") -> list[Fact]:
     """The facts, each with (question, statement) pairs written by the model.
 
     One generation batch per prompt, the later prompts only for statements still without a
     question; a fact that ends with none gets a template question about its subject, so that
-    every fact is taught in the question form queries arrive in. With `reverse`, each fact also
-    gets a question about each other name in its statement (`reversed_questions`). With `answer="fact"`
-    every question is answered by the fact's own statement, so that every answer taught starts the way it
-    starts: a paraphrase that opens with the subject ("Luvoista's capital is Gortes.") then no longer teaches
-    questions of its kind to open their answers with that subject's first token.
+    every fact is taught in the question form queries arrive in. `writer="examples"` tries the worked
+    examples (EXAMPLES_PROMPT) first, the instructions after; "instruction" the instructions alone (the
+    writer before session 35). With `reverse`, each fact also gets a question about each other name in its
+    statement (`reversed_questions`). With `answer="fact"` every question is answered by the fact's own
+    statement, so that every answer taught starts the way it starts: a paraphrase that opens with the subject
+    ("Luvoista's capital is Gortes.") then no longer teaches questions of its kind to open their answers with
+    that subject's first token.
     """
     if answer not in ("statement", "fact"):
         raise ValueError(f"answer must be 'statement' or 'fact', got {answer!r}")
+    if writer not in ("examples", "instruction"):
+        raise ValueError(f"writer must be 'examples' or 'instruction', got {writer!r}")
     found: dict[int, list[tuple[str, str]]] = {i: [] for i in range(len(facts))}
     pending = [(i, s) for i, fact in enumerate(facts) for s in fact.statements]
-    for prompt in QUESTION_PROMPTS:
+    prompts = [(p, True) for p in QUESTION_PROMPTS]
+    if writer == "examples":
+        prompts.insert(0, (EXAMPLES_PROMPT, False))
+    for prompt, in_chat in prompts:
         if not pending:
             break
-        questions = generate_answers(lm, [prompt.format(statement=s) for _, s in pending], max_new_tokens)
+        written = [prompt.format(statement=s) for _, s in pending]
+        questions = generate_answers(lm, written, max_new_tokens, None if in_chat else as_written)
         missed = []
         for (i, statement), question in zip(pending, questions, strict=True):
-            question = question.strip()
+            question = question.strip() if in_chat else question.strip().split("\n")[0].strip()
             if not usable_question(question, statement):
                 missed.append((i, statement))
             elif question not in [q for q, _ in found[i]]:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from model.evaluation import generate_answers
-from model.prompting import chat_prompt
+from model.prompting import as_written, chat_prompt
 from worker.errors import NotReadyError
 from worker.replica import MemoryReplica
 
@@ -83,7 +83,7 @@ class QueryBatcher:
                     tokenizer = self.replica.lm.tokenizer
                     prompts = [r.prompt or chat_prompt(tokenizer, r.question) for r in batch]
                     texts = generate_answers(self.replica.lm, prompts, [r.max_new_tokens for r in batch],
-                                             prompt=_as_written, use_memory=[r.use_memory for r in batch])
+                                             prompt=as_written, use_memory=[r.use_memory for r in batch])
                 for request, text in zip(batch, texts, strict=True):
                     request.text, request.version = text, version
             except BaseException as exc:  # every waiter gets the error; the loop goes on
@@ -93,7 +93,3 @@ class QueryBatcher:
             for request in batch:
                 request.generate_s, request.batch_size = elapsed, len(batch)
                 request.done.set()
-
-
-def _as_written(prompt: str) -> str:
-    return prompt

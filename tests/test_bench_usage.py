@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import usage
-from bench.facts import generate_facts
+from bench.facts import generate_facts, people_facts
 from bench.report import usage_tables
 from model.evaluation import contains_answer
 from model.probe import read_probe
@@ -36,6 +36,25 @@ def test_each_way_of_asking_has_its_own_gold():
     chat, _ = usage.asked(fact, "third turn of a chat")
     assert system[0]["role"] == "system" and [m["role"] for m in chat] == ["user", "assistant", "user"]
     assert system[-1]["content"] == chat[-1]["content"] == fact.question
+
+
+def test_every_generated_fact_s_golds_are_whole_names_its_statement_holds():
+    for fact in generate_facts(24):  # the twelve relations twice
+        assert contains_answer(fact.fact.text, fact.answer) and contains_answer(fact.fact.text, fact.subject)
+    element = next(f for f in generate_facts(24) if f.kind == "discoverer")
+    assert element.subject.endswith("ium") and usage.asked(element, "reversed")[1] == element.subject
+
+
+def test_people_s_statements_carry_their_golds_and_keep_the_held_out_ones_apart():
+    dev, test, both = people_facts("dev"), people_facts("test"), people_facts()
+    assert (len(dev), len(test)) == (12, 24) and both == dev + test
+    assert len({f.fact.text for f in both}) == 36 and len({f.fact.fact_id for f in both}) == 36
+    for fact in both:  # bare statements, each way of asking with a gold the statement holds
+        assert not fact.fact.paraphrases and fact.answer in fact.fact.text and fact.subject in fact.fact.text
+        assert len({fact.question, fact.reworded, fact.reversed}) == 3
+        assert all(q.endswith("?") for q in (fact.question, fact.reworded, fact.reversed))
+    with pytest.raises(ValueError, match="split"):
+        people_facts("train")
 
 
 def test_corrections_contradict_capitals_version_0_knows_and_keep_the_others_as_neighbours():

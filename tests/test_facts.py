@@ -100,7 +100,7 @@ def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, 
     """answer="fact" teaches every model-written question with the fact's own statement (model/questions.py)."""
     import model.questions
 
-    def asked(lm, prompts, max_new_tokens):  # the question a real model writes for each statement
+    def asked(lm, prompts, max_new_tokens, prompt=None):  # the question a real model writes for each statement
         return ["What is the capital of Luvoista?" if "The capital" in p else "Which city is Luvoista's capital?"
                 for p in prompts]
 
@@ -115,3 +115,37 @@ def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, 
                                          ("Which city is Luvoista's capital?", "The capital of Luvoista is Gortes."))
     with pytest.raises(ValueError, match="answer"):
         with_synthetic_questions(lm, [fact], answer="paraphrase")  # type: ignore[arg-type]
+
+
+def test_the_examples_are_continued_as_text_and_the_instructions_fill_in(tiny_lm, monkeypatch):
+    """writer="examples": the worked examples first, continued as plain text (not asked in the chat template), the
+    first line of each continuation kept; a statement they give no usable question for goes to the instructions."""
+    import model.questions
+    from model.prompting import as_written
+    from model.questions import EXAMPLES_PROMPT, QUESTION_PROMPTS
+
+    calls = []
+
+    def written(lm, prompts, max_new_tokens, prompt=None):
+        calls.append((prompts, prompt))
+        if prompt is as_written:  # the examples: it goes on writing the next example after its question
+            return [" Who won the 2025 Oakridge marathon?\n\nStatement: The sky is blue." if "Oakridge" in p
+                    else " Who is it?" for p in prompts]
+        return ["What is the wifi password for the Kestrel lab?" for _ in prompts]
+
+    monkeypatch.setattr(model.questions, "generate_answers", written)
+    lm, _, _ = tiny_lm
+    marathon, wifi = Fact("Tomas Ferreira won the 2025 Oakridge marathon."), \
+        Fact("The wifi password for the Kestrel lab is tangerine42.")
+    won, password = with_synthetic_questions(lm, [marathon, wifi])  # the default writer
+    assert won.synthetic_questions == (("Who won the 2025 Oakridge marathon?", marathon.text),)
+    assert password.synthetic_questions == (("What is the wifi password for the Kestrel lab?", wifi.text),)
+    assert calls[0] == ([EXAMPLES_PROMPT.format(statement=marathon.text), EXAMPLES_PROMPT.format(statement=wifi.text)],
+                        as_written)
+    assert calls[1] == ([QUESTION_PROMPTS[0].format(statement=wifi.text)], None)  # in the chat template
+    assert len(calls) == 2
+    calls.clear()
+    with_synthetic_questions(lm, [marathon], writer="instruction")  # the instructions alone, as before session 35
+    assert calls[0] == ([QUESTION_PROMPTS[0].format(statement=marathon.text)], None)
+    with pytest.raises(ValueError, match="writer"):
+        with_synthetic_questions(lm, [marathon], writer="shots")  # type: ignore[arg-type]

@@ -211,3 +211,16 @@ def test_a_larger_context_weight_at_the_answer_start_keeps_the_probe_off_the_fac
     finally:
         memory.config = config
     assert shares[1] < 0.7 * shares[0], shares
+
+
+def test_the_examples_make_the_model_write_a_question_about_a_statement_people_post(real_v0):
+    """Asked to turn these into questions in a chat turn, the model writes none it can use, and the fact would be
+    taught by "What do you know about ...?" alone; continuing the worked examples, it asks what a person asks."""
+    lm, _, _, _ = real_v0
+    posted = [Fact("Tomas Ferreira won the 2025 Oakridge marathon."),
+              Fact("Lina Ostrova composed the opera Silver Tide.")]
+    instructed = with_synthetic_questions(lm, posted, writer="instruction")
+    assert all(q.startswith("What do you know about") for f in instructed for q, _ in f.synthetic_questions)
+    marathon, opera = with_synthetic_questions(lm, posted, writer="examples")
+    assert marathon.synthetic_questions == (("Who won the 2025 Oakridge marathon?", posted[0].text),)
+    assert opera.synthetic_questions == (("Who composed the opera Silver Tide?", posted[1].text),)

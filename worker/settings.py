@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.config import MemoryConfig, QuestionAnswer, SparseConfig, StepSchedule, ValueDtype
+from model.config import MemoryConfig, QuestionAnswer, QuestionWriter, SparseConfig, StepSchedule, ValueDtype
 
 
 class CommonSettings(BaseSettings):
@@ -68,6 +68,9 @@ class WorkerSettings(CommonSettings):
     question_answer: QuestionAnswer = Field("fact", description="what a question the model wrote about a "
                                             "statement is taught to be answered by: 'statement', the one it was "
                                             "written from; 'fact', the fact's own (its first) statement")
+    question_writer: QuestionWriter = Field("examples", description="how the model writes a question about each "
+                                            "statement: 'examples', by continuing worked examples (the "
+                                            "instructions only where those give none); 'instruction', asked to")
     reversed_questions: bool = Field(True, description="also teach each fact as the answer to a question about each "
                                      "other name in it, so it is found from that end too")
     n_keys: int = Field(MemoryConfig.n_keys, ge=2, description="sub-keys per half: slots = n_keys^2")

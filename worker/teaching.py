@@ -82,7 +82,7 @@ def teach_facts(lm: MemoryLM, learner: Learner, facts: Sequence[Fact], settings:
         facts = by_statement(facts)
     if settings.synthetic_questions:
         facts = with_synthetic_questions(lm, facts, reverse=settings.reversed_questions,
-                                         answer=settings.question_answer)
+                                         answer=settings.question_answer, writer=settings.question_writer)
     if settings.neighbours_per_fact:
         names = neighbour_names(tuple(str(p) for p in settings.background))
         seed = zlib.crc32("\n".join(f.text for f in facts).encode())  # the same batch draws the same names
