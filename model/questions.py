@@ -28,9 +28,9 @@ QUESTION_PROMPTS = (
     "Statement: {statement}\nWrite a quiz question whose answer is in the statement.",
 )
 # Worked examples, continued as plain text rather than asked in the chat template: SmolLM2-135M copies their form
-# ("Who won the 2025 Oakridge marathon?"), where asked to turn a statement people post into a question it mostly
-# wrote none it could use, and the fact was taught by "What do you know about ...?" alone (12 such statements: 6
-# usable against 11; session 35, docs/usage.md). In the chat template the same examples give none: it repeats one.
+# ("Who won the 2025 Oakridge marathon?"), where asked to turn a statement people post into a question it wrote
+# none it could use for half of them, each then taught by "What do you know about ...?" alone (12 such statements:
+# 10 usable against 6; session 35, docs/usage.md). In the chat template the same examples give none: it repeats one.
 EXAMPLES = (("The Eiffel Tower was finished in 1889.", "When was the Eiffel Tower finished?"),
             ("Marie Curie discovered polonium.", "Who discovered polonium?"),
             ("The Amazon river flows into the Atlantic Ocean.", "Where does the Amazon river flow?"))
