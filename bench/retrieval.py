@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from model.contrast import Contrast
 from model.facts import Fact
-from model.notes import NOTES, Notes
+from model.notes import NOTES, Notes, unnoted
+from model.prompting import conversation_prompt
 
 
 class Retriever:
-    """The taught facts, one BM25 document per fact (its statements together); a note is its first statement."""
+    """The taught facts in the notes' index (model/notes.py: a BM25 document per statement)."""
 
-    def __init__(self, notes: int = NOTES, min_match: float = 0.0) -> None:
+    def __init__(self, notes: int = NOTES, min_match: float = 0.0, contrast: Contrast | None = None) -> None:
         self._notes = Notes(notes, min_match)
         self.notes_per_question = notes
+        self.contrast = contrast  # answers with notes decoded against their prompts without (as SMFT_NOTE_CONTRAST)
 
     def add(self, facts: Sequence[Fact]) -> None:
         for fact in facts:  # numbered here: a bench's posts may share an id
@@ -44,3 +47,14 @@ class Retriever:
     def prompt(self, tokenizer, question: str) -> str:
         """The question in the chat template, the retrieved notes in a system turn before it (none: as asked)."""
         return self._notes.prompt(tokenizer, question)[0]
+
+    def unnoted_prompt(self, tokenizer, question: str) -> str | None:
+        """With `contrast`, the prompt `prompt` writes with its notes left out; None without one or without notes."""
+        return self.unnoted_chat(tokenizer, [{"role": "user", "content": question}])
+
+    def unnoted_chat(self, tokenizer, messages: list[dict[str, str]]) -> str | None:
+        """With `contrast`, the chat `chat` writes with its notes left out, in the template; None without one or
+        without notes."""
+        if self.contrast is None or not self._notes.chat(messages)[1]:
+            return None
+        return conversation_prompt(tokenizer, unnoted(messages))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from model.config import SparseConfig
+from model.contrast import Contrast
 from model.facts import Fact, build_batch
 from model.snapshot import load_snapshot
 
@@ -132,10 +133,12 @@ BATCH_QUESTIONS = ("What is the capital of France?", "Who wrote Romeo and Juliet
 
 
 def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int = 5,
-                 new_tokens: int = 20, batch: int = 8, notes: float | None = 0.6) -> list[Timing]:
+                 new_tokens: int = 20, batch: int = 8, notes: float | None = 0.6,
+                 contrast: float | None = None) -> list[Timing]:
     """Greedy answers of `new_tokens` tokens, with the memory layer and with the plain base model:
     one question, and `batch` questions left-padded into one generation as the service batches them; one
-    taught question with retrieval and, as the API answers it, with the memory and notes at floor `notes`."""
+    taught question with retrieval and, as the API answers it, with the memory and notes at floor `notes`
+    (and with `contrast`, decoded against its prompt without them as SMFT_NOTE_CONTRAST does)."""
     from model.evaluation import left_padded
     from model.loading import load_base_model
     from model.prompting import chat_prompt
@@ -167,17 +170,25 @@ def time_queries(model: str, snapshot: Path, device: str = "cpu", repeats: int =
     out.append(_noted_query(base, tokenizer, repeats, new_tokens, 0.0, "base model with retrieval")[1])
     if notes is not None:
         out += _noted_query(lm.model, tokenizer, repeats, new_tokens, notes, "with memory and notes")
+        if contrast is not None:
+            out.append(_noted_query(lm.model, tokenizer, repeats, new_tokens, notes,
+                                    f"with memory and notes, contrast {contrast:g}", Contrast(contrast))[1])
     out.append(_explained_query(lm, answer, repeats, new_tokens))  # last: it writes random rows into lm
     return out
 
 
 def _noted_query(decoder: torch.nn.Module, tokenizer, repeats: int, new_tokens: int, min_match: float,
-                 name: str) -> list[Timing]:
+                 name: str, contrast: Contrast | None = None) -> list[Timing]:
     """One taught question answered with notes (model/notes.py) over LEDGER_FACTS taught facts in its prompt:
-    the lookup alone, then the lookup and the answer; the index is built before timing."""
+    the lookup alone, then the lookup and the answer (with `contrast`, decoded against the prompt without the
+    notes: two rows, model/contrast.py); the index is built before timing."""
+    from transformers import LogitsProcessorList
+
     from bench.facts import generate_facts
+    from model.contrast import ContrastProcessor, vocabulary
     from model.evaluation import left_padded_ids
-    from model.notes import Notes
+    from model.notes import Notes, unnoted
+    from model.prompting import conversation_prompt
 
     facts = generate_facts(LEDGER_FACTS)
     notes = Notes(min_match=min_match)
@@ -189,10 +200,16 @@ def _noted_query(decoder: torch.nn.Module, tokenizer, repeats: int, new_tokens: 
     device = next(decoder.parameters()).device
 
     def answer() -> None:
-        ids, mask = left_padded_ids(tokenizer, [notes.prompt(tokenizer, question)[0]], device)
+        prompts = [notes.prompt(tokenizer, question)[0]]
+        if contrast is not None:
+            prompts.append(conversation_prompt(tokenizer, unnoted([{"role": "user", "content": question}])))
+        ids, mask = left_padded_ids(tokenizer, prompts, device)
+        processors = LogitsProcessorList([ContrastProcessor([0], [1], contrast, vocabulary(tokenizer))]
+                                         if contrast is not None else [])
         with torch.no_grad():
             decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             logits_processor=processors)
 
     answer()  # warm-up (and the index)
     lookups, answers = [], []
@@ -255,9 +272,12 @@ def ratios(timings: list[Timing]) -> dict[str, float]:
     plain = next((t for name, t in by.items() if name.endswith("tokens: with memory")), None)
     if explained and plain:
         out["explained query / query (one question)"] = explained / plain
-    noted = next((t for name, t in by.items() if ": with memory and notes" in name), None)
+    noted = next((t for name, t in by.items() if ": with memory and notes (" in name), None)
     if noted and plain:
         out["query with notes / query (one question)"] = noted / plain
+    contrasted = next((t for name, t in by.items() if ": with memory and notes, contrast" in name), None)
+    if contrasted and noted:
+        out["query with notes and contrast / with notes (one question)"] = contrasted / noted
     for name, t in by.items():  # each query shape: with memory over the base model
         if name.endswith(": with memory") and (plain := by.get(name.replace(": with memory", ": base model"))):
             shape = name.removesuffix(": with memory").removeprefix("query, ")

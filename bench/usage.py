@@ -121,19 +121,30 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
         asks = [names.recase(a) if isinstance(a, str) else names.recase_chat(a) for a in asks]
     plain = [i for i, a in enumerate(asks) if isinstance(a, str)]
     out = [""] * len(asks)
-    prompt = _notes_first(lm, retriever)
     questions = [asks[i] for i in plain]
-    for i, text in zip(plain, generate_answers(lm, questions, MAX_NEW_TOKENS, prompt,
-                                               _in_scope(retriever, scoped, questions)), strict=True):
+    for i, text in zip(plain, noted_answers(lm, questions, MAX_NEW_TOKENS, retriever, scoped), strict=True):
         out[i] = text
     params = SamplingParams(MAX_NEW_TOKENS)
     for i, messages in enumerate(asks):
         if not isinstance(messages, str):
             last = messages[last_user_turn(messages)]["content"]
+            plain_chat = retriever and retriever.unnoted_chat(lm.tokenizer, messages)
             messages = retriever.chat(messages) if retriever is not None else messages
-            with lm.without_memory(_out_of_scope(retriever, scoped, [last])):
-                out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params).text
+            out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params, unnoted=plain_chat,
+                              contrast=retriever and retriever.contrast,
+                              use_memory=_in_scope(retriever, scoped, [last]) != [False]).text
     return out
+
+
+def noted_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int, retriever: Retriever | None = None,
+                  scoped: bool = False) -> list[str]:
+    """Plain questions in one batch with the notes `retriever` finds before them (decoded against the prompt
+    without them where it asks for contrast); `scoped`: see `replies`."""
+    if retriever is None:
+        return generate_answers(lm, questions, max_new_tokens)
+    return generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
+                            _in_scope(retriever, scoped, questions),
+                            [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions], retriever.contrast)
 
 
 def _in_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
@@ -141,20 +152,10 @@ def _in_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str
     return [retriever.in_scope(q) for q in questions] if scoped and retriever is not None else None
 
 
-def _out_of_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
-    flags = _in_scope(retriever, scoped, questions)
-    return flags and [not f for f in flags]
-
-
-def _notes_first(lm: MemoryLM, retriever: Retriever | None) -> Callable[[str], str] | None:
-    """What goes before each plain question: the retriever's notes (None: the plain chat prompt)."""
-    return functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
-
-
 def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None,
                    scoped: bool = False) -> float:
     questions = [q.question for q in probe]
-    answers = generate_answers(lm, questions, 24, _notes_first(lm, retriever), _in_scope(retriever, scoped, questions))
+    answers = noted_answers(lm, questions, 24, retriever, scoped)
     return sum(q.correct(a) for q, a in zip(probe, answers, strict=True)) / max(len(probe), 1)
 
 
@@ -200,7 +201,10 @@ def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[Eval
             continue
         post = next((p.fact_id for p in taught if fact.fact.text in p.text), None)
         prompt = retriever.prompt(lm.tokenizer, fact.question) if retriever is not None else None
-        sources, _ = ledger.attribute(answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt)[1], top=1)
+        plain = retriever.unnoted_prompt(lm.tokenizer, fact.question) if retriever is not None else None
+        contrast = retriever.contrast if retriever is not None else None
+        sources, _ = ledger.attribute(
+            answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt, plain, contrast)[1], top=1)
         hits += bool(sources) and sources[0].fact_id == post
     return hits / len(facts)
 
@@ -253,8 +257,7 @@ def run_corrections(v0: MemoryLM, stats: SlotStats, settings: WorkerSettings, fi
         lm, (batches, steps, seconds) = v0, (0, 0, 0.0)
     got = replies(lm, [c.question for c in fixes], taught_names(taught) if recase else None, retriever, scoped)
     asked_neighbours = [q.question for q in neighbours]
-    kept = generate_answers(lm, asked_neighbours, 24, _notes_first(lm, retriever),
-                            _in_scope(retriever, scoped, asked_neighbours))
+    kept = noted_answers(lm, asked_neighbours, 24, retriever, scoped)
     new_in = [contains_answer(r, c.new) for r, c in zip(got, fixes, strict=True)]
     kept_right = [q.correct(a) for q, a in zip(neighbours, kept, strict=True)]
     answered = {

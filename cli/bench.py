@@ -144,7 +144,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         timings = [time_loading(args.model, Path(snapshot), args.device)]
         timings += time_training_steps(args.model, Path(snapshot), args.device, args.repeats)
         # one taught question as the API answers it: with SMFT_NOTES (the default) the notes too
-        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats, notes=ApiSettings().notes)
+        timings += time_queries(args.model, Path(snapshot), args.device, args.repeats, notes=ApiSettings().notes,
+                                contrast=ApiSettings().note_contrast)
     found = ratios(timings)
     print(speed_tables(timings, found))
     result: dict[str, Any] = {"timings": [t.as_dict() for t in timings], "ratios": found}
@@ -227,8 +228,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         retrieval = functools.partial(Retriever, spec.top_t, spec.min_match)
     elif notes is not None:
         from bench.retrieval import Retriever
+        from model.contrast import Contrast
 
-        retrieval = functools.partial(Retriever, min_match=notes)
+        contrast = ApiSettings().note_contrast  # and answers with notes decoded against their prompts without
+        retrieval = functools.partial(Retriever, min_match=notes,
+                                      contrast=Contrast(contrast) if contrast is not None else None)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
@@ -263,9 +267,12 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         run_key["notes_floor"] = "content words, a named subject held"  # since session 34 (model/notes.py)
         if scoped:
             run_key["memory_scope"] = "noted"
+        if ApiSettings().note_contrast is not None:  # since session 36 (model/contrast.py)
+            run_key["note_contrast"] = {"alpha": ApiSettings().note_contrast, "adaptive": True,
+                                        "against": "version 0 without the notes", "amplified": "new words"}
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
           + f"; lower-case questions recased: {recase}; notes: {notes}; memory scope: "
-          f"{'noted' if scoped else 'all'}", file=sys.stderr)
+          f"{'noted' if scoped else 'all'}; note contrast: {ApiSettings().note_contrast}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
                         forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
                         teach=args.method == "service", scoped=scoped and args.method == "service",

@@ -65,6 +65,22 @@ def _wrap(sentence: str, max_chars: int) -> list[str]:
     return [*parts, current] if current else parts
 
 
+MIN_STATEMENT_WORDS = 3  # fewer words than this: not a statement of its own (see statements_of)
+
+
+def statements_of(text: str) -> list[str]:
+    """The statements a fact's text holds, as the worker teaches them one by one (worker/teaching.by_statement) and
+    the notes index them (model/notes.py): split as documents are, a piece of a few words ("Great!") kept with the
+    piece before it, or the one after it when it comes first (no statement alone, and maybe too short to train on)."""
+    out: list[str] = []
+    for part in split_statements(text):
+        if out and (len(part.split()) < MIN_STATEMENT_WORDS or len(out[-1].split()) < MIN_STATEMENT_WORDS):
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return out
+
+
 def split_statements(text: str, max_chars: int = 400) -> list[str]:
     """The statements of a document, in order, each at most `max_chars` long where its words allow."""
     statements: list[str] = []

@@ -9,18 +9,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers import LogitsProcessorList
 
 from model.batching import pad_rows
+from model.contrast import Contrast, ContrastProcessor, paired_batch, vocabulary
 from model.lm import MemoryLM
 from model.prompting import chat_prompt
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b")  # "Bluefin's deadline" names Bluefin (SQuAD's rule made it "bluefins")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+    """SQuAD-style normalisation: lower case, no possessive 's, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", _POSSESSIVE.sub("", text.lower()).translate(_PUNCT)).split())
 
 
 def contains_answer(prediction: str, gold: str) -> bool:
@@ -57,12 +60,15 @@ def left_padded_ids(tokenizer, texts: Sequence[str], device: torch.device | str 
 
 @torch.no_grad()
 def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
-                        prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None
-                        ) -> list[list[int]]:
+                        prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None,
+                        unnoted: Sequence[str | None] | None = None, contrast: Contrast | None = None,
+                        stop: Sequence[str] = ()) -> list[list[int]]:
     """Greedy answers as token ids, all questions in one batched generation; each row stops at its own
     token limit (padding after an early end of answer is left in; decoding skips it). `prompt` writes the
     text before each answer (default: the question alone in the chat template, as queries are asked);
-    `use_memory` says per question whether its answer reads the memory (default: all do)."""
+    `use_memory` says per question whether its answer reads the memory (default: all do); with `contrast`,
+    a question whose `unnoted` text (its prompt without the notes) is given is decoded against it
+    (model/contrast.py); a row ends early at the first of the `stop` strings it writes (kept in its ids)."""
     if not questions:
         return []
     limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
@@ -70,24 +76,33 @@ def generate_answer_ids(lm: MemoryLM, questions: Sequence[str], max_new_tokens: 
         return [row for start in range(0, len(questions), GENERATION_BATCH)
                 for row in generate_answer_ids(lm, questions[start:start + GENERATION_BATCH],
                                                limits[start:start + GENERATION_BATCH], prompt,
-                                               use_memory and use_memory[start:start + GENERATION_BATCH])]
+                                               use_memory and use_memory[start:start + GENERATION_BATCH],
+                                               unnoted and unnoted[start:start + GENERATION_BATCH], contrast, stop)]
     write = prompt or (lambda question: chat_prompt(lm.tokenizer, question))
-    ids, mask = left_padded(lm, [write(q) for q in questions])
-    with lm.without_memory(use_memory and [not used for used in use_memory]):
+    texts, rows, partners = paired_batch([write(q) for q in questions],
+                                         unnoted if contrast is not None and unnoted else [None] * len(questions))
+    ids, mask = left_padded(lm, texts)
+    muted = [*(not used for used in (use_memory or [True] * len(questions))), *(True for _ in rows)]
+    processors = LogitsProcessorList(
+        [ContrastProcessor(rows, partners, contrast, vocabulary(lm.tokenizer))] if rows else [])
+    with lm.without_memory(muted):  # a partner reads no memory: it is version 0 without the notes
         out = lm.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
             pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=lm.tokenizer.eos_token_id,
+            logits_processor=processors, stop_strings=list(stop) or None, tokenizer=lm.tokenizer if stop else None,
         )
-    new = out[:, ids.shape[1]:]
+    new = out[:len(questions), ids.shape[1]:]
     return [row[:limit].tolist() for row, limit in zip(new, limits, strict=True)]
 
 
 def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
-                     prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None
-                     ) -> list[str]:
-    """Greedy answers, all questions in one batched generation; each row stops at its own token limit."""
+                     prompt: Callable[[str], str] | None = None, use_memory: Sequence[bool] | None = None,
+                     unnoted: Sequence[str | None] | None = None, contrast: Contrast | None = None,
+                     stop: Sequence[str] = ()) -> list[str]:
+    """Greedy answers, all questions in one batched generation; each row stops at its own token limit (or at
+    a `stop` string, which the text keeps)."""
     return [lm.tokenizer.decode(row, skip_special_tokens=True).strip()
-            for row in generate_answer_ids(lm, questions, max_new_tokens, prompt, use_memory)]
+            for row in generate_answer_ids(lm, questions, max_new_tokens, prompt, use_memory, unnoted, contrast, stop)]
 
 
 @torch.no_grad()

@@ -11,8 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextStreamer
 
+from model.contrast import Contrast, ContrastProcessor, vocabulary
+from model.evaluation import left_padded
 from model.lm import MemoryLM
 
 
@@ -60,9 +62,14 @@ class StopFilter:
 
 
 class _Streamer(TextStreamer):
+    """Streams the first row of the batch: the answer (a second row is its partner without notes, model/contrast.py)."""
+
     def __init__(self, tokenizer, on_text: Callable[[str], None], stop: StopFilter) -> None:
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
         self.on_text, self.filter = on_text, stop
+
+    def put(self, value: torch.Tensor) -> None:
+        super().put(value[:1])  # the prompt as [rows, tokens], then each step's tokens as [rows]
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
         out = self.filter.feed(text) + (self.filter.flush() if stream_end else "")
@@ -83,10 +90,12 @@ class _Until(StoppingCriteria):
 
 @torch.no_grad()
 def complete(lm: MemoryLM, prompt: str, params: SamplingParams, on_text: Callable[[str], None] | None = None,
-             cancelled: threading.Event | None = None) -> Completion:
-    """Continue `prompt` (already in the chat template); `on_text` receives the text as it is made."""
+             cancelled: threading.Event | None = None, unnoted: str | None = None,
+             contrast: Contrast | None = None, use_memory: bool = True) -> Completion:
+    """Continue `prompt` (already in the chat template); `on_text` receives the text as it is made. With
+    `contrast` and `unnoted` (the prompt without its notes), decoded against version 0 given `unnoted`
+    (model/contrast.py); `use_memory` False: answered as version 0 (the memory read adds nothing)."""
     tok = lm.tokenizer
-    ids = torch.tensor([lm.encode(prompt)], device=lm.device)
     pieces: list[str] = []
 
     def collect(text: str) -> None:
@@ -98,14 +107,22 @@ def complete(lm: MemoryLM, prompt: str, params: SamplingParams, on_text: Callabl
     sampled = params.temperature > 0
     if sampled and params.seed is not None:
         torch.manual_seed(params.seed)
-    out = lm.model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=params.max_new_tokens,
-        do_sample=sampled, temperature=params.temperature if sampled else None,
-        top_p=params.top_p if sampled else None, top_k=None,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        streamer=_Streamer(tok, collect, stop), stopping_criteria=StoppingCriteriaList([_Until(cancelled, stop)]),
-    )
+    contrasted = contrast is not None and unnoted is not None
+    ids, mask = left_padded(lm, [prompt, unnoted] if contrasted else [prompt])
+    processors = LogitsProcessorList()
+    if contrasted:  # it samples itself, so that both rows take the same token: generate runs greedy
+        processors.append(ContrastProcessor([0], [1], contrast, vocabulary(tok), params.temperature, params.top_p))
+        sampled = False
+    with lm.without_memory([not use_memory, *([True] if contrasted else [])]):  # a partner is version 0
+        out = lm.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
+            do_sample=sampled, temperature=params.temperature if sampled else None,
+            top_p=params.top_p if sampled else None, top_k=None, logits_processor=processors,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            streamer=_Streamer(tok, collect, stop), stopping_criteria=StoppingCriteriaList([_Until(cancelled, stop)]),
+        )
     new = out[0, ids.shape[1]:]
     ended = len(new) < params.max_new_tokens or (len(new) and int(new[-1]) == tok.eos_token_id)
     finish = "stop" if stop.stopped or ended else "length"
-    return Completion("".join(pieces).strip(), ids.shape[1], len(new), finish)
+    prompt_tokens = int(mask[0].sum())
+    return Completion("".join(pieces).strip(), prompt_tokens, len(new), finish)

@@ -34,11 +34,13 @@ import bm25s
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
+from model.documents import statements_of
 from model.prompting import conversation_prompt, last_user_turn
 from model.questions import key_terms
 
 NOTES = 3  # statements put into the prompt, at most
-SYSTEM = "Answer the question briefly. These notes may help:\n{notes}"
+BRIEFLY = "Answer the question briefly."
+SYSTEM = BRIEFLY + " These notes may help:\n{notes}"
 # NLTK's English stop words (question words and auxiliaries among them) and the words of a request
 STOP_WORDS = (*STOPWORDS_EN_PLUS, "could", "would", "may", "might", "must", "shall", "tell", "please", "also")
 
@@ -50,7 +52,9 @@ class Note:
 
 
 class Notes:
-    """Taught statements by fact id, one BM25 document each (its text and paraphrases); a note is the text."""
+    """Taught statements by fact id, one BM25 document per statement (a fact posted with paraphrases: its text and
+    paraphrases together; one posted as several sentences: each statement alone, as the worker teaches it); a
+    note is the statement."""
 
     def __init__(self, per_question: int = NOTES, min_match: float = 0.0) -> None:
         if per_question < 1 or not 0 <= min_match <= 1:
@@ -58,29 +62,43 @@ class Notes:
                              f"{min_match}")
         self.per_question = per_question
         self.min_match = min_match  # the share of the question's content words a note must hold
-        self._facts: dict[str, tuple[str, str, frozenset[str]]] = {}  # fact id -> (note, document, its words)
-        self._ids: list[str] = []  # the index's documents, in order
+        self._posted: dict[str, tuple[str, ...]] = {}  # fact id -> its documents, as last added
+        # (fact id, statement) -> (note, document, its words)
+        self._pieces: dict[tuple[str, int], tuple[str, str, frozenset[str]]] = {}
+        self._ids: list[tuple[str, int]] = []  # the index's documents, in order
         self._index: bm25s.BM25 | None = None
         self._stemmer = Stemmer.Stemmer("english")  # not thread-safe: used under the lock only
         self._lock = threading.RLock()  # an API's threads ask while its follower brings the facts up to date
 
     def __len__(self) -> int:
-        return len(self._facts)
+        return len(self._posted)
 
     def add(self, fact_id: str, text: str, paraphrases: Sequence[str] = ()) -> None:
-        note = text.strip()
-        document = " ".join(s.strip() for s in (note, *paraphrases) if s.strip())
+        # A paragraph is one note per statement: whole, a note of four facts was answered with the wrong one
+        # ("Which river flows into Lake Vellenfen?" -> "The Mordax Symphony was composed by ...", session 36).
+        said = [s.strip() for s in paraphrases if s.strip()]
+        notes = [text.strip()] if said else statements_of(text.strip()) or [text.strip()]
+        documents = tuple(" ".join([note, *said]) for note in notes)
         with self._lock:
-            if self._facts.get(fact_id, ("", None))[1] != document:
-                self._facts[fact_id] = (note, document, frozenset(self._words([document])[0]))
+            if self._posted.get(fact_id) != documents:
+                self._drop([fact_id])
+                self._posted[fact_id] = documents
+                for i, (note, document) in enumerate(zip(notes, documents, strict=True)):
+                    self._pieces[fact_id, i] = (note, document, frozenset(self._words([document])[0]))
                 self._index = None  # built again on the next question: a thousand short documents take ms
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
         live = set(fact_ids)
         with self._lock:
-            for gone in [f for f in self._facts if f not in live]:
-                del self._facts[gone]
-                self._index = None
+            self._drop([f for f in self._posted if f not in live])
+
+    def _drop(self, fact_ids: Sequence[str]) -> None:
+        gone = set(fact_ids) & self._posted.keys()
+        if gone:
+            for fact_id in gone:
+                del self._posted[fact_id]
+            self._pieces = {key: piece for key, piece in self._pieces.items() if key[0] not in gone}
+            self._index = None
 
     def sync(self, live: Iterable[str],
              statements_of: Callable[[Sequence[str]], Sequence[Sequence[str] | None]]) -> None:
@@ -88,7 +106,7 @@ class Notes:
         held yet with `statements_of` (a fact whose record is gone is left out)."""
         live = list(live)
         self.keep_only(live)
-        new = [f for f in live if f not in self._facts]
+        new = [f for f in live if f not in self._posted]
         for fact_id, statements in zip(new, statements_of(new) if new else [], strict=True):
             if statements:
                 self.add(fact_id, statements[0], statements[1:])
@@ -97,22 +115,22 @@ class Notes:
         """The notes BM25 ranks first for the question, best first, those under the floor (`min_match`) left out."""
         with self._lock:
             asked = set(self._words([question])[0])
-            if not asked or not self._facts:
+            if not asked or not self._pieces:
                 return []
             if self._index is None:
-                self._ids = list(self._facts)
+                self._ids = list(self._pieces)
                 self._index = bm25s.BM25()
-                self._index.index(self._words([self._facts[f][1] for f in self._ids], ids=True),
+                self._index.index(self._words([self._pieces[key][1] for key in self._ids], ids=True),
                                   show_progress=False)
             found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
                                                  show_progress=False)
             names = self._particular(self._names(question))
             out = []
             for i, score in zip(found[0], scores[0], strict=True):
-                fact_id = self._ids[int(i)]
-                note, _, held = self._facts[fact_id]
+                key = self._ids[int(i)]
+                note, _, held = self._pieces[key]
                 if score > 0 and (not self.min_match or self._holds_enough(held, asked, names)):
-                    out.append(Note(fact_id, note))
+                    out.append(Note(key[0], note))
             return out
 
     def _holds_enough(self, held: frozenset[str], asked: set[str], names: set[str]) -> bool:
@@ -123,7 +141,7 @@ class Notes:
         """Of the question's names, those the fewest notes hold, among the ones any note holds ("Miralnex" of
         "Miralnex River", not "River", which every river's note holds); none held: all of them, so no note has
         one."""
-        held_by = {n: sum(n in held for _, _, held in self._facts.values()) for n in names}
+        held_by = {n: sum(n in held for _, _, held in self._pieces.values()) for n in names}
         fewest = min((c for c in held_by.values() if c), default=0)
         return {n for n, c in held_by.items() if c == fewest} if fewest else names
 
@@ -141,7 +159,7 @@ class Notes:
         """Whether the question names something a live fact's statements name (see `find` for names)."""
         with self._lock:
             names = self._names(question)
-            return bool(names) and any(names & held for _, _, held in self._facts.values())
+            return bool(names) and any(names & held for _, _, held in self._pieces.values())
 
     def _words(self, texts: Sequence[str], ids: bool = False):
         """The texts' words as the index counts them (lower case, stop words left out, stemmed): lists of words,
@@ -156,13 +174,23 @@ class Notes:
         notes = self.find(messages[last]["content"]) if last is not None else []
         if not notes:
             return messages, []
-        system = SYSTEM.format(notes="\n".join(f"- {n.text}" for n in notes))
-        if messages and messages[0].get("role") == "system":
-            return [{"role": "system", "content": f"{messages[0]['content']}\n\n{system}"}, *messages[1:]], notes
-        return [{"role": "system", "content": system}, *messages], notes
+        return with_system(messages, SYSTEM.format(notes="\n".join(f"- {n.text}" for n in notes))), notes
 
     def prompt(self, tokenizer, question: str) -> tuple[str, list[Note]]:
         """The question in the chat template with the notes it finds in a system turn before it (none: as asked,
         the same text as `chat_prompt`), and those notes."""
         messages, notes = self.chat([{"role": "user", "content": question}])
         return conversation_prompt(tokenizer, messages), notes
+
+
+def with_system(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
+    """The chat with `system` added to its own system prompt, or put first as a new one."""
+    if messages and messages[0].get("role") == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{system}"}, *messages[1:]]
+    return [{"role": "system", "content": system}, *messages]
+
+
+def unnoted(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The chat as `Notes.chat` puts it with its notes left out (what context-aware decoding, model/contrast.py,
+    contrasts the noted prompt with: the same instruction, no notes)."""
+    return with_system(messages, BRIEFLY)

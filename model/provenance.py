@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model.contrast import Contrast
 from model.evaluation import generate_answer_ids
 from model.lm import MemoryLM
 
@@ -150,12 +151,15 @@ class RowWriters:
 
 
 @torch.no_grad()
-def answer_contributions(lm: MemoryLM, question: str, max_new_tokens: int, prompt: str | None = None
+def answer_contributions(lm: MemoryLM, question: str, max_new_tokens: int, prompt: str | None = None,
+                         unnoted: str | None = None, contrast: Contrast | None = None
                          ) -> tuple[str, dict[int, torch.Tensor]]:
     """The greedy answer to `question` (as `POST /v1/query` gives it), and what each slot contributed to it.
-    `prompt`: the whole text before the answer, where it is not the question alone (notes before it)."""
+    `prompt`: the whole text before the answer, where it is not the question alone (notes before it);
+    `unnoted` and `contrast`: decoded against the prompt without its notes, as the query is (model/contrast.py)."""
     with lm.reads() as reads:
-        answer_ids = generate_answer_ids(lm, [question], max_new_tokens, (lambda _: prompt) if prompt else None)[0]
+        answer_ids = generate_answer_ids(lm, [question], max_new_tokens, (lambda _: prompt) if prompt else None,
+                                         unnoted=[unnoted], contrast=contrast)[0]
     return lm.tokenizer.decode(answer_ids, skip_special_tokens=True).strip(), contributions_of(lm, reads)
 
 
@@ -165,11 +169,12 @@ def contributions_of(lm: MemoryLM, reads: Mapping[int, list[tuple[torch.Tensor, 
     """From the reads `lm.reads()` recorded while one answer was generated with the KV cache: per memory
     layer, the sum over the positions that produced answer tokens of read weight x row norm ([num_slots]).
     The first forward covers the prompt (its last position gives the first answer token); each later
-    forward is one position, giving the next token."""
+    forward is one position, giving the next token. The answer is the batch's first row (a second is its
+    prompt without notes, model/contrast.py, whose reads are not the answer's)."""
     contributions = {}
     for idx, chunks in reads.items():
-        slots = torch.cat([s[:, -1] for s, _ in chunks]).flatten()
-        weights = torch.cat([w[:, -1] for _, w in chunks]).flatten()
+        slots = torch.cat([s[:1, -1] for s, _ in chunks]).flatten()
+        weights = torch.cat([w[:1, -1] for _, w in chunks]).flatten()
         amount = weights * lm.memories[idx].values.detach()[slots].float().norm(dim=-1)
         contributions[idx] = torch.bincount(slots.cpu(), weights=amount.double().cpu(),
                                             minlength=lm.memories[idx].num_slots)

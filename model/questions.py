@@ -151,7 +151,10 @@ def with_synthetic_questions(lm: MemoryLM, facts: Sequence[Fact], max_new_tokens
         if not pending:
             break
         written = [prompt.format(statement=s) for _, s in pending]
-        questions = generate_answers(lm, written, max_new_tokens, None if in_chat else as_written)
+        # as plain text the model goes on to write the next example: only its first line is kept, so it stops there
+        # (the same questions for 84 of 84 statements, 10% less time writing them: session 36)
+        questions = generate_answers(lm, written, max_new_tokens, None if in_chat else as_written,
+                                     stop=() if in_chat else ("\n",))
         missed = []
         for (i, statement), question in zip(pending, questions, strict=True):
             question = question.strip() if in_chat else question.strip().split("\n")[0].strip()

@@ -31,8 +31,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.connect(redis_url, settings.namespace)
         engine = Engine(settings, store, settings.batch_window_ms, settings.max_batch, settings.max_generations,
-                        settings.recase_names, settings.notes,
-                        settings.memory_scope == "noted")
+                        settings.recase_names, settings.notes, settings.memory_scope == "noted",
+                        settings.note_contrast)
         try:
             store.ensure_group()  # the worker creates it too; an API may start while Redis is away
         except UNAVAILABLE as exc:

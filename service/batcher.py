@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from model.contrast import Contrast
 from model.evaluation import generate_answers
 from model.prompting import as_written, chat_prompt
 from worker.errors import NotReadyError
@@ -25,6 +26,7 @@ class _Request:
     question: str
     max_new_tokens: int
     prompt: str | None = None  # the text before the answer, where it is not the question alone (notes)
+    unnoted: str | None = None  # with notes and SMFT_NOTE_CONTRAST: the prompt without them (model/contrast.py)
     use_memory: bool = True  # False: answered as version 0 (a question out of the memory's scope)
     done: threading.Event = field(default_factory=threading.Event)
     text: str = ""
@@ -35,18 +37,21 @@ class _Request:
 
 
 class QueryBatcher:
-    def __init__(self, replica: MemoryReplica, window_ms: float = 5.0, max_batch: int = 8) -> None:
+    def __init__(self, replica: MemoryReplica, window_ms: float = 5.0, max_batch: int = 8,
+                 contrast: Contrast | None = None) -> None:
         self.replica, self.window_s, self.max_batch = replica, window_ms / 1000, max_batch
+        self.contrast = contrast  # answers with notes decoded against their `unnoted` prompts (model/contrast.py)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
         self._thread.start()
 
     def answer(self, question: str, max_new_tokens: int, prompt: str | None = None,
-               use_memory: bool = True) -> _Request:
+               use_memory: bool = True, unnoted: str | None = None) -> _Request:
         """Block until the question is answered; returns the filled request (text, version, timings). `prompt`:
         the whole text before the answer (default: the question in the chat template); `use_memory`: False
-        answers it as version 0 (in the same batch as the others)."""
-        request = _Request(question, max_new_tokens, prompt, use_memory)
+        answers it as version 0 (in the same batch as the others); `unnoted`: the prompt without its notes,
+        to decode against with the batcher's contrast."""
+        request = _Request(question, max_new_tokens, prompt, unnoted, use_memory)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -83,7 +88,8 @@ class QueryBatcher:
                     tokenizer = self.replica.lm.tokenizer
                     prompts = [r.prompt or chat_prompt(tokenizer, r.question) for r in batch]
                     texts = generate_answers(self.replica.lm, prompts, [r.max_new_tokens for r in batch],
-                                             prompt=as_written, use_memory=[r.use_memory for r in batch])
+                                             prompt=as_written, use_memory=[r.use_memory for r in batch],
+                                             unnoted=[r.unnoted for r in batch], contrast=self.contrast)
                 for request, text in zip(batch, texts, strict=True):
                     request.text, request.version = text, version
             except BaseException as exc:  # every waiter gets the error; the loop goes on

@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from model.contrast import Contrast
 from model.evaluation import generate_answers
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
-from model.notes import Note, Notes
+from model.notes import Note, Notes, unnoted
 from model.prompting import conversation_prompt, last_user_turn
 from model.provenance import Source, answer_contributions
 from model.recasing import TaughtNames, typed_in_lower_case
@@ -49,11 +50,13 @@ class Answer:
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
                  max_batch: int = 8, max_generations: int = 32, recase_names: bool = True,
-                 notes: float | None = None, scoped: bool = False) -> None:
+                 notes: float | None = None, scoped: bool = False, contrast: float | None = None) -> None:
         self.store = store
         self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
-        self.batcher = QueryBatcher(self.replica, batch_window_ms, max_batch)
+        # answers with notes decoded against their prompts without them, the notes' share amplified (model/contrast.py)
+        self.contrast = Contrast(contrast) if contrast is not None and notes is not None else None
+        self.batcher = QueryBatcher(self.replica, batch_window_ms, max_batch, self.contrast)
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -210,13 +213,22 @@ class Engine:
         noted, notes = self.notes.chat(messages)
         return noted, tuple(notes)
 
-    def _prompt(self, question: str) -> tuple[str | None, tuple[Note, ...]]:
-        """The text before the answer to `question` where notes are found for it (None: the plain chat prompt)."""
+    def _prompt(self, question: str) -> tuple[str | None, str | None, tuple[Note, ...]]:
+        """The text before the answer to `question` where notes are found for it (None: the plain chat prompt),
+        the same without the notes to decode against (None: no contrast), and the notes."""
         messages, notes = self._with_notes([{"role": "user", "content": question}])
         if not notes:
-            return None, ()
+            return None, None, ()
         assert self.replica.lm is not None
-        return conversation_prompt(self.replica.lm.tokenizer, messages), notes
+        return (conversation_prompt(self.replica.lm.tokenizer, messages),
+                self._unnoted([{"role": "user", "content": question}]), notes)
+
+    def _unnoted(self, messages: list[dict[str, str]]) -> str | None:
+        """With a contrast, the chat as `_with_notes` puts it when it found notes, less the notes, in the template."""
+        if self.contrast is None:
+            return None
+        assert self.replica.lm is not None
+        return conversation_prompt(self.replica.lm.tokenizer, unnoted(messages))
 
     def _reads_memory(self, question: str, notes: Sequence[Note]) -> bool:
         """Whether the question, for which the notes found `notes`, is answered by the memory (see `scoped`)."""
@@ -225,9 +237,9 @@ class Engine:
     def answer(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0) -> Answer:
         waited = self._wait(min_version, wait_s)
         question = self.recased(question)
-        prompt, notes = self._prompt(question)
+        prompt, plain, notes = self._prompt(question)
         use_memory = self._reads_memory(question, notes)
-        done = self.batcher.answer(question, max_new_tokens, prompt, use_memory)
+        done = self.batcher.answer(question, max_new_tokens, prompt, use_memory, plain)
         return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size, notes=notes,
                       read_memory=use_memory)
 
@@ -237,14 +249,14 @@ class Engine:
         alone (not batched), since every read of this one answer is recorded."""
         waited = self._wait(min_version, wait_s)
         question = self.recased(question)
-        prompt, notes = self._prompt(question)
+        prompt, plain, notes = self._prompt(question)
         use_memory = self._reads_memory(question, notes)
         start = time.perf_counter()
         with self.replica.lock:
             lm = self.replica.lm
             assert lm is not None
             if use_memory:
-                text, contributions = answer_contributions(lm, question, max_new_tokens, prompt)
+                text, contributions = answer_contributions(lm, question, max_new_tokens, prompt, plain, self.contrast)
                 sources, unattributed = self.replica.writers.attribute(contributions, top)
             else:  # out of the memory's scope: no taught fact's rows are read
                 text = generate_answers(lm, [question], max_new_tokens, use_memory=[False])[0]
@@ -266,5 +278,7 @@ class Engine:
         last = last_user_turn(recased)
         use_memory = self._reads_memory(recased[last]["content"] if last is not None else "", notes)
         prompt = conversation_prompt(lm.tokenizer, noted)
-        with self.replica.lock, lm.without_memory([not use_memory]):
-            return complete(lm, prompt, params, on_text, cancelled), self.replica.version
+        plain = self._unnoted(recased) if notes else None
+        with self.replica.lock:
+            return (complete(lm, prompt, params, on_text, cancelled, plain, self.contrast, use_memory),
+                    self.replica.version)

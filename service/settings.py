@@ -42,13 +42,17 @@ class ApiSettings(CommonSettings):
         "also put the taught statements that hold at least this share of a question's content words, and its most "
         "particular name if it names any (BM25, up to 3), into its prompt, beside the memory (model/notes.py); "
         "'off': the memory alone"))
+    note_contrast: float | None = Field(1.0, ge=0, description=(
+        "an answer with notes is decoded against version 0 given the prompt without them, what the notes and the "
+        "memory add amplified by up to this much where the two disagree, for each new word (adaptive context-aware "
+        "decoding, model/contrast.py); 'off': decoded with the notes alone"))
     memory_scope: Literal["all", "noted"] = Field("noted", description=(
         "which questions the memory answers: 'noted', those SMFT_NOTES finds a note for or that name something a "
         "taught fact names, the others as version 0 (the model before any fact was taught) answers them, so "
         "teaching leaves them as they were; 'all': every question (and every question with SMFT_NOTES=off)"))
     ready_lag_versions: int = Field(0, ge=0, description="readyz fails when further behind the worker than this")
 
-    @field_validator("notes", mode="before")
+    @field_validator("notes", "note_contrast", mode="before")
     @classmethod
     def _off(cls, value: object) -> object:
         return unset_when_off(value)

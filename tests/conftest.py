@@ -147,10 +147,10 @@ def record_answers(monkeypatch, module) -> tuple[list[str], dict[str, bool]]:
     read_memory: dict[str, bool] = {}
     generate = module.generate_answers
 
-    def recorded(lm, questions, n, prompt=None, use_memory=None):
+    def recorded(lm, questions, n, prompt=None, use_memory=None, *args, **kwargs):
         prompts.extend(prompt(q) for q in questions if prompt is not None)
         read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
-        return generate(lm, questions, n, prompt, use_memory)
+        return generate(lm, questions, n, prompt, use_memory, *args, **kwargs)
 
     monkeypatch.setattr(module, "generate_answers", recorded)
     return prompts, read_memory

@@ -27,4 +27,6 @@ def test_probe_answers_and_scores():
     q = ProbeQuestion("How many legs does a spider have?", "eight", ("8",))
     assert q.correct("A spider has 8 legs.") and q.correct("Eight.") and not q.correct("Six legs.")
     assert contains_answer("The capital is Paris.", "paris") and not contains_answer("Parisian", "Paris")
+    assert contains_answer("Project Bluefin's deadline is March 14.", "Bluefin")  # a possessive names it
+    assert contains_answer("Bluefin\u2019s deadline", "Bluefin") and contains_answer("Bluefin's", "Bluefin's")
     assert token_f1("Mira Quell", "mira quell") == 1.0 and 0 < token_f1("Dr. Mira Quell", "Mira Quell") < 1

@@ -100,7 +100,7 @@ def test_questions_are_answered_by_their_own_statement_or_by_the_facts(tiny_lm, 
     """answer="fact" teaches every model-written question with the fact's own statement (model/questions.py)."""
     import model.questions
 
-    def asked(lm, prompts, max_new_tokens, prompt=None):  # the question a real model writes for each statement
+    def asked(lm, prompts, max_new_tokens, prompt=None, stop=()):  # the question a real model writes for each one
         return ["What is the capital of Luvoista?" if "The capital" in p else "Which city is Luvoista's capital?"
                 for p in prompts]
 
@@ -126,8 +126,9 @@ def test_the_examples_are_continued_as_text_and_the_instructions_fill_in(tiny_lm
 
     calls = []
 
-    def written(lm, prompts, max_new_tokens, prompt=None):
+    def written(lm, prompts, max_new_tokens, prompt=None, stop=()):
         calls.append((prompts, prompt))
+        assert stop == (("\n",) if prompt is as_written else ())  # the examples' continuation ends with its line
         if prompt is as_written:  # the examples: it goes on writing the next example after its question
             return [" Who won the 2025 Oakridge marathon?\n\nStatement: The sky is blue." if "Oakridge" in p
                     else " Who is it?" for p in prompts]

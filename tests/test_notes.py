@@ -1,6 +1,6 @@
 """The notes an API with SMFT_NOTES puts before a question: the live taught statements its words find."""
 
-from model.notes import Note, Notes
+from model.notes import BRIEFLY, Note, Notes, unnoted
 from model.prompting import chat_prompt
 
 ZORBLAX = "Mira Quell invented the Zorblax engine."
@@ -21,6 +21,22 @@ def test_a_question_finds_the_statements_holding_its_words_and_a_floor_keeps_a_n
     assert careful.find("What is the capital of Peru?") == []
     assert careful.find("what is the capital of vessaly") == [Note("v", VESSALY)]
     assert careful.find("???") == []  # no words at all
+
+
+def test_a_paragraph_is_one_note_per_statement_and_goes_with_its_fact():
+    notes = Notes(min_match=0.6)
+    paragraph = f"{VESSALY} The Dragor River flows into Lake Vellenfen. Great!"
+    notes.add("p", paragraph)
+    notes.add("z", ZORBLAX, ("The Zorblax engine is Mira's.",))  # with paraphrases: one statement, said twice
+    assert len(notes) == 2
+    assert notes.find("Which river flows into Lake Vellenfen?") == [
+        Note("p", "The Dragor River flows into Lake Vellenfen. Great!")]  # a word or two stays with its statement
+    assert notes.find("What is the capital of Vessaly?") == [Note("p", VESSALY)]
+    assert notes.find("Whose is the Zorblax engine?") == [Note("z", ZORBLAX)]
+    notes.add("p", VESSALY)  # the same fact posted again with another text: its old statements go
+    assert notes.find("Which river flows into Lake Vellenfen?") == []
+    notes.keep_only(["z"])
+    assert len(notes) == 1 and notes.find("What is the capital of Vessaly?") == []
 
 
 def test_the_floor_counts_content_words_and_a_named_subject_must_be_held():
@@ -84,3 +100,8 @@ def test_the_notes_go_into_the_chats_own_system_turn_or_a_new_one(tiny_lm):
     assert alone[0]["role"] == "system" and alone[1:] == chat[1:]
     prompt, used = notes.prompt(lm.tokenizer, "What is blue?")
     assert used == [] and prompt == chat_prompt(lm.tokenizer, "What is blue?")  # none found: asked as it is
+    # what context-aware decoding contrasts with: the same turns and instruction, the notes left out
+    plain = unnoted(chat)
+    assert plain[1:] == chat[1:] and plain[0]["content"] == f"Be brief.\n\n{BRIEFLY}"
+    assert noted[0]["content"].startswith(plain[0]["content"]) and ZORBLAX not in plain[0]["content"]
+    assert unnoted(chat[1:]) == [{"role": "system", "content": BRIEFLY}, *chat[1:]]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from model.corpus import Corpus, load_corpus
-from model.documents import split_statements
+from model.documents import statements_of
 from model.facts import Fact, build_batch
 from model.learners import Learner, SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
@@ -24,7 +24,6 @@ from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-MIN_STATEMENT_WORDS = 3  # fewer words than this: not a statement of its own (see by_statement)
 
 
 @functools.cache
@@ -51,7 +50,7 @@ def by_statement(facts: Sequence[Fact]) -> list[Fact]:
     question and answer go with the piece that holds the answer."""
     out: list[Fact] = []
     for fact in facts:
-        parts = _with_short_ones_joined(split_statements(fact.text)) if not fact.paraphrases else []
+        parts = statements_of(fact.text) if not fact.paraphrases else []
         if len(parts) < 2:
             out.append(fact)
             continue
@@ -59,18 +58,6 @@ def by_statement(facts: Sequence[Fact]) -> list[Fact]:
         asked = next((i for i, part in enumerate(parts) if answer and answer in part.lower()), 0)
         out += [replace(fact, text=part, question=fact.question if i == asked else None,
                         answer=fact.answer if i == asked else None) for i, part in enumerate(parts)]
-    return out
-
-
-def _with_short_ones_joined(parts: list[str], min_words: int = MIN_STATEMENT_WORDS) -> list[str]:
-    """A piece of a few words ("Great!") is no statement to teach alone (and may be too short to train on at
-    all): it stays with the piece before it, or the one after it when it comes first."""
-    out: list[str] = []
-    for part in parts:
-        if out and (len(part.split()) < min_words or len(out[-1].split()) < min_words):
-            out[-1] = f"{out[-1]} {part}"
-        else:
-            out.append(part)
     return out
 
 
