@@ -211,9 +211,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()  # the worker's batching, steps and question writing; SMFT_* variables apply
-    recase = ApiSettings().recase_names  # and the API's reading of lower-case questions
-    notes = ApiSettings().notes  # and, with SMFT_NOTES, the taught statements it finds put before each question
-    scoped = ApiSettings().memory_scope == "noted"  # and the memory read only for the questions that find one
+    api = ApiSettings()
+    recase = api.recase_names  # and the API's reading of lower-case questions
+    notes = api.notes  # and, with SMFT_NOTES, the taught statements it finds put before each question
+    scoped = api.memory_scope == "noted"  # and the memory read only for the questions that find one
+    contrast = api.note_contrast  # and answers with notes decoded against version 0 without them
     retrieval = None
     if args.method != "service":
         from bench.methods import parse_method_spec
@@ -230,7 +232,6 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         from bench.retrieval import Retriever
         from model.contrast import Contrast
 
-        contrast = ApiSettings().note_contrast  # and answers with notes decoded against their prompts without
         retrieval = functools.partial(Retriever, min_match=notes,
                                       contrast=Contrast(contrast) if contrast is not None else None)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
@@ -267,12 +268,12 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         run_key["notes_floor"] = "content words, a named subject held"  # since session 34 (model/notes.py)
         if scoped:
             run_key["memory_scope"] = "noted"
-        if ApiSettings().note_contrast is not None:  # since session 36 (model/contrast.py)
-            run_key["note_contrast"] = {"alpha": ApiSettings().note_contrast, "adaptive": True,
+        if contrast is not None:  # since session 36 (model/contrast.py)
+            run_key["note_contrast"] = {"alpha": contrast, "adaptive": True,
                                         "against": "version 0 without the notes", "amplified": "new words"}
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
           + f"; lower-case questions recased: {recase}; notes: {notes}; memory scope: "
-          f"{'noted' if scoped else 'all'}; note contrast: {ApiSettings().note_contrast}", file=sys.stderr)
+          f"{'noted' if scoped else 'all'}; note contrast: {contrast}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
                         forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
                         teach=args.method == "service", scoped=scoped and args.method == "service",
