@@ -173,18 +173,20 @@ def facts_of_kinds(n: int, seed: int, kinds: Sequence[str]) -> list[EvalFact]:
     return [f for f in stream if f.kind in wanted][:n]
 
 
-PEOPLE_SPLITS = ("dev", "test")
+PEOPLE_SPLITS = ("dev", "test", "fresh")
 
 
-def people_facts(split: str | None = None) -> list[EvalFact]:
-    """Statements written the way people post them (an office's move, a wifi password, a prize, a deadline: 36
-    frames, no two alike), each with the question a person asks, another wording, and the reversed question:
-    the generator's twelve templated relations are what the service was tuned on. "dev" holds the twelve
-    facts changes were tried on by hand; "test" the 24 written before any change was tried on them; None both."""
-    if split is not None and split not in PEOPLE_SPLITS:
-        raise ValueError(f"split must be one of {PEOPLE_SPLITS} or None, got {split!r}")
+def people_facts(splits: str | Sequence[str] | None = None) -> list[EvalFact]:
+    """Statements written the way people post them (an office's move, a wifi password, a prize, a deadline, a
+    standup's time: 72 frames, no two alike), each with the question a person asks, another wording, and the
+    reversed question: the generator's twelve templated relations are what the service was tuned on. "dev" holds
+    the twelve facts changes were tried on by hand; "test" the 24 written before any change was tried on them;
+    "fresh" 36 more written in session 37, after every change before it, and run only as committed; None: all."""
+    splits = (splits,) if isinstance(splits, str) else splits
+    if splits is not None and (unknown := set(splits) - set(PEOPLE_SPLITS)):
+        raise ValueError(f"splits must be among {PEOPLE_SPLITS}, got {sorted(unknown)}")
     text = (resources.files("bench") / "data" / "people.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [EvalFact(Fact(r["statement"], fact_id=f"people-{i}"), r["question"], r["answer"], f"people {r['split']}",
                      r["subject"], r["reworded"], r["reversed"])
-            for i, r in enumerate(rows) if split in (None, r["split"])]
+            for i, r in enumerate(rows) if splits is None or r["split"] in splits]

@@ -9,7 +9,6 @@ it records learning (taught questions answered: answer contained, token F1) and 
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -31,10 +30,11 @@ from tqdm import tqdm
 from bench import report
 from bench.facts import EvalFact
 from bench.methods import MethodSpec
-from bench.retrieval import Retriever
+from bench.retrieval import Retriever, noted_answers
 from bench.table_log import TableLog
 from model.config import QuestionWriter, StepSchedule
-from model.evaluation import contains_answer, generate_answers, mean_nll, token_f1
+from model.contrast import Contrast
+from model.evaluation import contains_answer, mean_nll, token_f1
 from model.facts import build_batch
 from model.learners import SparseMemoryLearner, TeachReport, teach
 from model.lm import MemoryLM
@@ -47,14 +47,6 @@ from model.statistics import SlotStats
 from worker.teaching import teach_facts
 
 log = logging.getLogger(__name__)
-
-Prompt = Callable[[str], str]  # a question -> the text before its answer
-UseMemory = Callable[[str], bool]  # a question -> whether its answer reads the memory (else version 0 answers)
-
-
-def _flags(use_memory: UseMemory | None, questions: Sequence[str]) -> list[bool] | None:
-    return [use_memory(q) for q in questions] if use_memory else None
-
 
 @dataclass(frozen=True)
 class Baseline:
@@ -138,10 +130,11 @@ def probe_scores(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: i
 
 
 def probe_hits(lm: MemoryLM, probe: Sequence[ProbeQuestion], max_new_tokens: int = 24,
-               prompt: Prompt | None = None, use_memory: UseMemory | None = None) -> tuple[float, list[bool]]:
-    """(mean F1, whether each question is answered) on the retention probe, from one generation."""
+               retriever: Retriever | None = None, scoped: bool = False) -> tuple[float, list[bool]]:
+    """(mean F1, whether each question is answered) on the retention probe, from one generation (with the notes
+    `retriever` finds: bench/retrieval.noted_answers)."""
     questions = [q.question for q in probe]
-    answers = generate_answers(lm, questions, max_new_tokens, prompt, _flags(use_memory, questions))
+    answers = noted_answers(lm, questions, max_new_tokens, retriever, scoped)
     scores = [max(token_f1(a, g) for g in (q.answer, *q.aliases)) for q, a in zip(probe, answers, strict=True)]
     return sum(scores) / len(scores), [q.correct(a) for q, a in zip(probe, answers, strict=True)]
 
@@ -155,28 +148,29 @@ def measure_baseline(lm: MemoryLM, probe: Sequence[ProbeQuestion], heldout: Sequ
     return baseline
 
 
-def answer_latency(lm: MemoryLM, questions: Sequence[str], prompt: Prompt | None = None, repeats: int = 5,
-                   use_memory: UseMemory | None = None) -> float:
+def answer_latency(lm: MemoryLM, questions: Sequence[str], retriever: Retriever | None = None, repeats: int = 5,
+                   scoped: bool = False) -> float:
     """Median seconds to answer one question asked alone (up to 32 tokens, as the checkpoint asks)."""
     times = []
     for question in questions[:repeats]:
         start = time.perf_counter()
-        generate_answers(lm, [question], 32, prompt, _flags(use_memory, [question]))
+        noted_answers(lm, [question], 32, retriever, scoped)
         times.append(time.perf_counter() - start)
     return report.percentile(times, 0.5)
 
 
 def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQuestion], heldout: Sequence[str],
-               baseline: Baseline, seconds: float, window: int | None = None, prompt: Prompt | None = None,
-               use_memory: UseMemory | None = None) -> Checkpoint:
+               baseline: Baseline, seconds: float, window: int | None = None, retriever: Retriever | None = None,
+               scoped: bool = False) -> Checkpoint:
     """Learning and forgetting now; with `window`, also the share answered of the first and of the most recent
-    `window` facts taught. `prompt` writes what goes before each answer (retrieval's notes); `use_memory` says
-    which questions' answers read the memory (default: all). The held-out NLL is the memory's own."""
+    `window` facts taught. Every question is asked with the notes `retriever` finds (and decoded against its
+    prompt without them where it asks for contrast); `scoped`: only the questions in the notes' scope read the
+    memory (bench/retrieval.noted_answers). The held-out NLL is the memory's own."""
     questions = [f.question for f in taught]
-    answers = generate_answers(lm, questions, 32, prompt, _flags(use_memory, questions))
+    answers = noted_answers(lm, questions, 32, retriever, scoped)
     hits = [contains_answer(a, f.answer) for a, f in zip(answers, taught, strict=True)]
     f1 = sum(token_f1(a, f.answer) for a, f in zip(answers, taught, strict=True)) / len(taught)
-    kept_f1, probe_answered = probe_hits(lm, probe, prompt=prompt, use_memory=use_memory)
+    kept_f1, probe_answered = probe_hits(lm, probe, retriever=retriever, scoped=scoped)
     nll_change = mean_nll(lm, heldout) / baseline.nll - 1
     first = recent = None
     if window:
@@ -185,7 +179,7 @@ def checkpoint(lm: MemoryLM, taught: Sequence[EvalFact], probe: Sequence[ProbeQu
                       seconds, probe_answered=sum(probe_answered) / len(probe), learned_first=first,
                       learned_recent=recent, missed=[i for i, hit in enumerate(hits) if not hit],
                       probe_missed=[i for i, hit in enumerate(probe_answered) if not hit],
-                      answer_seconds=answer_latency(lm, questions[-5:], prompt, use_memory=use_memory))
+                      answer_seconds=answer_latency(lm, questions[-5:], retriever, scoped=scoped))
 
 
 @dataclass(frozen=True)
@@ -215,7 +209,6 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
     lm = copy.deepcopy(v0)
     retriever = Retriever(spec.top_t, spec.min_match) if spec.method == "retrieval" else None
     learner = spec.learner(lm, stats) if retriever is None else None
-    prompt = functools.partial(retriever.prompt, lm.tokenizer) if retriever is not None else None
     facts = stream.facts
     result, trained, done = MethodResult(spec), 0.0, 0
     writers = RowWriters() if spec.memory_only else None
@@ -255,7 +248,7 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
         trained += taught.seconds
         if done // stream.eval_every > before // stream.eval_every or done == len(facts):
             point = checkpoint(lm, facts[:done], stream.probe, stream.heldout, stream.baseline, trained,
-                               window=stream.eval_every, prompt=prompt)
+                               window=stream.eval_every, retriever=retriever)
             result.checkpoints.append(replace(point, steps=result.steps))
             if progress is not None:
                 if tables is not None:
@@ -267,17 +260,22 @@ def run_method(v0: MemoryLM, stats: SlotStats, spec: MethodSpec, stream: Stream,
 
 
 def progress_file(progress_dir: Path, spec: MethodSpec) -> Path:
-    """Where a setting's progress is kept (its deltas in the folder of the same name beside it)."""
-    return progress_dir / (re.sub(r"[^\w.=-]+", "_", spec.label) + ".json")
+    """Where a setting's progress is kept (its deltas in the folder of the same name beside it). A label too long
+    for a file name (255 bytes) is cut, with a hash of the whole label so two settings never share a file."""
+    name = re.sub(r"[^\w.=-]+", "_", spec.label)
+    if len(name) > 250:
+        name = f"{name[:233]}_{hashlib.sha1(spec.label.encode()).hexdigest()[:16]}"
+    return progress_dir / (name + ".json")
 
 
 def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir: Path, min_match: float,
-                   scoped: bool = False) -> MethodResult:
+                   scoped: bool = False, contrast: float | None = None) -> MethodResult:
     """A memory setting's saved run asked again with notes: its table replayed checkpoint by checkpoint from the
     deltas the run saved (nothing trained, so the memory is exactly the run's) and at each, the taught statements
     BM25 finds above the floor `min_match` put into the prompt before the memory answers; `scoped`: a question
     that finds none and names nothing a taught fact names is answered without the memory (as version 0), as the
-    API's SMFT_MEMORY_SCOPE=noted does.
+    API's SMFT_MEMORY_SCOPE=noted does; `contrast`: an answer with notes is decoded against version 0 given its
+    prompt without them, at most this alpha (SMFT_NOTE_CONTRAST, model/contrast.py).
     Kept under the setting's label with the notes named, and resumed from there."""
     source = progress_file(progress_dir, spec)
     if not source.exists():
@@ -285,16 +283,14 @@ def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir:
     saved = MethodResult.from_dict(json.loads(source.read_text()))
     if saved.spec != spec:
         raise ValueError(f"{source} holds another setting: {saved.spec.label}")
-    noted = replace(spec, notes=min_match, scoped=scoped)
+    noted = replace(spec, notes=min_match, scoped=scoped, contrast=contrast)
     progress = progress_file(progress_dir, noted)
     result = MethodResult(noted, steps=saved.steps)
     if progress.exists() and (earlier := MethodResult.from_dict(json.loads(progress.read_text()))).spec == noted:
         result = earlier
     done = result.final.facts_taught if result.checkpoints else 0
     lm = copy.deepcopy(v0)
-    retriever = Retriever(NOTES, min_match)
-    prompt = functools.partial(retriever.prompt, lm.tokenizer)
-    use_memory = retriever.in_scope if scoped else None
+    retriever = Retriever(NOTES, min_match, Contrast(contrast) if contrast is not None else None)
     tables = TableLog(source.with_suffix(""), _stream_key(stream))
     after = 0
     for point in tqdm(saved.checkpoints, desc=noted.label, unit="checkpoint"):
@@ -305,7 +301,7 @@ def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir:
         if after <= done:
             continue
         asked = checkpoint(lm, stream.facts[:after], stream.probe, stream.heldout, stream.baseline, point.seconds,
-                           window=stream.eval_every, prompt=prompt, use_memory=use_memory)
+                           window=stream.eval_every, retriever=retriever, scoped=scoped)
         result.checkpoints.append(replace(asked, steps=point.steps))
         report.write_json(progress, result.as_dict())
     return result

@@ -44,6 +44,9 @@ class MethodSpec:
     notes: float | None = None
     # with notes: a question that finds none and names nothing taught is answered as version 0 (SMFT_MEMORY_SCOPE)
     scoped: bool = False
+    # with notes: an answer that has notes is decoded against version 0 given its prompt without them, at most this
+    # alpha (SMFT_NOTE_CONTRAST, model/contrast.py); None: the notes alone
+    contrast: float | None = None
     # Which run's files a report read it from, where one setting comes from several runs (another seed's stream):
     # shown in its title, never in its label (the resume key). Empty in the files runs write.
     run: str = ""
@@ -63,6 +66,8 @@ class MethodSpec:
                              f"{self.notes} for {self.method}")
         if self.scoped and self.notes is None:
             raise ValueError("a memory scoped by its notes needs notes")
+        if self.contrast is not None and (self.notes is None or self.contrast < 0):
+            raise ValueError(f"a note contrast needs notes and is >= 0, got {self.contrast}")
         if not 0 <= self.trained_slot_weight <= 1:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
 
@@ -72,7 +77,8 @@ class MethodSpec:
             return self._label
         # (short: the label names the progress file) since session 34 the floor counts content words and names
         scope = "; memory only if noted or named" if self.scoped else ""
-        return f"{self._label}, notes {self.notes:.0%}+ of content words and a name{scope}"
+        contrast = "" if self.contrast is None else f"; contrast {self.contrast:g}"
+        return f"{self._label}, notes {self.notes:.0%}+ of content words and a name{scope}{contrast}"
 
     @property
     def _label(self) -> str:

@@ -10,10 +10,13 @@ retrieval forgets. What a careful user adds, a floor on how much of the question
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from model.contrast import Contrast
+from model.evaluation import generate_answers
 from model.facts import Fact
+from model.lm import MemoryLM
 from model.notes import NOTES, Notes, unnoted
 from model.prompting import conversation_prompt
 
@@ -58,3 +61,15 @@ class Retriever:
         if self.contrast is None or not self._notes.chat(messages)[1]:
             return None
         return conversation_prompt(tokenizer, unnoted(messages))
+
+
+def noted_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int, retriever: Retriever | None = None,
+                  scoped: bool = False) -> list[str]:
+    """Plain questions in one batch, with the notes `retriever` finds before them (decoded against the prompt
+    without them where it asks for contrast); `scoped`: a question that finds no note and names nothing taught is
+    answered as version 0 (SMFT_MEMORY_SCOPE=noted)."""
+    if retriever is None:
+        return generate_answers(lm, questions, max_new_tokens)
+    return generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
+                            [retriever.in_scope(q) for q in questions] if scoped else None,
+                            [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions], retriever.contrast)

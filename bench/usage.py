@@ -17,7 +17,6 @@ of the retention probe still answered.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
 import random
@@ -27,9 +26,9 @@ from pathlib import Path
 
 from bench.facts import EvalFact, fictional_name
 from bench.report import write_json
-from bench.retrieval import Retriever
+from bench.retrieval import Retriever, noted_answers
 from model.documents import split_statements
-from model.evaluation import contains_answer, generate_answers
+from model.evaluation import contains_answer
 from model.facts import Fact
 from model.generation import SamplingParams, complete
 from model.learners import SparseMemoryLearner
@@ -134,17 +133,6 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
                               contrast=retriever and retriever.contrast,
                               use_memory=_in_scope(retriever, scoped, [last]) != [False]).text
     return out
-
-
-def noted_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int, retriever: Retriever | None = None,
-                  scoped: bool = False) -> list[str]:
-    """Plain questions in one batch with the notes `retriever` finds before them (decoded against the prompt
-    without them where it asks for contrast); `scoped`: see `replies`."""
-    if retriever is None:
-        return generate_answers(lm, questions, max_new_tokens)
-    return generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
-                            _in_scope(retriever, scoped, questions),
-                            [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions], retriever.contrast)
 
 
 def _in_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:

@@ -110,9 +110,13 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     stream = Stream(tuple(facts), tuple(probe), tuple(heldout), measure_baseline(v0, probe, heldout),
                     StepSchedule(steps=steps), every)
     if args.notes is not None:  # nothing trained: the saved runs' tables, asked again with notes
+        from service.settings import ApiSettings
+
+        contrast = ApiSettings().note_contrast  # as the API decodes an answer with notes (SMFT_NOTE_CONTRAST)
+        print(f"answers with notes decoded against version 0 without them: {contrast}", file=sys.stderr)
         try:
             for spec in specs:
-                ask_with_notes(v0, spec, stream, out / "progress", args.notes, args.scoped)
+                ask_with_notes(v0, spec, stream, out / "progress", args.notes, args.scoped, contrast)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--notes: {exc}") from exc
         results = read_results([out])  # with the runs themselves, asked without
@@ -238,6 +242,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
         n_facts, n_fixes, probe = 4, 2, probe[:16]
+    try:  # refused before version 0 is prepared (minutes)
+        facts = people_facts(None if args.people == "all" else args.people.split(",")) if args.people else \
+            generate_facts(n_facts, seed=args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"--people: {exc}") from exc
     out = Path(args.out)
     v0, stats = _version_zero(args)
     if not args.snapshot:  # saved, so another run (other SMFT_* settings) can start from the same version 0
@@ -245,8 +254,6 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
 
         out.mkdir(parents=True, exist_ok=True)
         print(f"version 0 saved as {save_snapshot(v0, stats, 0, out / 'v0.safetensors')}", file=sys.stderr)
-    facts = people_facts(None if args.people == "all" else args.people) if args.people else \
-        generate_facts(n_facts, seed=args.seed)
     if args.people and args.quick:
         facts = facts[:n_facts]
     fixes, neighbours = corrections(whole_probe, n_fixes, seed=args.seed)
@@ -266,6 +273,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     elif notes is not None:
         run_key["notes"] = notes
         run_key["notes_floor"] = "content words, a named subject held"  # since session 34 (model/notes.py)
+        run_key["notes_floor_names"] = "half where the note names all the question names"  # since session 37
         if scoped:
             run_key["memory_scope"] = "noted"
         if contrast is not None:  # since session 36 (model/contrast.py)
@@ -407,7 +415,8 @@ def register(sub: Any) -> None:
     lf.add_argument("--notes", type=float, metavar="MIN_MATCH",
                     help="train nothing: ask each --settings memory setting's saved run in --out again, its table "
                     "replayed checkpoint by checkpoint, with the taught statements BM25 finds holding this share of "
-                    "the question's content words (and its name: model/notes.py) put into the prompt (as SMFT_NOTES)")
+                    "the question's content words (and its name: model/notes.py) put into the prompt (as SMFT_NOTES), "
+                    "and decoded as SMFT_NOTE_CONTRAST says, as the API decodes an answer with notes")
     lf.add_argument("--scoped", action="store_true",
                     help="with --notes: a question that finds no note and names nothing a taught fact names is "
                     "answered without the memory, as version 0 answers it (as the service's SMFT_MEMORY_SCOPE=noted)")
@@ -451,9 +460,10 @@ def register(sub: Any) -> None:
     usage.add_argument("--device", default="cpu")
     usage.add_argument("--snapshot", help="a version-0 snapshot (default: prepare one now, as the worker would)")
     usage.add_argument("--facts", type=int, default=24, help="generated facts per form")
-    usage.add_argument("--people", choices=("dev", "test", "all"), help="instead of generated facts, the statements "
-                       "written as people post them (bench/data/people.jsonl): the twelve changes were tried on "
-                       "('dev'), the 24 held out ('test'), or all 36")
+    usage.add_argument("--people", metavar="SPLITS", help="instead of generated facts, the statements written as "
+                       "people post them (bench/data/people.jsonl), comma-separated splits: the twelve changes were "
+                       "tried on ('dev'), the 24 held out ('test'), 36 more written in session 37 ('fresh'), or "
+                       "'all' 72 (sessions 35-36's 'all' was dev,test)")
     usage.add_argument("--corrections", type=int, default=8, help="capitals version 0 knows, each taught anew")
     usage.add_argument("--seed", type=int, default=0)
     usage.add_argument("--quick", action="store_true", help="4 facts, 2 corrections, a probe sample: for tests")

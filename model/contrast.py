@@ -85,6 +85,7 @@ class ContrastProcessor(LogitsProcessor):
     def __init__(self, rows: Sequence[int], partners: Sequence[int], contrast: Contrast,
                  vocabulary: Vocabulary | None = None, temperature: float = 0.0, top_p: float = 1.0) -> None:
         self.rows, self.partners, self.contrast, self.vocabulary = list(rows), list(partners), contrast, vocabulary
+        self._on: tuple[torch.Tensor, torch.Tensor] | None = None  # the vocabulary's masks on the scores' device
         self.warpers = ([TemperatureLogitsWarper(temperature), *([TopPLogitsWarper(top_p)] if top_p < 1 else [])]
                         if temperature > 0 else [])
 
@@ -113,12 +114,19 @@ class ContrastProcessor(LogitsProcessor):
         """[rows, size] bool: the tokens each row scores with the notes alone, given the token it wrote last."""
         kept = torch.zeros(len(last), size, dtype=torch.bool, device=last.device)
         if self.vocabulary is not None:
-            v = self.vocabulary
-            n = min(size, len(v.glued))
-            inside = v.open.to(last.device)[last.clamp(max=len(v.open) - 1)] & (last < len(v.open))
-            kept[:, :n] = inside[:, None] & v.glued[:n].to(last.device)[None, :]
-            kept[:, list(v.ends)] = True
+            open_, glued = self._masks(last.device)
+            n = min(size, len(glued))
+            inside = open_[last.clamp(max=len(open_) - 1)] & (last < len(open_))
+            kept[:, :n] = inside[:, None] & glued[None, :n]
+            kept[:, list(self.vocabulary.ends)] = True
         return kept
+
+    def _masks(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vocabulary's two masks on the scores' device, moved there once per generation, not at every token."""
+        if self._on is None or self._on[0].device != device:
+            assert self.vocabulary is not None
+            self._on = (self.vocabulary.open.to(device), self.vocabulary.glued.to(device))
+        return self._on
 
 
 def _only(scores: torch.Tensor, picked: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:

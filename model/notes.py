@@ -12,7 +12,13 @@ note must hold at least `min_match` of the question's content words (stemmed; NL
 question words and auxiliaries among them, left out), and, where the question names something (a
 capitalised word past the first, or a number), its most particular name: "What river flows through
 London?" gets no note on the Wynket River though it holds two of its three words, and "Into which
-lake does the Miralnex River flow?" only the Miralnex River's, not every river's. Until session 33 the
+lake does the Miralnex River flow?" only the Miralnex River's, not every river's. Where a note names
+everything the question names (as names: "Elena", not the "new" of "our new head of finance" for "New
+Zealand"), half the share will do: people reword around the name ("Which city is Elena based in?" for "My
+sister Elena lives in Porto.", one word of three), and a name held as a name says which note is meant
+(session 37: of 72 people's reworded questions 7 miss their note against 22, and no probe question more
+finds a note; its cost is a question about a corrected country, "Which continent is Nigeria in?", finding
+the correction "The capital of Nigeria is Nexdraob.", which the model then misreads). Until session 33 the
 floor counted "what" and "did" as words, so "What did Mira Quell invent?" found no note in "Mira
 Quell invented the Zorblax engine" (2 of 5). Weighing the words by their IDF over the notes was
 tried and dropped: a word no note holds then weighs most, and the common ones of a reworded
@@ -63,8 +69,8 @@ class Notes:
         self.per_question = per_question
         self.min_match = min_match  # the share of the question's content words a note must hold
         self._posted: dict[str, tuple[str, ...]] = {}  # fact id -> its documents, as last added
-        # (fact id, statement) -> (note, document, its words)
-        self._pieces: dict[tuple[str, int], tuple[str, str, frozenset[str]]] = {}
+        # (fact id, statement) -> (note, document, its words, the names among them)
+        self._pieces: dict[tuple[str, int], tuple[str, str, frozenset[str], frozenset[str]]] = {}
         self._ids: list[tuple[str, int]] = []  # the index's documents, in order
         self._index: bm25s.BM25 | None = None
         self._stemmer = Stemmer.Stemmer("english")  # not thread-safe: used under the lock only
@@ -84,7 +90,8 @@ class Notes:
                 self._drop([fact_id])
                 self._posted[fact_id] = documents
                 for i, (note, document) in enumerate(zip(notes, documents, strict=True)):
-                    self._pieces[fact_id, i] = (note, document, frozenset(self._words([document])[0]))
+                    self._pieces[fact_id, i] = (note, document, frozenset(self._words([document])[0]),
+                                                self._named(document))
                 self._index = None  # built again on the next question: a thousand short documents take ms
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
@@ -124,26 +131,39 @@ class Notes:
                                   show_progress=False)
             found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
                                                  show_progress=False)
-            names = self._particular(self._names(question))
+            names = self._names(question)
+            particular = self._particular(names)
             out = []
             for i, score in zip(found[0], scores[0], strict=True):
                 key = self._ids[int(i)]
-                note, _, held = self._pieces[key]
-                if score > 0 and (not self.min_match or self._holds_enough(held, asked, names)):
+                note, _, held, named = self._pieces[key]
+                if score > 0 and (not self.min_match or self._holds_enough(held, named, asked, names, particular)):
                     out.append(Note(key[0], note))
             return out
 
-    def _holds_enough(self, held: frozenset[str], asked: set[str], names: set[str]) -> bool:
-        """The floor: the question's most particular name if it names anything, and `min_match` of its words."""
-        return (not names or bool(names & held)) and len(asked & held) >= self.min_match * len(asked)
+    def _holds_enough(self, held: frozenset[str], named: frozenset[str], asked: set[str], names: set[str],
+                      particular: set[str]) -> bool:
+        """The floor: the question's most particular name if it names anything, and `min_match` of its words; half
+        that share where the note names everything the question names (as names, not as a common word: "Which
+        city is Elena based in?" finds "My sister Elena lives in Porto.", "What is the capital of New Zealand?"
+        does not find "... our new head of finance.")."""
+        if particular and not particular & held:
+            return False
+        share = self.min_match / 2 if names and names <= named else self.min_match
+        return len(asked & held) >= share * len(asked)
 
     def _particular(self, names: set[str]) -> set[str]:
         """Of the question's names, those the fewest notes hold, among the ones any note holds ("Miralnex" of
         "Miralnex River", not "River", which every river's note holds); none held: all of them, so no note has
         one."""
-        held_by = {n: sum(n in held for _, _, held in self._pieces.values()) for n in names}
+        held_by = {n: sum(n in held for _, _, held, _ in self._pieces.values()) for n in names}
         fewest = min((c for c in held_by.values() if c), default=0)
         return {n for n, c in held_by.items() if c == fewest} if fewest else names
+
+    def _named(self, document: str) -> frozenset[str]:
+        """A note's names as the index holds them: its capitalised words, the first one too ("Elena" of "Elena
+        lives in Porto"; an opening "The" or "Our" is a stop word), and numbers."""
+        return frozenset(self._words([" ".join(key_terms(document) | set(document.split()[:1]))])[0])
 
     def _names(self, question: str) -> set[str]:
         """The question's names as the index holds them: capitalised words past the first (or a first word that is a
@@ -159,7 +179,7 @@ class Notes:
         """Whether the question names something a live fact's statements name (see `find` for names)."""
         with self._lock:
             names = self._names(question)
-            return bool(names) and any(names & held for _, _, held in self._pieces.values())
+            return bool(names) and any(names & held for _, _, held, _ in self._pieces.values())
 
     def _words(self, texts: Sequence[str], ids: bool = False):
         """The texts' words as the index counts them (lower case, stop words left out, stemmed): lists of words,

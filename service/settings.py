@@ -42,7 +42,7 @@ class ApiSettings(CommonSettings):
         "also put the taught statements that hold at least this share of a question's content words, and its most "
         "particular name if it names any (BM25, up to 3), into its prompt, beside the memory (model/notes.py); "
         "'off': the memory alone"))
-    note_contrast: float | None = Field(1.0, ge=0, description=(
+    note_contrast: float | None = Field(2.0, ge=0, description=(
         "an answer with notes is decoded against version 0 given the prompt without them, what the notes and the "
         "memory add amplified by up to this much where the two disagree, for each new word (adaptive context-aware "
         "decoding, model/contrast.py); 'off': decoded with the notes alone"))

@@ -140,17 +140,20 @@ def real_v0(tmp_path_factory):
     return lm, stats, report, path
 
 
-def record_answers(monkeypatch, module) -> tuple[list[str], dict[str, bool]]:
+def record_answers(monkeypatch, module) -> tuple[list[str], dict[str, bool], dict[str, bool]]:
     """Patch `module.generate_answers` (the real one still answers) to record every prompt it writes and, per
-    question, whether its answer read the memory."""
+    question, whether its answer read the memory and whether it was decoded against a partner without notes."""
     prompts: list[str] = []
     read_memory: dict[str, bool] = {}
+    contrasted: dict[str, bool] = {}
     generate = module.generate_answers
 
-    def recorded(lm, questions, n, prompt=None, use_memory=None, *args, **kwargs):
+    def recorded(lm, questions, n, prompt=None, use_memory=None, unnoted=None, contrast=None, *args, **kwargs):
         prompts.extend(prompt(q) for q in questions if prompt is not None)
         read_memory.update(zip(questions, use_memory or [True] * len(questions), strict=True))
-        return generate(lm, questions, n, prompt, use_memory, *args, **kwargs)
+        contrasted.update((q, contrast is not None and p is not None)
+                          for q, p in zip(questions, unnoted or [None] * len(questions), strict=True))
+        return generate(lm, questions, n, prompt, use_memory, unnoted, contrast, *args, **kwargs)
 
     monkeypatch.setattr(module, "generate_answers", recorded)
-    return prompts, read_memory
+    return prompts, read_memory, contrasted

@@ -156,6 +156,7 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     """`--notes`: nothing trained; each checkpoint's table replayed from the run's deltas (so the held-out NLL is
     the run's own) and asked with the taught statements BM25 finds in the prompt; kept beside the run, resumed."""
     import bench.learn_forget as learn_forget
+    import bench.retrieval as retrieval
     from bench.facts import generate_facts
     from bench.learn_forget import Baseline, Stream, ask_with_notes, progress_file, read_results, run_method
     from bench.methods import parse_method_spec
@@ -176,7 +177,7 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     run = run_method(lm, stats, spec, stream, progress_file(progress, spec))
 
     monkeypatch.setattr(learn_forget, "teach_facts", lambda *a, **k: pytest.fail("taught instead of replayed"))
-    prompts, read_memory = record_answers(monkeypatch, learn_forget)
+    prompts, read_memory, contrasted = record_answers(monkeypatch, retrieval)
     noted = ask_with_notes(lm, spec, stream, progress, 0.0)
     assert noted.spec.notes == 0.0 and noted.spec.label.startswith(spec.label)
     assert "notes 0%+ of content words and a name" in noted.spec.label
@@ -186,7 +187,7 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     assert run.final.nll_change != 0.0  # (which teaching moved)
     for fact in stream.facts[:4]:  # asked at the first checkpoint with its own statement among the notes
         assert any(fact.question in p and f"- {fact.fact.text}" in p for p in prompts)
-    assert all(read_memory.values())
+    assert all(read_memory.values()) and not any(contrasted.values())
 
     scoped = ask_with_notes(lm, spec, stream, progress, 0.5, scoped=True)  # the memory only where a note is found
     assert scoped.spec.scoped and scoped.spec.label.endswith("; memory only if noted or named")
@@ -194,10 +195,16 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     assert all(read_memory[f.question] for f in stream.facts)  # each taught question finds its note
     assert not any(read_memory[q.question] for q in stream.probe)  # real capitals find no fictional fact's
 
+    contrasted.clear()  # as the API decodes an answer with notes: against version 0 without them
+    trusted = ask_with_notes(lm, spec, stream, progress, 0.5, scoped=True, contrast=1.0)
+    assert trusted.spec.contrast == 1.0 and trusted.spec.label.endswith("; memory only if noted or named; contrast 1")
+    assert [c.nll_change for c in trusted.checkpoints] == [c.nll_change for c in run.checkpoints]
+    assert all(contrasted[f.question] for f in stream.facts) and not any(contrasted[q.question] for q in stream.probe)
+
     monkeypatch.setattr(learn_forget, "checkpoint", lambda *a, **k: pytest.fail("asked again instead of resumed"))
     assert ask_with_notes(lm, spec, stream, progress, 0.0) == noted
-    assert {(r.spec.notes, r.spec.scoped) for r in read_results([tmp_path / "run"])} == \
-        {(None, False), (0.0, False), (0.5, True)}  # the run and its notes, apart
+    assert {(r.spec.notes, r.spec.scoped, r.spec.contrast) for r in read_results([tmp_path / "run"])} == \
+        {(None, False, None), (0.0, False, None), (0.5, True, None), (0.5, True, 1.0)}  # the run and its notes, apart
     with pytest.raises(ValueError, match="notes go with the memory"):
         parse_method_spec("retrieval").__class__("retrieval", 0.0, notes=0.5)
 
@@ -478,7 +485,7 @@ def test_retrieval_puts_the_statements_that_match_a_question_before_it(tiny_lm):
 
 
 def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_lm, monkeypatch):
-    import bench.learn_forget as learn_forget
+    import bench.retrieval as retrieval
     from bench.facts import generate_facts
     from bench.learn_forget import Baseline, Stream, run_method
     from bench.methods import parse_method_spec
@@ -492,7 +499,7 @@ def test_retrieval_trains_nothing_and_answers_with_the_notes_in_the_prompt(tiny_
     assert parse_method_spec("retrieval:0.5").label.endswith("holding 50%+ of the question's words")
     with pytest.raises(ValueError, match="MIN_MATCH"):
         parse_method_spec("retrieval:2")
-    prompts, _ = record_answers(monkeypatch, learn_forget)
+    prompts, _, _ = record_answers(monkeypatch, retrieval)
     facts = generate_facts(3, seed=4)
     stream = Stream(tuple(facts), tuple(read_probe()[:2]), tuple(corpus.heldout_texts),
                     Baseline(1.0, mean_nll(lm, corpus.heldout_texts)), StepSchedule(steps=2), eval_every=3)

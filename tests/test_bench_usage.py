@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from bench import usage
+from bench import retrieval, usage
 from bench.facts import generate_facts, people_facts
 from bench.report import usage_tables
 from model.evaluation import contains_answer
@@ -46,15 +46,18 @@ def test_every_generated_fact_s_golds_are_whole_names_its_statement_holds():
 
 
 def test_people_s_statements_carry_their_golds_and_keep_the_held_out_ones_apart():
-    dev, test, both = people_facts("dev"), people_facts("test"), people_facts()
-    assert (len(dev), len(test)) == (12, 24) and both == dev + test
-    assert len({f.fact.text for f in both}) == 36 and len({f.fact.fact_id for f in both}) == 36
-    for fact in both:  # bare statements, each way of asking with a gold the statement holds
+    dev, test, fresh, every = people_facts("dev"), people_facts("test"), people_facts("fresh"), people_facts()
+    assert (len(dev), len(test), len(fresh)) == (12, 24, 36) and every == dev + test + fresh
+    assert people_facts(["dev", "test"]) == dev + test
+    assert len({f.fact.text for f in every}) == 72 and len({f.fact.fact_id for f in every}) == 72
+    for fact in every:  # bare statements, each way of asking with a gold the statement holds
         assert not fact.fact.paraphrases and fact.answer in fact.fact.text and fact.subject in fact.fact.text
         assert len({fact.question, fact.reworded, fact.reversed}) == 3
         assert all(q.endswith("?") for q in (fact.question, fact.reworded, fact.reversed))
     with pytest.raises(ValueError, match="split"):
         people_facts("train")
+    with pytest.raises(ValueError, match="split"):
+        people_facts(["dev", "tset"])
 
 
 def test_corrections_contradict_capitals_version_0_knows_and_keep_the_others_as_neighbours():
@@ -120,7 +123,7 @@ def test_retrieval_teaches_nothing_and_puts_the_notes_into_every_way_of_asking(t
                            retrieval=Retriever, teach=True)
     assert both[0].batches == 2 and both[0].steps == 4 and both[0].explained is not None  # taught as well
 
-    _, read_memory = record_answers(monkeypatch, usage)
+    _, read_memory, _ = record_answers(monkeypatch, retrieval)
     usage.run_usage(lm, stats, WorkerSettings(batch_facts=2, steps=2), facts, fixes, neighbours[:4], read_probe()[:4],
                     tmp_path / "scoped", {"method": "service, scoped"}, forms=usage.FORMS[1:2],
                     retrieval=functools.partial(Retriever, min_match=0.5), teach=True, scoped=True)

@@ -117,8 +117,11 @@ def test_a_question_no_note_matches_is_answered_as_version_0(service):
         asked = {"question": "Which engine did Mira Quell invent?", "min_version": learned, "max_new_tokens": 4}
         noted = scoped.client.post("/v1/query", json={**asked, "explain": True}).json()
         assert noted["read_memory"] and noted["notes"][0]["id"] == a
-        named = scoped.client.post("/v1/query", json={**asked, "question": "Who wrote the Zorblax anthem?"}).json()
-        assert named["notes"] == [] and named["read_memory"]  # no note, but a taught fact's name
+        # one word of four and a name the note lacks: no note (a note naming all the question's names takes half the
+        # words, model/notes.py), but a taught fact's name, so the memory answers
+        named = scoped.client.post("/v1/query",
+                                   json={**asked, "question": "Who sang the Zorblax anthem in 1990?"}).json()
+        assert named["notes"] == [] and named["read_memory"]
         assert every.client.post("/v1/query", json={**far, "min_version": learned}).json()["read_memory"]
         chat = scoped.client.post("/v1/chat/completions", json={
             "messages": [{"role": "user", "content": far["question"]}], "model": "smft", "max_tokens": 8,
