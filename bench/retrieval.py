@@ -71,5 +71,10 @@ def noted_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int, r
     if retriever is None:
         return generate_answers(lm, questions, max_new_tokens)
     return generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
-                            [retriever.in_scope(q) for q in questions] if scoped else None,
+                            in_scope_flags(retriever, scoped, questions),
                             [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions], retriever.contrast)
+
+
+def in_scope_flags(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
+    """With `scoped`, whether each question's answer reads the memory (as SMFT_MEMORY_SCOPE=noted); else None."""
+    return [retriever.in_scope(q) for q in questions] if scoped and retriever is not None else None

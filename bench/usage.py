@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.facts import EvalFact, fictional_name
 from bench.report import write_json
-from bench.retrieval import Retriever, noted_answers
+from bench.retrieval import Retriever, in_scope_flags, noted_answers
 from model.documents import split_statements
 from model.evaluation import contains_answer
 from model.facts import Fact
@@ -131,13 +131,8 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
             messages = retriever.chat(messages) if retriever is not None else messages
             out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params, unnoted=plain_chat,
                               contrast=retriever and retriever.contrast,
-                              use_memory=_in_scope(retriever, scoped, [last]) != [False]).text
+                              use_memory=in_scope_flags(retriever, scoped, [last]) != [False]).text
     return out
-
-
-def _in_scope(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:
-    """With `scoped`, whether each question's answer reads the memory (as SMFT_MEMORY_SCOPE=noted)."""
-    return [retriever.in_scope(q) for q in questions] if scoped and retriever is not None else None
 
 
 def probe_answered(lm: MemoryLM, probe: Sequence[ProbeQuestion], retriever: Retriever | None = None,
@@ -185,7 +180,7 @@ def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[Eval
     question out of the memory's scope (the memory is not read)."""
     hits = 0
     for fact in facts:
-        if _in_scope(retriever, scoped, [fact.question]) == [False]:
+        if in_scope_flags(retriever, scoped, [fact.question]) == [False]:
             continue
         post = next((p.fact_id for p in taught if fact.fact.text in p.text), None)
         prompt = retriever.prompt(lm.tokenizer, fact.question) if retriever is not None else None
