@@ -269,13 +269,14 @@ def progress_file(progress_dir: Path, spec: MethodSpec) -> Path:
 
 
 def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir: Path, min_match: float,
-                   scoped: bool = False, contrast: float | None = None) -> MethodResult:
+                   scoped: bool = False, contrast: float | None = None, grounding: bool = False) -> MethodResult:
     """A memory setting's saved run asked again with notes: its table replayed checkpoint by checkpoint from the
     deltas the run saved (nothing trained, so the memory is exactly the run's) and at each, the taught statements
     BM25 finds above the floor `min_match` put into the prompt before the memory answers; `scoped`: a question
     that finds none and names nothing a taught fact names is answered without the memory (as version 0), as the
     API's SMFT_MEMORY_SCOPE=noted does; `contrast`: an answer with notes is decoded against version 0 given its
-    prompt without them, at most this alpha (SMFT_NOTE_CONTRAST, model/contrast.py).
+    prompt without them, at most this alpha (SMFT_NOTE_CONTRAST, model/contrast.py); `grounding`: one that took
+    nothing from its notes is made again without them (SMFT_NOTE_GROUNDING).
     Kept under the setting's label with the notes named, and resumed from there."""
     source = progress_file(progress_dir, spec)
     if not source.exists():
@@ -283,14 +284,14 @@ def ask_with_notes(v0: MemoryLM, spec: MethodSpec, stream: Stream, progress_dir:
     saved = MethodResult.from_dict(json.loads(source.read_text()))
     if saved.spec != spec:
         raise ValueError(f"{source} holds another setting: {saved.spec.label}")
-    noted = replace(spec, notes=min_match, scoped=scoped, contrast=contrast)
+    noted = replace(spec, notes=min_match, scoped=scoped, contrast=contrast, grounding=grounding)
     progress = progress_file(progress_dir, noted)
     result = MethodResult(noted, steps=saved.steps)
     if progress.exists() and (earlier := MethodResult.from_dict(json.loads(progress.read_text()))).spec == noted:
         result = earlier
     done = result.final.facts_taught if result.checkpoints else 0
     lm = copy.deepcopy(v0)
-    retriever = Retriever(NOTES, min_match, Contrast(contrast) if contrast is not None else None)
+    retriever = Retriever(NOTES, min_match, Contrast(contrast) if contrast is not None else None, grounding)
     tables = TableLog(source.with_suffix(""), _stream_key(stream))
     after = 0
     for point in tqdm(saved.checkpoints, desc=noted.label, unit="checkpoint"):

@@ -47,6 +47,8 @@ class MethodSpec:
     # with notes: an answer that has notes is decoded against version 0 given its prompt without them, at most this
     # alpha (SMFT_NOTE_CONTRAST, model/contrast.py); None: the notes alone
     contrast: float | None = None
+    # with notes: an answer that took nothing from its notes is made again without them (SMFT_NOTE_GROUNDING)
+    grounding: bool = False
     # Which run's files a report read it from, where one setting comes from several runs (another seed's stream):
     # shown in its title, never in its label (the resume key). Empty in the files runs write.
     run: str = ""
@@ -68,6 +70,8 @@ class MethodSpec:
             raise ValueError("a memory scoped by its notes needs notes")
         if self.contrast is not None and (self.notes is None or self.contrast < 0):
             raise ValueError(f"a note contrast needs notes and is >= 0, got {self.contrast}")
+        if self.grounding and self.notes is None:
+            raise ValueError("grounding an answer in its notes needs notes")
         if not 0 <= self.trained_slot_weight <= 1:
             raise ValueError(f"trained_slot_weight must be in [0, 1], got {self.trained_slot_weight}")
 
@@ -78,7 +82,8 @@ class MethodSpec:
         # (short: the label names the progress file) since session 34 the floor counts content words and names
         scope = "; memory only if noted or named" if self.scoped else ""
         contrast = "" if self.contrast is None else f"; contrast {self.contrast:g}"
-        return f"{self._label}, notes {self.notes:.0%}+ of content words and a name{scope}{contrast}"
+        grounding = "; grounded" if self.grounding else ""
+        return f"{self._label}, notes {self.notes:.0%}+ of content words and a name{scope}{contrast}{grounding}"
 
     @property
     def _label(self) -> str:

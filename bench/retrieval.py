@@ -11,10 +11,10 @@ retrieval forgets. What a careful user adds, a floor on how much of the question
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from model.contrast import Contrast
-from model.evaluation import generate_answers
+from model.evaluation import again_without_notes, generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
 from model.notes import NOTES, Notes, unnoted
@@ -24,10 +24,12 @@ from model.prompting import conversation_prompt
 class Retriever:
     """The taught facts in the notes' index (model/notes.py: a BM25 document per statement)."""
 
-    def __init__(self, notes: int = NOTES, min_match: float = 0.0, contrast: Contrast | None = None) -> None:
+    def __init__(self, notes: int = NOTES, min_match: float = 0.0, contrast: Contrast | None = None,
+                 grounding: bool = False) -> None:
         self._notes = Notes(notes, min_match)
         self.notes_per_question = notes
         self.contrast = contrast  # answers with notes decoded against their prompts without (as SMFT_NOTE_CONTRAST)
+        self.grounding = grounding  # one that took nothing from its notes made again without (SMFT_NOTE_GROUNDING)
 
     def add(self, facts: Sequence[Fact]) -> None:
         for fact in facts:  # numbered here: a bench's posts may share an id
@@ -36,6 +38,12 @@ class Retriever:
     def retrieve(self, question: str) -> list[str]:
         """The notes whose facts share words with the question, best first."""
         return [n.text for n in self._notes.find(question)]
+
+    def grounded(self, question: str) -> Callable[[str], bool] | None:
+        """With `grounding` and notes for the question: whether an answer took from them (model/notes.py)."""
+        if not self.grounding or not (notes := self._notes.find(question)):
+            return None
+        return self._notes.grounding(question, notes)
 
     def in_scope(self, question: str) -> bool:
         """Whether the memory answers the question with SMFT_MEMORY_SCOPE=noted: a note is found for it, or it names
@@ -66,13 +74,18 @@ class Retriever:
 def noted_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int, retriever: Retriever | None = None,
                   scoped: bool = False) -> list[str]:
     """Plain questions in one batch, with the notes `retriever` finds before them (decoded against the prompt
-    without them where it asks for contrast); `scoped`: a question that finds no note and names nothing taught is
+    without them where it asks for contrast; with its `grounding`, an answer that took nothing from them made
+    again without them); `scoped`: a question that finds no note and names nothing taught is
     answered as version 0 (SMFT_MEMORY_SCOPE=noted)."""
     if retriever is None:
         return generate_answers(lm, questions, max_new_tokens)
-    return generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
-                            in_scope_flags(retriever, scoped, questions),
-                            [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions], retriever.contrast)
+    use_memory = in_scope_flags(retriever, scoped, questions)
+    answers = generate_answers(lm, questions, max_new_tokens, functools.partial(retriever.prompt, lm.tokenizer),
+                               use_memory, [retriever.unnoted_prompt(lm.tokenizer, q) for q in questions],
+                               retriever.contrast)
+    again = again_without_notes(lm, answers, questions, [retriever.grounded(q) for q in questions], max_new_tokens,
+                                use_memory)  # as the API's SMFT_NOTE_GROUNDING
+    return [answer if other is None else other for answer, other in zip(answers, again, strict=True)]
 
 
 def in_scope_flags(retriever: Retriever | None, scoped: bool, questions: Sequence[str]) -> list[bool] | None:

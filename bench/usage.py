@@ -124,14 +124,17 @@ def replies(lm: MemoryLM, asks: Sequence[str | list[dict[str, str]]], names: Tau
     for i, text in zip(plain, noted_answers(lm, questions, MAX_NEW_TOKENS, retriever, scoped), strict=True):
         out[i] = text
     params = SamplingParams(MAX_NEW_TOKENS)
-    for i, messages in enumerate(asks):
-        if not isinstance(messages, str):
-            last = messages[last_user_turn(messages)]["content"]
-            plain_chat = retriever and retriever.unnoted_chat(lm.tokenizer, messages)
-            messages = retriever.chat(messages) if retriever is not None else messages
-            out[i] = complete(lm, conversation_prompt(lm.tokenizer, messages), params, unnoted=plain_chat,
-                              contrast=retriever and retriever.contrast,
-                              use_memory=in_scope_flags(retriever, scoped, [last]) != [False]).text
+    for i, chat in enumerate(asks):
+        if isinstance(chat, str):
+            continue
+        last = chat[last_user_turn(chat)]["content"]
+        noted = retriever.chat(chat) if retriever is not None else chat
+        out[i] = complete(lm, conversation_prompt(lm.tokenizer, noted), params,
+                          unnoted=retriever and retriever.unnoted_chat(lm.tokenizer, chat),
+                          contrast=retriever and retriever.contrast,
+                          use_memory=in_scope_flags(retriever, scoped, [last]) != [False],
+                          grounded=retriever and retriever.grounded(last),
+                          plain=conversation_prompt(lm.tokenizer, chat)).text
     return out
 
 
@@ -186,8 +189,10 @@ def explained_by_its_post(lm: MemoryLM, ledger: RowWriters, facts: Sequence[Eval
         prompt = retriever.prompt(lm.tokenizer, fact.question) if retriever is not None else None
         plain = retriever.unnoted_prompt(lm.tokenizer, fact.question) if retriever is not None else None
         contrast = retriever.contrast if retriever is not None else None
-        sources, _ = ledger.attribute(
-            answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt, plain, contrast)[1], top=1)
+        text, contributions = answer_contributions(lm, fact.question, MAX_NEW_TOKENS, prompt, plain, contrast)
+        if (grounded := retriever and retriever.grounded(fact.question)) is not None and not grounded(text):
+            contributions = answer_contributions(lm, fact.question, MAX_NEW_TOKENS)[1]  # as the API explains it
+        sources, _ = ledger.attribute(contributions, top=1)
         hits += bool(sources) and sources[0].fact_id == post
     return hits / len(facts)
 

@@ -112,11 +112,13 @@ def cmd_bench_learn_forget(args: argparse.Namespace) -> int:
     if args.notes is not None:  # nothing trained: the saved runs' tables, asked again with notes
         from service.settings import ApiSettings
 
-        contrast = ApiSettings().note_contrast  # as the API decodes an answer with notes (SMFT_NOTE_CONTRAST)
-        print(f"answers with notes decoded against version 0 without them: {contrast}", file=sys.stderr)
+        api = ApiSettings()  # as the API decodes an answer with notes (SMFT_NOTE_CONTRAST, SMFT_NOTE_GROUNDING)
+        contrast, grounding = api.note_contrast, api.note_grounding
+        print(f"answers with notes decoded against version 0 without them: {contrast}; made again without them "
+              f"where they took nothing from them: {grounding}", file=sys.stderr)
         try:
             for spec in specs:
-                ask_with_notes(v0, spec, stream, out / "progress", args.notes, args.scoped, contrast)
+                ask_with_notes(v0, spec, stream, out / "progress", args.notes, args.scoped, contrast, grounding)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--notes: {exc}") from exc
         results = read_results([out])  # with the runs themselves, asked without
@@ -220,6 +222,7 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
     notes = api.notes  # and, with SMFT_NOTES, the taught statements it finds put before each question
     scoped = api.memory_scope == "noted"  # and the memory read only for the questions that find one
     contrast = api.note_contrast  # and answers with notes decoded against version 0 without them
+    grounding = api.note_grounding  # and one that took nothing from its notes made again without them
     retrieval = None
     if args.method != "service":
         from bench.methods import parse_method_spec
@@ -237,7 +240,8 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         from model.contrast import Contrast
 
         retrieval = functools.partial(Retriever, min_match=notes,
-                                      contrast=Contrast(contrast) if contrast is not None else None)
+                                      contrast=Contrast(contrast) if contrast is not None else None,
+                                      grounding=grounding)
     whole_probe = read_probe()  # corrections pick from all of it; --quick measures retention on a sample
     n_facts, n_fixes, probe = args.facts, args.corrections, whole_probe
     if args.quick:
@@ -279,9 +283,11 @@ def cmd_bench_usage(args: argparse.Namespace) -> int:
         if contrast is not None:  # since session 36 (model/contrast.py)
             run_key["note_contrast"] = {"alpha": contrast, "adaptive": True,
                                         "against": "version 0 without the notes", "amplified": "new words"}
+        if grounding:  # since session 38 (model/notes.py)
+            run_key["note_grounding"] = "an answer taking no word from its notes made again without them"
     print("teaching as the worker does: " + ", ".join(f"{k} {v}" for k, v in teaching.items())
           + f"; lower-case questions recased: {recase}; notes: {notes}; memory scope: "
-          f"{'noted' if scoped else 'all'}; note contrast: {contrast}", file=sys.stderr)
+          f"{'noted' if scoped else 'all'}; note contrast: {contrast}; note grounding: {grounding}", file=sys.stderr)
     results = run_usage(v0, stats, settings, facts, fixes, neighbours, probe, out / "progress", run_key,
                         forms=args.forms or FORMS, recase=recase, retrieval=retrieval,
                         teach=args.method == "service", scoped=scoped and args.method == "service",

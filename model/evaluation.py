@@ -105,6 +105,22 @@ def generate_answers(lm: MemoryLM, questions: Sequence[str], max_new_tokens: int
             for row in generate_answer_ids(lm, questions, max_new_tokens, prompt, use_memory, unnoted, contrast, stop)]
 
 
+def again_without_notes(lm: MemoryLM, answers: Sequence[str], questions: Sequence[str],
+                        grounded: Sequence[Callable[[str], bool] | None], max_new_tokens: int | Sequence[int] = 32,
+                        use_memory: Sequence[bool] | None = None) -> list[str | None]:
+    """For each answer made with notes that its `grounded` rejects (it took nothing from them, model/notes.py),
+    the answer to its question asked without them, all in one batch; None where the answer stands."""
+    limits = [max_new_tokens] * len(answers) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    redo = [i for i, (answer, check) in enumerate(zip(answers, grounded, strict=True))
+            if check is not None and not check(answer)]
+    again = generate_answers(lm, [questions[i] for i in redo], [limits[i] for i in redo],
+                             use_memory=use_memory and [use_memory[i] for i in redo])
+    out: list[str | None] = [None] * len(answers)
+    for i, answer in zip(redo, again, strict=True):
+        out[i] = answer
+    return out
+
+
 @torch.no_grad()
 def mean_nll(lm: MemoryLM, texts: Sequence[str], max_tokens: int = 256, batch_size: int = 8) -> float:
     """Mean negative log-likelihood per predicted token over `texts`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextStreamer
@@ -33,6 +33,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (end of answer or a stop string) or "length"
+    set_aside: bool = False  # the answer with notes took nothing from them: made again without them
 
 
 class StopFilter:
@@ -88,13 +89,45 @@ class _Until(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-@torch.no_grad()
 def complete(lm: MemoryLM, prompt: str, params: SamplingParams, on_text: Callable[[str], None] | None = None,
              cancelled: threading.Event | None = None, unnoted: str | None = None,
-             contrast: Contrast | None = None, use_memory: bool = True) -> Completion:
+             contrast: Contrast | None = None, use_memory: bool = True,
+             grounded: Callable[[str], bool] | None = None, plain: str | None = None) -> Completion:
     """Continue `prompt` (already in the chat template); `on_text` receives the text as it is made. With
     `contrast` and `unnoted` (the prompt without its notes), decoded against version 0 given `unnoted`
-    (model/contrast.py); `use_memory` False: answered as version 0 (the memory read adds nothing)."""
+    (model/contrast.py); `use_memory` False: answered as version 0 (the memory read adds nothing).
+    With `grounded` and `plain` (the chat as asked, without notes): an answer `grounded` rejects (it took
+    nothing from its notes, model/notes.py) is made again from `plain`; its text is held back until its whole
+    words are seen to take from the notes, so a client never sees the answer that was set aside."""
+    if grounded is None or plain is None:
+        return _complete(lm, prompt, params, on_text, cancelled, unnoted, contrast, use_memory)
+    held: list[str] = []
+    passing = False
+
+    def hold(text: str) -> None:
+        nonlocal passing
+        if not passing:
+            held.append(text)
+            said = "".join(held)
+            whole = said if not said or said[-1].isspace() else said[:max(said.rfind(" "), 0)]
+            if not grounded(whole):
+                return
+            passing, text = True, said
+        if on_text is not None:
+            on_text(text)
+
+    done = _complete(lm, prompt, params, hold, cancelled, unnoted, contrast, use_memory)
+    if grounded(done.text) or (cancelled is not None and cancelled.is_set()):
+        if not passing and held and on_text is not None:
+            on_text("".join(held))
+        return done
+    return replace(_complete(lm, plain, params, on_text, cancelled, use_memory=use_memory), set_aside=True)
+
+
+@torch.no_grad()
+def _complete(lm: MemoryLM, prompt: str, params: SamplingParams, on_text: Callable[[str], None] | None = None,
+              cancelled: threading.Event | None = None, unnoted: str | None = None,
+              contrast: Contrast | None = None, use_memory: bool = True) -> Completion:
     tok = lm.tokenizer
     pieces: list[str] = []
 

@@ -32,7 +32,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         store = RedisStore.connect(redis_url, settings.namespace)
         engine = Engine(settings, store, settings.batch_window_ms, settings.max_batch, settings.max_generations,
                         settings.recase_names, settings.notes, settings.memory_scope == "noted",
-                        settings.note_contrast)
+                        settings.note_contrast, settings.note_grounding)
         try:
             store.ensure_group()  # the worker creates it too; an API may start while Redis is away
         except UNAVAILABLE as exc:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from model.contrast import Contrast
-from model.evaluation import generate_answers
+from model.evaluation import again_without_notes, generate_answers
 from model.prompting import as_written, chat_prompt
 from worker.errors import NotReadyError
 from worker.replica import MemoryReplica
@@ -28,11 +29,13 @@ class _Request:
     prompt: str | None = None  # the text before the answer, where it is not the question alone (notes)
     unnoted: str | None = None  # with notes and SMFT_NOTE_CONTRAST: the prompt without them (model/contrast.py)
     use_memory: bool = True  # False: answered as version 0 (a question out of the memory's scope)
+    grounded: Callable[[str], bool] | None = None  # with notes: whether the answer took from them (model/notes.py)
     done: threading.Event = field(default_factory=threading.Event)
     text: str = ""
     version: int = -1
     generate_s: float = 0.0
     batch_size: int = 0
+    set_aside: bool = False  # the answer with notes took nothing from them: answered again without them
     error: BaseException | None = None
 
 
@@ -46,12 +49,14 @@ class QueryBatcher:
         self._thread.start()
 
     def answer(self, question: str, max_new_tokens: int, prompt: str | None = None,
-               use_memory: bool = True, unnoted: str | None = None) -> _Request:
+               use_memory: bool = True, unnoted: str | None = None,
+               grounded: Callable[[str], bool] | None = None) -> _Request:
         """Block until the question is answered; returns the filled request (text, version, timings). `prompt`:
         the whole text before the answer (default: the question in the chat template); `use_memory`: False
         answers it as version 0 (in the same batch as the others); `unnoted`: the prompt without its notes,
-        to decode against with the batcher's contrast."""
-        request = _Request(question, max_new_tokens, prompt, unnoted, use_memory)
+        to decode against with the batcher's contrast; `grounded`: an answer it rejects is made again from the
+        question alone, in one more generation for the batch."""
+        request = _Request(question, max_new_tokens, prompt, unnoted, use_memory, grounded)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -87,11 +92,14 @@ class QueryBatcher:
                     version = self.replica.version
                     tokenizer = self.replica.lm.tokenizer
                     prompts = [r.prompt or chat_prompt(tokenizer, r.question) for r in batch]
-                    texts = generate_answers(self.replica.lm, prompts, [r.max_new_tokens for r in batch],
-                                             prompt=as_written, use_memory=[r.use_memory for r in batch],
+                    limits, use_memory = [r.max_new_tokens for r in batch], [r.use_memory for r in batch]
+                    texts = generate_answers(self.replica.lm, prompts, limits, prompt=as_written, use_memory=use_memory,
                                              unnoted=[r.unnoted for r in batch], contrast=self.contrast)
-                for request, text in zip(batch, texts, strict=True):
-                    request.text, request.version = text, version
+                    again = again_without_notes(self.replica.lm, texts, [r.question for r in batch],
+                                                [r.grounded for r in batch], limits, use_memory)
+                for request, text, other in zip(batch, texts, again, strict=True):
+                    request.text = text if other is None else other
+                    request.version, request.set_aside = version, other is not None
             except BaseException as exc:  # every waiter gets the error; the loop goes on
                 for request in batch:
                     request.error = exc

@@ -45,12 +45,14 @@ class Answer:
     unattributed: float = 0.0  # with explain: the memory's share that no live fact accounts for
     notes: tuple[Note, ...] = ()  # the taught statements put before the question (SMFT_NOTES)
     read_memory: bool = True  # False: answered as version 0, out of the memory's scope (SMFT_MEMORY_SCOPE=noted)
+    set_aside: tuple[Note, ...] = ()  # notes found but left out: the answer with them took nothing from them
 
 
 class Engine:
     def __init__(self, settings: CommonSettings, store: RedisStore, batch_window_ms: float = 5.0,
                  max_batch: int = 8, max_generations: int = 32, recase_names: bool = True,
-                 notes: float | None = None, scoped: bool = False, contrast: float | None = None) -> None:
+                 notes: float | None = None, scoped: bool = False, contrast: float | None = None,
+                 grounding: bool = False) -> None:
         self.store = store
         self.gate = GenerationGate(max_generations)  # callers hold it around answer() and complete()
         self.replica = MemoryReplica(settings.model, settings.device, settings.snapshot_dir, self.store)
@@ -70,6 +72,7 @@ class Engine:
         # fact names; the others are answered as version 0 (a table of zeros: the base model), so what was taught
         # cannot leak into them.
         self.scoped = scoped and self.notes is not None
+        self.grounding = grounding  # an answer that took nothing from its notes is made again without them
         self._live_version = -1  # the version whose live facts `names` and `notes` hold
         self._live_retry_at = 0.0  # after Redis failed to give the texts: not before this (monotonic)
         self._live_lock = threading.Lock()
@@ -230,6 +233,10 @@ class Engine:
         assert self.replica.lm is not None
         return conversation_prompt(self.replica.lm.tokenizer, unnoted(messages))
 
+    def _grounded(self, question: str, notes: Sequence[Note]) -> Callable[[str], bool] | None:
+        """With SMFT_NOTE_GROUNDING and notes: what says whether an answer took from them (model/notes.py)."""
+        return self.notes.grounding(question, notes) if self.grounding and notes and self.notes is not None else None
+
     def _reads_memory(self, question: str, notes: Sequence[Note]) -> bool:
         """Whether the question, for which the notes found `notes`, is answered by the memory (see `scoped`)."""
         return not self.scoped or (self.notes is not None and self.notes.in_scope(question, notes))
@@ -239,9 +246,10 @@ class Engine:
         question = self.recased(question)
         prompt, plain, notes = self._prompt(question)
         use_memory = self._reads_memory(question, notes)
-        done = self.batcher.answer(question, max_new_tokens, prompt, use_memory, plain)
-        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size, notes=notes,
-                      read_memory=use_memory)
+        done = self.batcher.answer(question, max_new_tokens, prompt, use_memory, plain, self._grounded(question, notes))
+        return Answer(done.text, done.version, waited * 1000, done.generate_s * 1000, done.batch_size,
+                      notes=() if done.set_aside else notes, read_memory=use_memory,
+                      set_aside=notes if done.set_aside else ())
 
     def explain(self, question: str, max_new_tokens: int, min_version: int = -1, wait_s: float = 0.0,
                 top: int = 5) -> Answer:
@@ -251,19 +259,23 @@ class Engine:
         question = self.recased(question)
         prompt, plain, notes = self._prompt(question)
         use_memory = self._reads_memory(question, notes)
+        set_aside: tuple[Note, ...] = ()
         start = time.perf_counter()
         with self.replica.lock:
             lm = self.replica.lm
             assert lm is not None
             if use_memory:
                 text, contributions = answer_contributions(lm, question, max_new_tokens, prompt, plain, self.contrast)
+                if (grounded := self._grounded(question, notes)) is not None and not grounded(text):
+                    text, contributions = answer_contributions(lm, question, max_new_tokens)
+                    notes, set_aside = (), notes
                 sources, unattributed = self.replica.writers.attribute(contributions, top)
             else:  # out of the memory's scope: no taught fact's rows are read
                 text = generate_answers(lm, [question], max_new_tokens, use_memory=[False])[0]
                 sources, unattributed = [], 0.0
             version = self.replica.version
         return Answer(text, version, waited * 1000, (time.perf_counter() - start) * 1000, 1, sources, unattributed,
-                      notes, use_memory)
+                      notes, use_memory, set_aside)
 
     def complete(self, messages: list[dict[str, str]], params: SamplingParams,
                  on_text: Callable[[str], None] | None = None,
@@ -279,6 +291,8 @@ class Engine:
         use_memory = self._reads_memory(recased[last]["content"] if last is not None else "", notes)
         prompt = conversation_prompt(lm.tokenizer, noted)
         plain = self._unnoted(recased) if notes else None
+        grounded = self._grounded(recased[last]["content"], notes) if last is not None else None
+        as_asked = conversation_prompt(lm.tokenizer, recased) if grounded is not None else None
         with self.replica.lock:
-            return (complete(lm, prompt, params, on_text, cancelled, plain, self.contrast, use_memory),
-                    self.replica.version)
+            return (complete(lm, prompt, params, on_text, cancelled, plain, self.contrast, use_memory, grounded,
+                             as_asked), self.replica.version)

@@ -150,6 +150,9 @@ class QueryResponse(BaseModel):
     explanation: Explanation | None = Field(None, description="with explain: where the answer came from")
     notes: list[NoteUsed] = Field(default_factory=list, description=(
         "with SMFT_NOTES: the taught statements put before the question, best match first"))
+    notes_set_aside: list[NoteUsed] = Field(default_factory=list, description=(
+        "with SMFT_NOTE_GROUNDING: the notes found for the question but left out, since the answer with them took "
+        "nothing from them (it was answered again without them)"))
     read_memory: bool = Field(True, description=(
         "whether the answer read the memory; with SMFT_MEMORY_SCOPE=noted a question no note is found for is "
         "answered as version 0 (the model before any fact was taught)"))

@@ -46,6 +46,10 @@ class ApiSettings(CommonSettings):
         "an answer with notes is decoded against version 0 given the prompt without them, what the notes and the "
         "memory add amplified by up to this much where the two disagree, for each new word (adaptive context-aware "
         "decoding, model/contrast.py); 'off': decoded with the notes alone"))
+    note_grounding: bool = Field(True, description=(
+        "an answer with notes that takes nothing from them (no word of theirs its question does not hold) misread "
+        "them, and is made again without them, as a question that finds no note is (model/notes.py); a streamed "
+        "answer with notes is held back until it takes from them"))
     memory_scope: Literal["all", "noted"] = Field("noted", description=(
         "which questions the memory answers: 'noted', those SMFT_NOTES finds a note for or that name something a "
         "taught fact names, the others as version 0 (the model before any fact was taught) answers them, so "

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from model.evaluation import generate_answers
+from model.prompting import as_written
 from service.batcher import QueryBatcher
 
 QUESTIONS = ["Who invented the engine?", "Where does the river flow?", "How many times does the fox jump?",
@@ -43,3 +44,20 @@ def test_an_error_reaches_every_waiter_and_the_batcher_goes_on(tiny_lm):
         assert batcher.answer("Who?", 3).version == 0
     finally:
         batcher.close()
+
+
+def test_an_answer_its_check_rejects_is_made_again_from_the_question_alone(tiny_lm):
+    lm, _, _ = tiny_lm
+    replica = SimpleNamespace(lm=lm, version=3, lock=threading.RLock())
+    batcher = QueryBatcher(replica, window_ms=200, max_batch=8)
+    noted = "The sea"  # the whole text before the answer, notes and all: the tiny model says "sea sea ..."
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            rejected = pool.submit(batcher.answer, QUESTIONS[0], 8, noted, True, None, lambda answer: False)
+            kept = pool.submit(batcher.answer, QUESTIONS[1], 8, noted, True, None, lambda answer: True)
+            rejected, kept = rejected.result(), kept.result()
+    finally:
+        batcher.close()
+    assert rejected.set_aside and rejected.text == generate_answers(lm, [QUESTIONS[0]], 8)[0]
+    assert not kept.set_aside and kept.text == generate_answers(lm, [noted], 8, prompt=as_written)[0]
+    assert rejected.text != kept.text

@@ -160,6 +160,7 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     from bench.facts import generate_facts
     from bench.learn_forget import Baseline, Stream, ask_with_notes, progress_file, read_results, run_method
     from bench.methods import parse_method_spec
+    from model import evaluation
     from model.config import StepSchedule
     from model.evaluation import mean_nll
     from model.probe import read_probe
@@ -201,10 +202,21 @@ def test_a_saved_run_asked_with_notes_is_its_own_table_with_the_notes_before_eac
     assert [c.nll_change for c in trusted.checkpoints] == [c.nll_change for c in run.checkpoints]
     assert all(contrasted[f.question] for f in stream.facts) and not any(contrasted[q.question] for q in stream.probe)
 
+    redone: list[str] = []  # as the API's SMFT_NOTE_GROUNDING: an answer taking nothing from its notes asked again
+    again = evaluation.again_without_notes
+    monkeypatch.setattr(retrieval, "again_without_notes", lambda lm, answers, questions, grounded, *a: (
+        redone.extend(q for q, g in zip(questions, grounded, strict=True) if g is not None),
+        again(lm, answers, questions, grounded, *a))[1])
+    grounded = ask_with_notes(lm, spec, stream, progress, 0.5, scoped=True, contrast=1.0, grounding=True)
+    assert grounded.spec.grounding and grounded.spec.label.endswith("; contrast 1; grounded")
+    assert set(redone) >= {f.question for f in stream.facts}  # every taught question has notes to check against
+
     monkeypatch.setattr(learn_forget, "checkpoint", lambda *a, **k: pytest.fail("asked again instead of resumed"))
     assert ask_with_notes(lm, spec, stream, progress, 0.0) == noted
-    assert {(r.spec.notes, r.spec.scoped, r.spec.contrast) for r in read_results([tmp_path / "run"])} == \
-        {(None, False, None), (0.0, False, None), (0.5, True, None), (0.5, True, 1.0)}  # the run and its notes, apart
+    assert {(r.spec.notes, r.spec.scoped, r.spec.contrast, r.spec.grounding)
+            for r in read_results([tmp_path / "run"])} == {(None, False, None, False), (0.0, False, None, False),
+                                                           (0.5, True, None, False), (0.5, True, 1.0, False),
+                                                           (0.5, True, 1.0, True)}  # the run and its notes, apart
     with pytest.raises(ValueError, match="notes go with the memory"):
         parse_method_spec("retrieval").__class__("retrieval", 0.0, notes=0.5)
 

@@ -44,3 +44,33 @@ def test_sampling_with_a_seed_is_reproducible(tiny_lm):
     lm, _, _ = tiny_lm
     params = SamplingParams(max_new_tokens=10, temperature=1.0, seed=7)
     assert complete(lm, "Once upon a time", params) == complete(lm, "Once upon a time", params)
+
+
+def test_an_answer_that_takes_nothing_from_its_notes_is_made_again_without_them_and_never_streamed(tiny_lm):
+    lm, _, _ = tiny_lm
+    noted, plain = "The sea", "A document"  # the tiny model says "sea sea ..." to one, "ntnt..." to the other
+    params = SamplingParams(max_new_tokens=12)
+    with_notes, without = complete(lm, noted, params), complete(lm, plain, params)
+    assert with_notes.text != without.text  # the tiny model's answers differ, so the test can tell them apart
+
+    streamed: list[str] = []
+    kept = complete(lm, noted, params, streamed.append, grounded=lambda answer: True, plain=plain)
+    assert kept == with_notes and "".join(streamed).strip() == with_notes.text and not kept.set_aside
+
+    streamed.clear()
+    seen: list[str] = []
+
+    def rejects(answer: str) -> bool:
+        seen.append(answer)
+        return False
+
+    redone = complete(lm, noted, params, streamed.append, grounded=rejects, plain=plain)
+    assert redone.text == without.text and redone.set_aside
+    assert "".join(streamed).strip() == without.text  # the set-aside answer never reached the client
+    assert seen[-1] == with_notes.text  # judged on the whole answer at the end
+
+    streamed.clear()
+    late = complete(lm, noted, params, streamed.append, grounded=lambda answer: answer.split().count("sea") > 2,
+                    plain=plain)
+    assert late == with_notes and "".join(streamed).strip() == with_notes.text  # held back, then all of it
+    assert len(streamed) > 1  # and streamed from the third whole "sea" on

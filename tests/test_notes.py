@@ -73,12 +73,32 @@ def test_a_note_naming_everything_the_question_names_needs_half_the_words():
         Note("f", "Priya Raman is our new head of finance.")]
 
 
+def test_an_answer_is_grounded_when_it_takes_a_word_of_its_notes_its_question_does_not_hold():
+    notes = Notes(min_match=0.6)
+    fix = Note("n", "The capital of Nigeria is Nexdraob.")
+    continent = notes.grounding("Which continent is Nigeria in?", [fix])
+    assert not continent("Nigeria is a continent.")  # misread: nothing of the note but the question's own name
+    assert not continent("Nigeria is in West Africa.")  # right, but not from the note either
+    assert notes.grounding("What is the capital of Nigeria?", [fix])("The capital of Nigeria is Nexdraob.")
+    assert notes.grounding("Who is the capitol's architect in Nigeria?", [fix])("The capitals are Nexdraob's.")  # stems
+    backups = notes.grounding("What time are the databases backed up?", [Note("b", "Backups run nightly at 2 am.")])
+    assert backups("At 2 am.")  # a lone digit counts; "am" is a stop word
+    assert not backups("At midnight.")
+    both = notes.grounding("Who sings?", [Note("a", "Ana Lind sings."), Note("b", "Bo Ek plays drums.")])
+    assert both("Bo Ek does.")  # any of the notes
+    starling = Note("s", "The Starling app's support email is help@starling.io.")
+    assert notes.grounding("Which app has the support email help@starling.io?", [starling])("Starling.")  # all asked
+
+
 def test_a_question_mentions_what_a_live_fact_names():
     notes = Notes(min_match=0.6)
     notes.add("q", "The Zorblax engine was invented by Mira Quell in 1931.")
     assert notes.mentions("Who wrote the music of the Zorblax anthem?")  # no note (1 word of 4), but its name
     assert notes.mentions("What happened in 1931?")
     assert not notes.mentions("What is the capital of Peru?") and not notes.mentions("what did mira quell invent")
+    notes.add("f", "Priya Raman is our new head of finance.")
+    assert not notes.mentions("What is the capital of New Zealand?")  # "new" is held, but not as a name
+    assert notes.mentions("Is Priya Raman in today?")  # the first word is a name
     notes.keep_only([])
     assert not notes.mentions("Who invented the Zorblax engine?")  # undone
 

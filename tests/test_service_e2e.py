@@ -1,5 +1,6 @@
 """End to end on the tiny model: real redis-server, real worker and API processes, real HTTP."""
 
+import json
 import re
 import signal
 import time
@@ -8,6 +9,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from model.notes import Note, Notes
 from model.snapshot import MemoryDelta
 from tests.browser import DomIndex, rendered_dom
 from tests.processes import Api, running_service, start_worker, stop, wait_status
@@ -73,13 +75,16 @@ def test_the_api_puts_the_live_statements_before_a_question_and_drops_an_undone_
     a = teach(api, "Mira Quell invented the Zorblax engine.")
     learned = wait_status(api, a, "learned")["version"]
     asked = {"question": "Which engine did Mira Quell invent?", "min_version": learned, "max_new_tokens": 4}
+    note = [{"id": a, "text": "Mira Quell invented the Zorblax engine."}]
     noted, bare = api, Api({**env, "SMFT_NOTES": "off"}, log)  # notes are on by default
+    ungrounded = Api({**env, "SMFT_NOTE_GROUNDING": "false"}, log)
     try:
         bare.wait_ready()
+        ungrounded.wait_ready()
         assert bare.client.post("/v1/query", json=asked).json()["notes"] == []
         q = noted.client.post("/v1/query", json=asked)
         assert q.status_code == 200, q.text
-        assert q.json()["notes"] == [{"id": a, "text": "Mira Quell invented the Zorblax engine."}]
+        assert q.json()["notes"] == note and q.json()["notes_set_aside"] == []  # "Mir Zorblax engine.": grounded
         explained = noted.client.post("/v1/query", json={**asked, "explain": True}).json()
         assert explained["notes"] == q.json()["notes"] and explained["answer"] == q.json()["answer"]
         far = noted.client.post("/v1/query", json={**asked, "question": "What is the capital of Peru?"})
@@ -93,12 +98,30 @@ def test_the_api_puts_the_live_statements_before_a_question_and_drops_an_undone_
         assert [li.attrs["data-fact"] for li in dom.inside("notes", "li")] == [a]  # the page lists the note
         assert "hidden" not in dom.by_id("notes").attrs
 
+        # One token, "Mir": an answer that takes no word of its note (SMFT_NOTE_GROUNDING, the default) is made
+        # again without it, as asked without notes (the memory read, as it is with them)
+        short = {**asked, "max_new_tokens": 1}
+        kept = ungrounded.client.post("/v1/query", json=short).json()
+        assert kept["notes"] == note and not Notes().grounding(short["question"], [Note(a, note[0]["text"])])(
+            kept["answer"])
+        for how in ({}, {"explain": True}):
+            redone = noted.client.post("/v1/query", json={**short, **how}).json()
+            assert redone["notes"] == [] and redone["notes_set_aside"] == note
+            assert redone["answer"] == bare.client.post("/v1/query", json=short).json()["answer"]
+        chat = {"messages": [{"role": "user", "content": short["question"]}], "model": "smft", "max_tokens": 1}
+        streamed = noted.client.post("/v1/chat/completions", json={**chat, "stream": True})
+        pieces = [json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+                  for line in streamed.text.splitlines() if line.startswith("data: {")]
+        assert "".join(pieces) == bare.client.post("/v1/chat/completions", json=chat).json()[
+            "choices"][0]["message"]["content"]  # the client sees only the answer made again
+
         assert api.client.delete(f"/v1/facts/{a}").status_code == 202
         undone = wait_status(api, a, "undone")["undone_version"]
         after = noted.client.post("/v1/query", json={**asked, "min_version": undone}).json()
         assert after["memory_version"] >= undone and after["notes"] == []  # gone with the fact's rows
     finally:
         bare.stop()
+        ungrounded.stop()
 
 
 def test_a_question_no_note_matches_is_answered_as_version_0(service):

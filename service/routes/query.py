@@ -63,7 +63,8 @@ async def query(req: QueryRequest, settings: SettingsDep, engine: EngineDep, sto
                          timings=Timings(wait_ms=total - answer.generate_ms, generate_ms=answer.generate_ms,
                                          total_ms=total, batch_size=answer.batch_size),
                          explanation=explanation, notes=[NoteUsed(id=n.fact_id, text=n.text) for n in answer.notes],
-                         read_memory=answer.read_memory)
+                         read_memory=answer.read_memory,
+                         notes_set_aside=[NoteUsed(id=n.fact_id, text=n.text) for n in answer.set_aside])
 
 
 async def _explanation(store: RedisStore, answer: Answer) -> Explanation:
