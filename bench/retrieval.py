@@ -11,13 +11,13 @@ retrieval forgets. What a careful user adds, a floor on how much of the question
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from model.contrast import Contrast
 from model.evaluation import again_without_notes, generate_answers
 from model.facts import Fact
 from model.lm import MemoryLM
-from model.notes import NOTES, Notes, unnoted
+from model.notes import NOTES, Grounded, Notes, unnoted
 from model.prompting import conversation_prompt
 
 
@@ -39,7 +39,7 @@ class Retriever:
         """The notes whose facts share words with the question, best first."""
         return [n.text for n in self._notes.find(question)]
 
-    def grounded(self, question: str) -> Callable[[str], bool] | None:
+    def grounded(self, question: str) -> Grounded | None:
         """With `grounding` and notes for the question: whether an answer took from them (model/notes.py)."""
         if not self.grounding or not (notes := self._notes.find(question)):
             return None

@@ -12,11 +12,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from model.contrast import Contrast
 from model.evaluation import again_without_notes, generate_answers
+from model.notes import Grounded
 from model.prompting import as_written, chat_prompt
 from worker.errors import NotReadyError
 from worker.replica import MemoryReplica
@@ -29,7 +29,7 @@ class _Request:
     prompt: str | None = None  # the text before the answer, where it is not the question alone (notes)
     unnoted: str | None = None  # with notes and SMFT_NOTE_CONTRAST: the prompt without them (model/contrast.py)
     use_memory: bool = True  # False: answered as version 0 (a question out of the memory's scope)
-    grounded: Callable[[str], bool] | None = None  # with notes: whether the answer took from them (model/notes.py)
+    grounded: Grounded | None = None  # with notes: whether the answer took from them (model/notes.py)
     done: threading.Event = field(default_factory=threading.Event)
     text: str = ""
     version: int = -1
@@ -50,7 +50,7 @@ class QueryBatcher:
 
     def answer(self, question: str, max_new_tokens: int, prompt: str | None = None,
                use_memory: bool = True, unnoted: str | None = None,
-               grounded: Callable[[str], bool] | None = None) -> _Request:
+               grounded: Grounded | None = None) -> _Request:
         """Block until the question is answered; returns the filled request (text, version, timings). `prompt`:
         the whole text before the answer (default: the question in the chat template); `use_memory`: False
         answers it as version 0 (in the same batch as the others); `unnoted`: the prompt without its notes,

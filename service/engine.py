@@ -19,7 +19,7 @@ from model.contrast import Contrast
 from model.evaluation import generate_answers
 from model.generation import Completion, SamplingParams, complete
 from model.loading import load_tokenizer
-from model.notes import Note, Notes, unnoted
+from model.notes import Grounded, Note, Notes, unnoted
 from model.prompting import conversation_prompt, last_user_turn
 from model.provenance import Source, answer_contributions
 from model.recasing import TaughtNames, typed_in_lower_case
@@ -233,7 +233,7 @@ class Engine:
         assert self.replica.lm is not None
         return conversation_prompt(self.replica.lm.tokenizer, unnoted(messages))
 
-    def _grounded(self, question: str, notes: Sequence[Note]) -> Callable[[str], bool] | None:
+    def _grounded(self, question: str, notes: Sequence[Note]) -> Grounded | None:
         """With SMFT_NOTE_GROUNDING and notes: what says whether an answer took from them (model/notes.py)."""
         return self.notes.grounding(question, notes) if self.grounding and notes and self.notes is not None else None
 
