@@ -52,12 +52,17 @@ from model.prompting import conversation_prompt, last_user_turn
 from model.questions import key_terms
 
 NOTES = 3  # statements put into the prompt, at most
+FOUND_KEPT = 4096  # questions whose notes are kept until the notes change
 BRIEFLY = "Answer the question briefly."
 SYSTEM = BRIEFLY + " These notes may help:\n{notes}"
 # NLTK's English stop words (question words and auxiliaries among them) and the words of a request
 STOP_WORDS = (*STOPWORDS_EN_PLUS, "could", "would", "may", "might", "must", "shall", "tell", "please", "also")
 _STOP = frozenset(STOP_WORDS)
 _WORD = re.compile(r"\w+")
+# A closed question ("Is the standup at 9?") is answered by a yes or a no, which takes no word from its notes
+_CLOSED = frozenset({"am", "is", "are", "was", "were", "do", "does", "did", "can", "could", "has", "have", "had",
+                     "will", "would", "should", "shall", "may", "might", "must"})
+_YES_NO = re.compile(r"\W*(yes|no)\b", re.IGNORECASE)
 Grounded = Callable[[str], bool]  # whether an answer took something from the notes before its question
 
 
@@ -83,6 +88,8 @@ class Notes:
         self._pieces: dict[tuple[str, int], tuple[str, str, frozenset[str], frozenset[str]]] = {}
         self._ids: list[tuple[str, int]] = []  # the index's documents, in order
         self._index: bm25s.BM25 | None = None
+        self._found: dict[str, list[Note]] = {}  # question -> its notes, until the notes change: each answer path
+        # (prompt, prompt without notes, scope, grounding) asks for them
         self._stemmer = Stemmer.Stemmer("english")  # not thread-safe: used under the lock only
         self._lock = threading.RLock()  # an API's threads ask while its follower brings the facts up to date
 
@@ -102,7 +109,7 @@ class Notes:
                 for i, (note, document) in enumerate(zip(notes, documents, strict=True)):
                     self._pieces[fact_id, i] = (note, document, frozenset(self._words([document])[0]),
                                                 self._named(document))
-                self._index = None  # built again on the next question: a thousand short documents take ms
+                self._index, self._found = None, {}  # built again when asked: ms for a thousand
 
     def keep_only(self, fact_ids: Iterable[str]) -> None:
         live = set(fact_ids)
@@ -115,7 +122,7 @@ class Notes:
             for fact_id in gone:
                 del self._posted[fact_id]
             self._pieces = {key: piece for key, piece in self._pieces.items() if key[0] not in gone}
-            self._index = None
+            self._index, self._found = None, {}
 
     def sync(self, live: Iterable[str],
              statements_of: Callable[[Sequence[str]], Sequence[Sequence[str] | None]]) -> None:
@@ -130,6 +137,14 @@ class Notes:
 
     def find(self, question: str) -> list[Note]:
         """The notes BM25 ranks first for the question, best first, those under the floor (`min_match`) left out."""
+        with self._lock:
+            if question not in self._found:
+                if len(self._found) >= FOUND_KEPT:  # a service's questions do not repeat much: a bound, not an LRU
+                    self._found.clear()
+                self._found[question] = self._find(question)
+            return list(self._found[question])
+
+    def _find(self, question: str) -> list[Note]:
         with self._lock:
             asked = set(self._words([question])[0])
             if not asked or not self._pieces:
@@ -198,9 +213,13 @@ class Notes:
         """What says whether an answer given `notes` before `question` took something from them: a word of
         theirs (stemmed, stop words left out, a lone digit kept: "2 am") that the question does not hold. Notes
         whose every word the question holds ("Which app has the support email help@starling.io?" and "The
-        Starling app's support email is help@starling.io.") leave nothing to tell by: every answer stands."""
+        Starling app's support email is help@starling.io.") leave nothing to tell by: every answer stands. A closed
+        question's yes or no stands too ("Is the standup at 9?" -> "Yes."): made again without its notes, it would
+        be the model's guess."""
         new = self._terms(" ".join(n.text for n in notes)) - self._terms(question)
-        return lambda answer: not new or not new.isdisjoint(self._terms(answer))
+        closed = question.split(maxsplit=1)[0].lower() in _CLOSED if question.strip() else False
+        return lambda answer: (not new or (closed and _YES_NO.match(answer) is not None)
+                               or not new.isdisjoint(self._terms(answer)))
 
     def _terms(self, text: str) -> set[str]:
         words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]

@@ -88,6 +88,10 @@ def test_an_answer_is_grounded_when_it_takes_a_word_of_its_notes_its_question_do
     assert both("Bo Ek does.")  # any of the notes
     starling = Note("s", "The Starling app's support email is help@starling.io.")
     assert notes.grounding("Which app has the support email help@starling.io?", [starling])("Starling.")  # all asked
+    standup = notes.grounding("Is the standup at 9?", [Note("s", "Our daily standup is at 9:30 in room Juniper.")])
+    assert standup("Yes.") and standup("No, it is at 9:30.") and standup("yes, at 9:30")  # a closed question's yes/no
+    assert not standup("The standup is at 9.")  # not a yes or a no: it must take from the note as any answer
+    assert not notes.grounding("What is the standup?", [Note("s", "Our standup is at 9:30.")])("Yes.")  # not closed
 
 
 def test_a_question_mentions_what_a_live_fact_names():
@@ -139,3 +143,15 @@ def test_the_notes_go_into_the_chats_own_system_turn_or_a_new_one(tiny_lm):
     assert plain[1:] == chat[1:] and plain[0]["content"] == f"Be brief.\n\n{BRIEFLY}"
     assert noted[0]["content"].startswith(plain[0]["content"]) and ZORBLAX not in plain[0]["content"]
     assert unnoted(chat[1:]) == [{"role": "system", "content": BRIEFLY}, *chat[1:]]
+
+
+def test_the_notes_found_for_a_question_follow_every_change_of_the_notes():
+    notes = Notes(min_match=0.6)
+    notes.add("a", "My sister Elena lives in Porto.")
+    assert notes.find("Where does Elena live?") == [Note("a", "My sister Elena lives in Porto.")]
+    notes.add("a", "My sister Elena lives in Braga.")  # the same fact posted again, changed
+    assert notes.find("Where does Elena live?") == [Note("a", "My sister Elena lives in Braga.")]
+    notes.keep_only([])
+    assert notes.find("Where does Elena live?") == []
+    notes.add("b", "Elena Ruiz lives in Lima.")
+    assert notes.find("Where does Elena live?") == [Note("b", "Elena Ruiz lives in Lima.")]
