@@ -144,27 +144,26 @@ class Notes:
                 self._found[question] = self._find(question)
             return list(self._found[question])
 
-    def _find(self, question: str) -> list[Note]:
-        with self._lock:
-            asked = set(self._words([question])[0])
-            if not asked or not self._pieces:
-                return []
-            if self._index is None:
-                self._ids = list(self._pieces)
-                self._index = bm25s.BM25()
-                self._index.index(self._words([self._pieces[key][1] for key in self._ids], ids=True),
-                                  show_progress=False)
-            found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
-                                                 show_progress=False)
-            names = self._names(question)
-            particular = self._particular(names)
-            out = []
-            for i, score in zip(found[0], scores[0], strict=True):
-                key = self._ids[int(i)]
-                note, _, held, named = self._pieces[key]
-                if score > 0 and (not self.min_match or self._holds_enough(held, named, asked, names, particular)):
-                    out.append(Note(key[0], note))
-            return out
+    def _find(self, question: str) -> list[Note]:  # under find's lock
+        asked = set(self._words([question])[0])
+        if not asked or not self._pieces:
+            return []
+        if self._index is None:
+            self._ids = list(self._pieces)
+            self._index = bm25s.BM25()
+            self._index.index(self._words([self._pieces[key][1] for key in self._ids], ids=True),
+                              show_progress=False)
+        found, scores = self._index.retrieve([list(asked)], k=min(self.per_question, len(self._ids)),
+                                             show_progress=False)
+        names = self._names(question)
+        particular = self._particular(names)
+        out = []
+        for i, score in zip(found[0], scores[0], strict=True):
+            key = self._ids[int(i)]
+            note, _, held, named = self._pieces[key]
+            if score > 0 and (not self.min_match or self._holds_enough(held, named, asked, names, particular)):
+                out.append(Note(key[0], note))
+        return out
 
     def _holds_enough(self, held: frozenset[str], named: frozenset[str], asked: set[str], names: set[str],
                       particular: set[str]) -> bool:
@@ -217,7 +216,8 @@ class Notes:
         question's yes or no stands too ("Is the standup at 9?" -> "Yes."): made again without its notes, it would
         be the model's guess."""
         new = self._terms(" ".join(n.text for n in notes)) - self._terms(question)
-        closed = question.split(maxsplit=1)[0].lower() in _CLOSED if question.strip() else False
+        opening = question.split(maxsplit=1)[:1]
+        closed = bool(opening) and opening[0].lower() in _CLOSED
         return lambda answer: (not new or (closed and _YES_NO.match(answer) is not None)
                                or not new.isdisjoint(self._terms(answer)))
 
